@@ -1,0 +1,144 @@
+"""A real Apache Kafka broker for the integration tests, and real rtrank worker processes.
+
+The broker starts once per session on a free port (``deploy/kafka``) and is always stopped,
+also when tests fail. Each test gets its own topic names and consumer group, so tests share
+the broker without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from deploy.kafka import broker as local_kafka
+from streams.settings import Settings
+from streams.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_kafka.Broker]:
+    broker = local_kafka.Broker(local_kafka.free_port(), tmp_path_factory.mktemp("kafka"))
+    local_kafka.up(broker)
+    try:
+        yield broker
+    finally:
+        local_kafka.down(broker)
+
+
+@pytest.fixture
+def settings(kafka_broker: local_kafka.Broker, tmp_path: Path) -> Settings:
+    """Settings of a fresh, isolated pipeline on the session broker."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        broker=f"kafka://{kafka_broker.bootstrap}",
+        app_id=f"rtrank-test-{tag}",
+        data_dir=tmp_path / "worker",
+        web_port=local_kafka.free_port(),
+        events_topic=f"events-{tag}",
+        recommendations_topic=f"recommendations-{tag}",
+        dlq_topic=f"events.dlq-{tag}",
+        training_topic=f"training-examples-{tag}",
+        model_updates_topic=f"model-updates-{tag}",
+        items_topic=f"items-{tag}",
+        items_dlq_topic=f"items.dlq-{tag}",
+        rank_requests_topic=f"rank-requests-{tag}",
+        rank_responses_topic=f"rank-responses-{tag}",
+        partitions=8,
+        standby_replicas=0,
+        session_timeout_s=10.0,
+        batch_max_ms=20.0,
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker for ``settings``, not yet started; always stopped at the end."""
+    proc = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        yield proc
+    finally:
+        if proc.running:
+            proc.stop(signal.SIGKILL)
+
+
+def read_topic(bootstrap: str, topic: str, expected: int | None = None,
+               timeout_s: float = 60.0) -> list:
+    """Every record of ``topic`` from the beginning; waits until ``expected`` arrived.
+
+    Stops when ``expected`` records were read or, without ``expected``, when the topic's
+    end offsets are reached.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        auto_offset_reset="earliest", consumer_timeout_ms=1000,
+    )
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500, max_records=5000)
+            for messages in batch.values():
+                records.extend(messages)
+            if expected is not None:
+                if len(records) >= expected:
+                    break
+            elif not batch:
+                ends = consumer.end_offsets(tps)
+                if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                    break
+        return records
+    finally:
+        consumer.close()
+
+
+def latest_by_key(records: list, json_keys: bool = False) -> dict[str, dict]:
+    """Last JSON value per key, in offset order within each partition.
+
+    ``json_keys``: keys are JSON strings (Faust table changelogs), not raw UTF-8.
+    """
+    latest: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if record.value is not None:
+            key = json.loads(record.key) if json_keys else record.key.decode()
+            latest[key] = json.loads(record.value)
+    return latest
+
+
+def wait_for(condition, timeout_s: float = 60.0, interval_s: float = 0.5, message: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(message or f"condition not met within {timeout_s}s")
+
+
+SYNTHETIC_ITEMS = 500
+
+
+@pytest.fixture(scope="session")
+def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model briefly trained on the synthetic catalogue (real training, a few seconds)."""
+    from model import synthetic
+    from model.sasrec import SASRecConfig
+    from model.train import TrainConfig, make_dataset, train
+
+    data = synthetic.generate(num_users=1000, num_items=SYNTHETIC_ITEMS, min_len=5, max_len=20, seed=11)
+    dataset = make_dataset({u: [i for i, _ in evs] for u, evs in data.items()}, name="synthetic")
+    path = tmp_path_factory.mktemp("model") / "synthetic.safetensors"
+    config = SASRecConfig(num_items=len(dataset.vocab), max_len=20, dim=32, dropout=0.1)
+    train(dataset, config, TrainConfig(epochs=3, max_minutes=1.0, device="cpu"), out=str(path))
+    return path
