@@ -1,0 +1,227 @@
+"""Online learning: a replay buffer, incremental steps, and versioned model updates.
+
+    learner = OnlineLearner(model, vocab, version=1, config=OnlineConfig())
+    learner.observe(examples)          # new items grow the vocabulary and the embedding
+    learner.step(examples)             # one gradient step: these examples + replayed ones
+    update = learner.publish()         # a Delta (or a Snapshot every `snapshot_every`)
+    apply_update(served_model, served_vocab, served_version, update)  # on a worker
+
+Why the step is built this way: the loss is the offline one (softmax over the whole
+catalogue), so online steps pull the model where pretraining did (a sampled-negatives loss
+measured worse on Games than no learning at all). But a delta should carry only the
+embedding rows that changed, so item rows are updated by a *lazy*, sparsified Adam: the
+batch's targets plus the ``rows_per_step`` rows with the largest gradient; every other row
+keeps its exact bits. Dense parameters use ordinary Adam and travel whole in every delta.
+Then ``apply(delta)`` to the base reproduces the trainer's weights exactly (tested).
+
+What an update carries and how it is applied is `model.updates`; no Kafka here (the wire
+format, chunks and checksums, is `streams.model_updates`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from model.sasrec import SASRec
+from model.serving import pad_batch
+from model.updates import EMB, Delta, Snapshot, Update, make_snapshot
+from model.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: the items before an event (oldest first), and its item."""
+
+    prefix: tuple[str, ...]
+    item_id: str
+    ts: int = 0  # event time, epoch ms (for freshness)
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    lr: float = 5e-3  # Adam; online runs few steps per version, so larger than offline (1e-3)
+    replay_ratio: float = 1.0  # replayed examples per fresh example in a step (forgetting guard)
+    recent_size: int = 5_000  # newest examples kept verbatim (recent half of the replay mix)
+    reservoir_size: int = 20_000  # uniform sample of everything older (long-term memory)
+    recent_share: float = 0.5  # share of replayed examples drawn from the recent pool
+    rows_per_step: int = 1024  # item rows updated per step (largest gradients) besides targets
+    seed: int = 0
+
+
+class ReplayBuffer:
+    """Recent examples verbatim plus a reservoir sample of all older ones.
+
+    ``sample`` mixes both pools (``recent_share`` from the recent one), so a step sees what
+    just happened and what happened long ago: the model adapts without forgetting.
+    """
+
+    def __init__(self, recent_size: int, reservoir_size: int, seed: int = 0) -> None:
+        self.recent: deque[Example] = deque(maxlen=recent_size)
+        self.reservoir: list[Example] = []
+        self.reservoir_size = reservoir_size
+        self.retired = 0  # examples that ever left the recent pool
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.recent) + len(self.reservoir)
+
+    def add(self, example: Example) -> None:
+        if self.recent.maxlen and len(self.recent) == self.recent.maxlen:
+            self._retire(self.recent[0])
+        self.recent.append(example)
+
+    def sample(self, n: int, recent_share: float) -> list[Example]:
+        """``n`` examples (fewer when the buffer holds fewer), with replacement."""
+        if n <= 0 or not len(self):
+            return []
+        if not self.reservoir:
+            from_recent = n
+        elif not self.recent:
+            from_recent = 0
+        else:
+            from_recent = round(n * recent_share)
+        recent = [self._rng.choice(self.recent) for _ in range(from_recent)]
+        older = [self._rng.choice(self.reservoir) for _ in range(n - from_recent)]
+        return recent + older
+
+    def _retire(self, example: Example) -> None:
+        """Reservoir sampling (Algorithm R) over the stream of examples leaving ``recent``."""
+        self.retired += 1
+        if len(self.reservoir) < self.reservoir_size:
+            self.reservoir.append(example)
+            return
+        slot = self._rng.randrange(self.retired)
+        if slot < self.reservoir_size:
+            self.reservoir[slot] = example
+
+
+class OnlineLearner:
+    """Owns the trainer's model copy, its optimiser state and the rows touched since the
+    last published version."""
+
+    def __init__(
+        self, model: SASRec, vocab: Vocabulary, version: int, config: OnlineConfig = OnlineConfig()
+    ) -> None:
+        self.model, self.vocab, self.version, self.config = model, vocab, version, config
+        self.buffer = ReplayBuffer(config.recent_size, config.reservoir_size, config.seed)
+        self._dense_opt = self._make_dense_opt()
+        D = model.config.dim
+        self._m = torch.zeros(len(vocab), D)  # lazy Adam moments of the item rows
+        self._v = torch.zeros(len(vocab), D)
+        self._t = torch.zeros(len(vocab))  # per-row step counts (bias correction)
+        self._touched: set[int] = set()
+        self._vocab_len_published = len(vocab)
+        self.steps = 0
+
+    def _make_dense_opt(self) -> torch.optim.Optimizer:
+        dense = [p for n, p in self.model.named_parameters() if n != EMB]
+        return torch.optim.Adam(dense, lr=self.config.lr, betas=(0.9, 0.98))
+
+    def observe(self, examples: Iterable[Example]) -> None:
+        """Adds every item the examples name to the vocabulary (growing the model)."""
+        for ex in examples:
+            for item in (*ex.prefix, ex.item_id):
+                self.vocab.add(item)
+        if len(self.vocab) > self.model.config.num_items:
+            self.model.grow(len(self.vocab))
+            extra = len(self.vocab) - len(self._m)
+            D = self.model.config.dim
+            self._m = torch.cat([self._m, torch.zeros(extra, D)])
+            self._v = torch.cat([self._v, torch.zeros(extra, D)])
+            self._t = torch.cat([self._t, torch.zeros(extra)])
+
+    def step(self, fresh: list[Example]) -> float | None:
+        """One gradient step on ``fresh`` plus replayed examples; ``fresh`` then joins the
+        buffer. Returns the loss, or None when no example has a known prefix."""
+        self.observe(fresh)
+        n_replay = round(len(fresh) * self.config.replay_ratio)
+        batch = [e for e in fresh if e.prefix] + [
+            e for e in self.buffer.sample(n_replay, self.config.recent_share) if e.prefix
+        ]
+        for ex in fresh:
+            self.buffer.add(ex)
+        if not batch:
+            return None
+        loss = self._step(batch)
+        self.steps += 1
+        return loss
+
+    def _step(self, batch: list[Example]) -> float:
+        model, cfg = self.model, self.model.config
+        model.train()
+        seqs = pad_batch([self.vocab.rows(e.prefix) for e in batch], cfg.max_len)  # (B, W)
+        targets = torch.tensor([self.vocab.row(e.item_id) for e in batch])  # (B,)
+        h = model.hidden(seqs)[:, -1, :]  # (B, D): the latest position's output
+        logits = h @ model.item_emb.weight.T  # (B, V): full softmax, as offline training
+        logits[:, 0] = float("-inf")
+        loss = F.cross_entropy(logits, targets)
+        self._dense_opt.zero_grad(set_to_none=True)
+        model.item_emb.weight.grad = None
+        loss.backward()
+        self._dense_opt.step()
+        self._lazy_adam(model.item_emb.weight, targets)
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _lazy_adam(self, weight: torch.nn.Parameter, targets: torch.Tensor) -> None:
+        """Adam on the targets' rows and the ``rows_per_step`` rows with the largest
+        gradient; every other row stays bit-identical (so a delta carries only these)."""
+        grad = weight.grad
+        norms = grad.norm(dim=1)  # (V,)
+        norms[0] = 0.0
+        top = norms.topk(min(self.config.rows_per_step, len(norms))).indices
+        rows = torch.unique(torch.cat([top, targets]))
+        rows = rows[norms[rows] > 0]
+        if not len(rows):
+            return
+        b1, b2, eps = 0.9, 0.98, 1e-8
+        g = grad[rows]  # (R, D)
+        self._m[rows] = b1 * self._m[rows] + (1 - b1) * g
+        self._v[rows] = b2 * self._v[rows] + (1 - b2) * g * g
+        self._t[rows] += 1
+        t = self._t[rows].unsqueeze(1)  # (R, 1)
+        m_hat = self._m[rows] / (1 - b1**t)
+        v_hat = self._v[rows] / (1 - b2**t)
+        weight[rows] -= self.config.lr * m_hat / (v_hat.sqrt() + eps)
+        weight.grad = None
+        self._touched.update(rows.tolist())
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._touched) or len(self.vocab) > self._vocab_len_published
+
+    def publish(self, version: int, snapshot: bool, meta: dict[str, Any] | None = None) -> Update:
+        """The update taking the last published version to ``version`` (which becomes it)."""
+        if version <= self.version:
+            raise ValueError(f"version {version} is not after {self.version}")
+        update = self.snapshot(version, meta) if snapshot else self.delta(version, meta)
+        self.version = version
+        self._touched.clear()
+        self._vocab_len_published = len(self.vocab)
+        return update
+
+    def snapshot(self, version: int, meta: dict[str, Any] | None = None) -> Snapshot:
+        return make_snapshot(self.model, self.vocab, version, meta)
+
+    def delta(self, version: int, meta: dict[str, Any] | None = None) -> Delta:
+        before = self._vocab_len_published
+        rows = sorted(self._touched | set(range(before, len(self.vocab))))
+        idx = torch.tensor(rows, dtype=torch.long)
+        weight = self.model.item_emb.weight.detach()
+        return Delta(
+            version=version,
+            base=self.version,
+            vocab_len_before=before,
+            new_items=self.vocab.items()[before - 1 :],
+            dense={n: t.detach().clone() for n, t in self.model.state_dict().items() if n != EMB},
+            rows=idx,
+            row_values=weight[idx].clone() if rows else weight[:0].clone(),
+            meta=dict(meta or {}),
+        )

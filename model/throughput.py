@@ -1,0 +1,66 @@
+"""How fast the served model answers: users/s of encode + top-k over the whole catalogue.
+
+    python -m model.throughput --items 23715 --device cuda      # on any machine with torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from model.sasrec import SASRec, SASRecConfig
+from model.serving import pad_batch, resolve_device
+
+
+def inference_rate(model: SASRec, batch: int = 256, rounds: int = 20, k: int = 10,
+                   seed: int = 0) -> float:
+    """Users/s for batches of ``batch`` histories of 1..max_len items, seen items excluded.
+
+    Three warm-up rounds first; CUDA work is synchronised before the clock stops.
+    """
+    rng = np.random.default_rng(seed)
+    rows = model.config.num_items
+    histories = [
+        rng.integers(1, rows, size=int(rng.integers(1, model.config.max_len + 1))).tolist()
+        for _ in range(batch)
+    ]
+    seqs = pad_batch(histories, model.config.max_len, model.device)
+    cuda = model.device.type == "cuda"
+    with torch.inference_mode():
+        for _ in range(3):
+            model.top_k(model.encode(seqs), k, exclude=histories)
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(rounds):
+            model.top_k(model.encode(seqs), k, exclude=histories)
+        if cuda:
+            torch.cuda.synchronize()
+    return batch * rounds / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=23_715)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batches", default="1,64,256,1024")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=args.items + 1)).to(device).eval()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    for batch in (int(b) for b in args.batches.split(",")):
+        rate = inference_rate(model, batch=batch)
+        print(json.dumps({"device": name, "items": args.items, "batch": batch,
+                          "users_per_s": round(rate, 1)}))
+
+
+if __name__ == "__main__":
+    main()

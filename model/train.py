@@ -1,0 +1,280 @@
+"""Offline training of the sequence model.
+
+    rtrank train /work/shared/data/amazon_games.txt --out games.safetensors
+    python -m model.train /work/shared/data/amazon_games.txt --out games.safetensors
+
+Reads the data, builds the vocabulary, splits leave-one-out, trains on the training part
+with next-item loss at every position, validates after each epoch (NDCG@10, sampled-100
+by default) and keeps the best epoch: written to ``--out`` whenever it improves and
+returned at the end. Stops at ``epochs``, at ``patience`` epochs without improvement, or
+when ``max_minutes`` of wall time are spent (checked before every batch).
+
+Batches are bucketed by length (a shuffled window of batches is sorted by length) and
+trimmed to their longest history: positions count back from the latest item, so the
+width does not change the model's output, and most Amazon histories are short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import save_checkpoint
+from model.data import Split, file_fingerprint, leave_one_out, read_sequences
+from model.evaluate import EvalSet, Metrics, evaluate, make_eval_set, model_scorer
+from model.sasrec import SASRec, SASRecConfig
+from model.serving import resolve_device
+from model.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200  # upper bound; patience and max_minutes usually stop first
+    batch_size: int = 128  # small batches = more updates per CPU-minute on sparse data
+    lr: float = 2e-3  # 1e-3 (the paper's) learnt ~2x slower per epoch; budget is short
+    seed: int = 0
+    device: str = "auto"
+    max_minutes: float = 14.0  # wall-time budget for training + per-epoch validation
+    patience: int = 4  # epochs without a better validation NDCG@10 before stopping
+    lr_decay: float = 0.5  # lr factor after an epoch without improvement (1.0: constant lr)
+    eval_protocol: str = "sampled100"  # protocol of the per-epoch validation
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    bucket_batches: int = 50  # batches per length-sorted window
+
+
+@dataclass
+class TrainResult:
+    model: SASRec  # the best epoch's weights, in eval mode
+    best_epoch: int
+    best_valid: Metrics | None
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, valid metrics, secs
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+@dataclass
+class Dataset:
+    """A data file turned into what training and evaluation need."""
+
+    vocab: Vocabulary
+    split: Split
+    fingerprint: str
+    name: str
+
+
+def load_dataset(path: str, fmt: str = "auto", vocab: Vocabulary | None = None) -> Dataset:
+    """Reads ``path`` and splits it; see `make_dataset` for ``vocab``."""
+    return make_dataset(read_sequences(path, fmt), vocab, file_fingerprint(path), str(path))
+
+
+def make_dataset(
+    sequences: dict[str, list[str]],
+    vocab: Vocabulary | None = None,
+    fingerprint: str = "",
+    name: str = "",
+) -> Dataset:
+    """Maps item ids to rows and splits leave-one-out.
+
+    Without ``vocab`` a new one is built (rows in order of first appearance). With one
+    (evaluating a checkpoint), items it does not know are dropped from the sequences.
+    """
+    if vocab is None:
+        vocab = Vocabulary()
+        rows = {u: [vocab.add(i) for i in items] for u, items in sequences.items()}
+        vocab.version = 1
+    else:
+        rows = {u: vocab.rows(items) for u, items in sequences.items()}
+    return Dataset(vocab, leave_one_out(rows), fingerprint, name)
+
+
+def training_arrays(
+    train: dict[str, list[int]], max_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left-padded inputs (N, max_len), targets (N, max_len) and lengths (N,).
+
+    One example per user with at least 2 training items: input = items[:-1], target =
+    items[1:], both cut to their latest ``max_len``.
+    """
+    seqs = [s for s in train.values() if len(s) >= 2]
+    x = np.zeros((len(seqs), max_len), dtype=np.int64)
+    y = np.zeros((len(seqs), max_len), dtype=np.int64)
+    lengths = np.zeros(len(seqs), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        inp, tgt = s[:-1][-max_len:], s[1:][-max_len:]
+        x[i, max_len - len(inp) :] = inp
+        y[i, max_len - len(tgt) :] = tgt
+        lengths[i] = len(inp)
+    return x, y, lengths
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, window: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled batches of indices whose members have similar lengths."""
+    perm = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(perm), batch_size * window):
+        chunk = perm[start : start + batch_size * window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train(
+    data: Dataset,
+    model_config: SASRecConfig,
+    cfg: TrainConfig = TrainConfig(),
+    out: str | None = None,
+    valid_set: EvalSet | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Trains a fresh model on ``data.split.train``; see the module docstring.
+
+    Args:
+        data: from `load_dataset`.
+        model_config: its ``num_items`` must equal ``len(data.vocab)``.
+        cfg: training options.
+        out: checkpoint path written at every improvement (None: keep in memory only).
+        valid_set: validation inputs (built from ``data`` when None).
+        on_epoch: called with each epoch's history entry (progress reporting).
+    """
+    start, cpu_start = time.monotonic(), time.process_time()
+    deadline = start + cfg.max_minutes * 60.0
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if model_config.num_items != len(data.vocab):
+        raise ValueError("model_config.num_items must equal len(data.vocab)")
+    model = SASRec(model_config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
+    x, y, lengths = training_arrays(data.split.train, model_config.max_len)
+    if len(x) == 0:
+        raise ValueError("no user has 2 training items: nothing to train on")
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if valid_set is None:
+        valid_set = make_eval_set(data.split, "valid", cfg.eval_protocol, len(data.vocab), cfg.seed)
+    result = TrainResult(model=model, best_epoch=0, best_valid=None, device=str(device))
+    best_state, best_ndcg, stale = None, -math.inf, 0
+    log.info("training on %d users, %d items, device %s", len(x), len(data.vocab) - 1, device)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = bucketed_batches(lengths, cfg.batch_size, cfg.bucket_batches, rng)
+        total, count, out_of_time = 0.0, 0, False
+        for idx in tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch"):
+            if time.monotonic() > deadline:
+                out_of_time = True
+                break
+            width = int(lengths[idx].max())
+            seqs = xt[idx, -width:].to(device)  # (B, W): trimmed to the longest history
+            targets = yt[idx, -width:].to(device)
+            _, loss = model(seqs, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            count += 1
+        if count == 0:
+            break
+        metrics = evaluate(model_scorer(model), valid_set)
+        entry = {
+            "epoch": epoch,
+            "loss": total / count,
+            "valid": metrics.as_dict(),
+            "seconds": time.monotonic() - start,
+            "cpu_seconds": time.process_time() - cpu_start,  # fair when the CPU is shared
+        }
+        result.history.append(entry)
+        log.info(
+            "epoch %d loss %.4f valid %s hit@10 %.4f ndcg@10 %.4f mrr %.4f (%.0fs)",
+            epoch,
+            entry["loss"],
+            cfg.eval_protocol,
+            metrics.hit,
+            metrics.ndcg,
+            metrics.mrr,
+            entry["seconds"],
+        )
+        if on_epoch:
+            on_epoch(entry)
+        if metrics.ndcg > best_ndcg:
+            best_ndcg, stale = metrics.ndcg, 0
+            best_state = copy.deepcopy(model.state_dict())
+            result.best_epoch, result.best_valid = epoch, metrics
+            if out:
+                save_checkpoint(
+                    out,
+                    model,
+                    data.vocab,
+                    version=1,
+                    data_fingerprint=data.fingerprint,
+                    extra={"epoch": epoch, "valid": metrics.as_dict(), "data": data.name},
+                )
+        else:
+            stale += 1
+            for group in opt.param_groups:
+                group["lr"] *= cfg.lr_decay
+        if out_of_time or stale >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--format", default="auto")
+    defaults = TrainConfig()
+    for name in ("epochs", "batch_size", "seed", "patience"):
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
+        )
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes)
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--dropout", type=float, default=SASRecConfig.dropout)
+    parser.add_argument("--loss", default=SASRecConfig.loss)
+    parser.add_argument("--negatives", type=int, default=SASRecConfig.num_negatives)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    data = load_dataset(args.path, args.format)
+    mcfg = SASRecConfig(
+        num_items=len(data.vocab),
+        dim=args.dim,
+        dropout=args.dropout,
+        loss=args.loss,
+        num_negatives=args.negatives,
+    )
+    tcfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        max_minutes=args.max_minutes,
+        patience=args.patience,
+    )
+    result = train(data, mcfg, tcfg, out=args.out)
+    log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_valid, result.seconds)
+
+
+if __name__ == "__main__":
+    main()

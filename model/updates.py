@@ -1,0 +1,258 @@
+"""Model updates as the model sees them: what a version carries, and how it is applied.
+
+A `Delta` takes version ``base`` to ``version`` (dense parameters whole, the embedding rows
+that changed, new vocabulary entries); a `Snapshot` is a whole model plus the trainer's
+bookkeeping. `apply_update` is the one rule set that workers and a resuming trainer share:
+a snapshot at or after the served version replaces it, a delta must apply to exactly the
+served version, and a rejected update leaves the model as it was. Bytes are safetensors
+with JSON metadata (`encode_update` / `decode_update`), never pickle.
+
+No Kafka here: chunks, checksums and the topic are `streams.model_updates`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from model.sasrec import SASRec, SASRecConfig
+from model.vocab import Vocabulary
+
+EMB = "item_emb.weight"
+UPDATE_FORMAT = "rtrank.update.v1"
+
+
+class UpdateError(ValueError):
+    """An update cannot be applied: ``reason`` is corrupt, out_of_order or incompatible."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass
+class Delta:
+    """What changed from version ``base`` to ``version``.
+
+    ``new_items`` are appended to the vocabulary (first one at row ``vocab_len_before``);
+    ``rows``/``row_values`` are the embedding rows that changed (new rows included);
+    ``dense`` is every other parameter, whole.
+    """
+
+    version: int
+    base: int
+    vocab_len_before: int
+    new_items: list[str]
+    dense: dict[str, torch.Tensor]
+    rows: torch.Tensor  # (R,) int64
+    row_values: torch.Tensor  # (R, D)
+    meta: dict[str, Any] = field(default_factory=dict)  # trainer bookkeeping (offsets, lags)
+
+
+@dataclass
+class Snapshot:
+    """A whole model: enough to serve, and for a trainer to resume (``meta``: offsets)."""
+
+    version: int
+    config: dict[str, Any]
+    items: list[str]  # vocabulary in row order, row 1 first
+    vocab_version: int
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Update = Delta | Snapshot
+
+
+def make_snapshot(
+    model: SASRec, vocab: Vocabulary, version: int, meta: dict[str, Any] | None = None
+) -> Snapshot:
+    return Snapshot(
+        version=version,
+        config=model.config.to_dict(),
+        items=vocab.items(),
+        vocab_version=vocab.version,
+        state={n: t.detach().cpu().clone() for n, t in model.state_dict().items()},
+        meta=dict(meta or {}),
+    )
+
+
+def apply_update(
+    model: SASRec | None,
+    vocab: Vocabulary | None,
+    version: int,
+    update: Update,
+    device: torch.device | str = "cpu",
+) -> tuple[SASRec, Vocabulary, int]:
+    """The served (model, vocabulary, version) after ``update``.
+
+    A snapshot at or after ``version`` replaces the model (the trainer's state is the truth);
+    a delta must apply to exactly ``version``. Deltas change ``model``/``vocab`` in place.
+
+    Raises:
+        UpdateError: ``stale`` (older than what is served), ``out_of_order`` (a delta for
+            another base) or ``incompatible``; the model is then unchanged.
+    """
+    if isinstance(update, Snapshot):
+        if update.version < version:
+            raise UpdateError("stale", f"snapshot {update.version} is older than {version}")
+        new_model, new_vocab = model_from_snapshot(update, device)
+        return new_model, new_vocab, update.version
+    if update.version <= version:
+        raise UpdateError("stale", f"delta {update.version} is not newer than {version}")
+    if model is None or vocab is None:
+        raise UpdateError("out_of_order", f"delta {update.version} before any snapshot")
+    apply_delta(model, vocab, version, update)
+    return model, vocab, update.version
+
+
+def model_from_snapshot(
+    snap: Snapshot, device: torch.device | str = "cpu"
+) -> tuple[SASRec, Vocabulary]:
+    """A new model and vocabulary from ``snap``.
+
+    Raises:
+        UpdateError: ``incompatible`` when the tensors do not fit the declared config.
+    """
+    try:
+        config = SASRecConfig(**snap.config)
+        vocab = Vocabulary(snap.items, version=snap.vocab_version)
+        model = SASRec(config)
+        if len(vocab) != config.num_items:
+            raise ValueError(f"{len(vocab)} vocabulary rows for {config.num_items} embedding rows")
+        model.load_state_dict(snap.state)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise UpdateError("incompatible", f"snapshot {snap.version}: {e}") from e
+    return model.to(device).eval(), vocab
+
+
+@torch.no_grad()
+def apply_delta(model: SASRec, vocab: Vocabulary, version: int, delta: Delta) -> None:
+    """Applies ``delta`` in place; on any error nothing is changed.
+
+    Raises:
+        UpdateError: ``out_of_order`` when ``delta.base != version``; ``incompatible`` when
+            vocabulary or shapes do not fit.
+    """
+    if delta.base != version:
+        raise UpdateError(
+            "out_of_order", f"delta {delta.version} applies to {delta.base}, serving {version}"
+        )
+    if delta.vocab_len_before != len(vocab):
+        raise UpdateError(
+            "incompatible",
+            f"delta {delta.version} expects {delta.vocab_len_before} vocabulary rows, have "
+            f"{len(vocab)}",
+        )
+    state = model.state_dict()
+    if set(delta.dense) != set(state) - {EMB}:
+        raise UpdateError("incompatible", f"delta {delta.version}: parameter names differ")
+    for name, t in delta.dense.items():
+        if t.shape != state[name].shape or t.dtype != state[name].dtype:
+            raise UpdateError("incompatible", f"delta {delta.version}: {name} is {tuple(t.shape)}")
+    new_len = len(vocab) + len(delta.new_items)
+    D = model.config.dim
+    if delta.row_values.shape != (len(delta.rows), D) or (
+        len(delta.rows) and (int(delta.rows.min()) < 1 or int(delta.rows.max()) >= new_len)
+    ):
+        raise UpdateError("incompatible", f"delta {delta.version}: embedding rows do not fit")
+    if any(not isinstance(i, str) or not i or i in vocab for i in delta.new_items) or len(
+        set(delta.new_items)
+    ) != len(delta.new_items):
+        raise UpdateError("incompatible", f"delta {delta.version}: bad new vocabulary entries")
+    for item in delta.new_items:
+        vocab.add(item)
+    model.grow(new_len)
+    device = model.device
+    for name, t in delta.dense.items():
+        state[name].copy_(t.to(device))
+    model.item_emb.weight[delta.rows.to(device)] = delta.row_values.to(device)
+
+
+# --- bytes: safetensors + JSON metadata (never pickle) ----------------------------------
+
+
+def encode_update(update: Update) -> bytes:
+    """safetensors bytes; everything that is not a tensor is JSON in the metadata."""
+    if isinstance(update, Snapshot):
+        tensors = {f"state/{n}": t.contiguous() for n, t in update.state.items()}
+        head = {
+            "kind": "snapshot",
+            "version": update.version,
+            "config": update.config,
+            "items": update.items,
+            "vocab_version": update.vocab_version,
+            "meta": update.meta,
+        }
+    else:
+        tensors = {f"dense/{n}": t.contiguous() for n, t in update.dense.items()}
+        tensors["rows"] = update.rows.contiguous()
+        tensors["row_values"] = update.row_values.contiguous()
+        head = {
+            "kind": "delta",
+            "version": update.version,
+            "base": update.base,
+            "vocab_len_before": update.vocab_len_before,
+            "new_items": update.new_items,
+            "meta": update.meta,
+        }
+    tensors = {k: v.detach().cpu() for k, v in tensors.items()}
+    return st_save(tensors, metadata={"format": UPDATE_FORMAT, "head": json.dumps(head)})
+
+
+def decode_update(data: bytes) -> Update:
+    """The inverse of `encode_update`.
+
+    Raises:
+        UpdateError: ``corrupt`` for anything that is not one of our updates.
+    """
+    try:
+        meta = _safetensors_metadata(data)
+        if meta.get("format") != UPDATE_FORMAT:
+            raise ValueError("not an rtrank update")
+        head = json.loads(meta["head"])
+        tensors = st_load(data)
+        if head["kind"] == "snapshot":
+            state = {k[len("state/") :]: v for k, v in tensors.items() if k.startswith("state/")}
+            return Snapshot(
+                version=int(head["version"]),
+                config=dict(head["config"]),
+                items=list(head["items"]),
+                vocab_version=int(head["vocab_version"]),
+                state=state,
+                meta=dict(head.get("meta", {})),
+            )
+        if head["kind"] == "delta":
+            dense = {k[len("dense/") :]: v for k, v in tensors.items() if k.startswith("dense/")}
+            return Delta(
+                version=int(head["version"]),
+                base=int(head["base"]),
+                vocab_len_before=int(head["vocab_len_before"]),
+                new_items=list(head["new_items"]),
+                dense=dense,
+                rows=tensors["rows"].long(),
+                row_values=tensors["row_values"],
+                meta=dict(head.get("meta", {})),
+            )
+        raise ValueError(f"unknown kind {head['kind']!r}")
+    except UpdateError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, SafetensorError) as e:
+        raise UpdateError("corrupt", f"undecodable update ({e})") from e
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes (8-byte little-endian header length)."""
+    if len(data) < 8:
+        raise ValueError("too short")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError("header longer than the data")
+    header = json.loads(data[8 : 8 + n])
+    return dict(header.get("__metadata__") or {})

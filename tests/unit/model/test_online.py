@@ -1,0 +1,164 @@
+"""Online learning: replay mix, exact deltas, vocabulary growth, update rules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from model.online import Example, OnlineConfig, OnlineLearner, ReplayBuffer
+from model.sasrec import SASRec, SASRecConfig
+from model.updates import (
+    Snapshot,
+    UpdateError,
+    apply_delta,
+    apply_update,
+    decode_update,
+    encode_update,
+    model_from_snapshot,
+)
+from model.vocab import Vocabulary
+
+ITEMS = [f"item-{n}" for n in range(30)]
+
+
+def served() -> tuple[SASRec, Vocabulary]:
+    torch.manual_seed(0)
+    vocab = Vocabulary(ITEMS)
+    return SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.1)), vocab
+
+
+def learner_and_base() -> tuple[OnlineLearner, SASRec, Vocabulary]:
+    model, vocab = served()
+    base_model, base_vocab = copy.deepcopy(model), Vocabulary(vocab.items())
+    return OnlineLearner(model, vocab, 1, OnlineConfig(rows_per_step=4)), base_model, base_vocab
+
+
+def same_weights(a: SASRec, b: SASRec) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+EXAMPLES = [
+    Example(("item-1", "item-2"), "item-3"),
+    Example(("item-3",), "item-4"),
+    Example(("item-4", "item-5"), "item-6"),
+]
+
+
+def test_replay_sample_mixes_recent_and_older_examples() -> None:
+    buffer = ReplayBuffer(recent_size=10, reservoir_size=10, seed=0)
+    for n in range(100):
+        buffer.add(Example((), f"i{n}", ts=n))
+    sample = buffer.sample(1000, recent_share=0.5)
+    recent = sum(e.ts >= 90 for e in sample)
+    assert recent == 500 and len(sample) == 1000
+
+
+def test_reservoir_keeps_a_sample_of_all_older_examples_not_only_the_latest() -> None:
+    buffer = ReplayBuffer(recent_size=10, reservoir_size=50, seed=0)
+    for n in range(10_000):
+        buffer.add(Example((), f"i{n}", ts=n))
+    older = sorted(e.ts for e in buffer.reservoir)
+    assert len(older) == 50
+    assert older[0] < 2_500 and older[-1] > 7_500  # spread over the whole history
+
+
+def test_a_step_changes_only_the_rows_it_touched() -> None:
+    learner, base, _ = learner_and_base()
+    learner.step(EXAMPLES)
+    moved = (learner.model.item_emb.weight != base.item_emb.weight).any(1)
+    assert set(moved.nonzero().squeeze(1).tolist()) == learner._touched
+    assert len(learner._touched) < len(ITEMS)
+
+
+def test_applying_a_delta_to_its_base_gives_the_trained_model_exactly() -> None:
+    learner, base, base_vocab = learner_and_base()
+    for _ in range(3):
+        learner.step(EXAMPLES)
+    delta = decode_update(encode_update(learner.publish(2, snapshot=False)))
+    apply_delta(base, base_vocab, 1, delta)
+    assert same_weights(base, learner.model)
+
+
+def test_new_items_travel_in_the_delta_and_grow_the_served_vocabulary() -> None:
+    learner, base, base_vocab = learner_and_base()
+    learner.step([Example(("item-1",), "new-a"), Example(("new-a",), "new-b")])
+    delta = decode_update(encode_update(learner.publish(2, snapshot=False)))
+    assert delta.new_items == ["new-a", "new-b"]
+    apply_delta(base, base_vocab, 1, delta)
+    assert base_vocab == learner.vocab and base_vocab.row("new-b") == len(ITEMS) + 2
+    assert base.config.num_items == len(base_vocab)
+    assert same_weights(base, learner.model)
+
+
+def test_consecutive_deltas_compose() -> None:
+    learner, base, base_vocab = learner_and_base()
+    version = 1
+    for n in range(2, 5):
+        learner.step(EXAMPLES + [Example(("item-1",), f"new-{n}")])
+        apply_delta(base, base_vocab, version, learner.publish(n, snapshot=False))
+        version = n
+    assert same_weights(base, learner.model)
+
+
+def test_a_snapshot_rebuilds_model_and_vocabulary() -> None:
+    learner, _, _ = learner_and_base()
+    learner.step(EXAMPLES + [Example(("item-1",), "new-a")])
+    snap = decode_update(encode_update(learner.publish(2, snapshot=True, meta={"offsets": {}})))
+    assert isinstance(snap, Snapshot) and snap.meta == {"offsets": {}}
+    model, vocab = model_from_snapshot(snap)
+    assert vocab == learner.vocab and same_weights(model, learner.model)
+
+
+def test_a_delta_for_another_base_is_rejected_and_changes_nothing() -> None:
+    learner, base, base_vocab = learner_and_base()
+    learner.step(EXAMPLES + [Example(("item-1",), "new-a")])
+    delta = learner.publish(2, snapshot=False)
+    before = copy.deepcopy(base.state_dict())
+    with pytest.raises(UpdateError) as err:
+        apply_delta(base, base_vocab, 0, delta)
+    assert err.value.reason == "out_of_order"
+    assert "new-a" not in base_vocab
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_an_old_delta_is_rejected_as_stale() -> None:
+    learner, base, base_vocab = learner_and_base()
+    learner.step(EXAMPLES)
+    delta = learner.publish(2, snapshot=False)
+    with pytest.raises(UpdateError) as err:
+        apply_update(base, base_vocab, 5, delta)
+    assert err.value.reason == "stale"
+
+
+def test_a_delta_with_foreign_shapes_is_rejected_as_incompatible() -> None:
+    learner, _, _ = learner_and_base()
+    learner.step(EXAMPLES)
+    delta = learner.publish(2, snapshot=False)
+    torch.manual_seed(1)
+    vocab = Vocabulary(ITEMS)
+    other = SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=32))
+    with pytest.raises(UpdateError) as err:
+        apply_delta(other, vocab, 1, delta)
+    assert err.value.reason == "incompatible"
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", b"\x10" + b"\x00" * 7 + b"{}" * 8])
+def test_bytes_that_are_not_an_update_are_corrupt(data: bytes) -> None:
+    with pytest.raises(UpdateError) as err:
+        decode_update(data)
+    assert err.value.reason == "corrupt"
+
+
+def test_learning_from_the_stream_makes_a_planted_transition_rank_first() -> None:
+    model, vocab = served()
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(lr=1e-2, rows_per_step=8))
+    planted = [Example((f"item-{n}", "new-a"), "new-b") for n in range(10)]
+    for _ in range(40):
+        learner.step(planted)
+    model.eval()
+    rows = vocab.rows(["item-3", "new-a"])
+    _, top = model.top_k(model.encode(torch.tensor([rows])), 1)
+    assert vocab.item(int(top[0, 0])) == "new-b"

@@ -1,0 +1,94 @@
+"""SASRec: shapes, losses, padding independence, growth."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.sasrec import SASRec, SASRecConfig
+
+
+def test_forward_without_targets_gives_latest_position_logits_with_padding_at_minus_inf(tiny_model):
+    model = tiny_model(num_items=30)
+    logits, loss = model(torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]]))
+    assert logits.shape == (2, 31)
+    assert loss is None
+    assert torch.isinf(logits[:, 0]).all()
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled"])
+def test_forward_with_targets_scores_only_non_pad_positions(tiny_model, loss):
+    model = tiny_model(num_items=30, loss=loss, num_negatives=8)
+    seqs = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]])
+    targets = torch.tensor([[0, 0, 4, 5], [2, 3, 4, 5]])
+    logits, value = model(seqs, targets)
+    assert logits.shape[0] == 6  # 2 + 4 target positions
+    assert logits.shape[1] == (31 if loss == "ce" else 9)
+    assert value.ndim == 0 and torch.isfinite(value)
+
+
+def test_loss_backpropagates_to_item_embeddings(tiny_model):
+    model = tiny_model(num_items=30).train()
+    _, loss = model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))
+    loss.backward()
+    assert model.item_emb.weight.grad.abs().sum() > 0
+
+
+def test_left_padding_width_does_not_change_the_user_vector(tiny_model):
+    model = tiny_model(num_items=30)
+    narrow = model.encode(torch.tensor([[5, 6, 7]]))
+    wide = model.encode(torch.tensor([[0, 0, 0, 0, 0, 5, 6, 7]]))
+    torch.testing.assert_close(narrow, wide, rtol=1e-5, atol=1e-5)
+
+
+def test_history_longer_than_max_len_reads_only_the_latest_items(tiny_model):
+    model = tiny_model(num_items=30)  # max_len 10
+    latest = list(range(11, 21))
+    torch.testing.assert_close(
+        model.encode(torch.tensor([[1, 2, 3] + latest])), model.encode(torch.tensor([latest]))
+    )
+
+
+def test_all_padding_row_gives_finite_output(tiny_model):
+    model = tiny_model(num_items=30)
+    assert torch.isfinite(model.encode(torch.tensor([[0, 0, 0], [0, 1, 2]]))).all()
+
+
+def test_encode_restores_training_mode(tiny_model):
+    model = tiny_model().train()
+    model.encode(torch.tensor([[1, 2]]))
+    assert model.training
+
+
+def test_grow_keeps_existing_rows_and_adds_finite_new_ones(tiny_model):
+    model = tiny_model(num_items=30)
+    before = model.item_emb.weight.detach().clone()
+    model.grow(41)
+    after = model.item_emb.weight.detach()
+    assert after.shape == (41, before.shape[1])
+    assert model.config.num_items == 41
+    torch.testing.assert_close(after[:31], before)
+    assert torch.isfinite(after[31:]).all() and after[31:].abs().sum() > 0
+
+
+def test_grow_keeps_old_user_scores(tiny_model):
+    model = tiny_model(num_items=30)
+    seqs = torch.tensor([[1, 2, 3]])
+    before = model.scores(model.encode(seqs))
+    model.grow(40)
+    torch.testing.assert_close(model.scores(model.encode(seqs))[:, :31], before)
+
+
+def test_grow_refuses_to_shrink(tiny_model):
+    with pytest.raises(ValueError):
+        tiny_model(num_items=30).grow(10)
+
+
+def test_config_rejects_unknown_loss():
+    with pytest.raises(ValueError, match="loss"):
+        SASRecConfig(num_items=10, loss="bpr")
+
+
+def test_new_model_keeps_padding_row_zero():
+    model = SASRec(SASRecConfig(num_items=10))
+    assert model.item_emb.weight[0].abs().sum() == 0

@@ -1,0 +1,70 @@
+"""Serving API: pad_batch, encode, top_k, resolve_device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.serving import pad_batch, resolve_device
+
+
+def test_pad_batch_left_pads_to_the_longest_history():
+    assert pad_batch([[1, 2, 3], [4]], max_len=10).tolist() == [[1, 2, 3], [0, 0, 4]]
+
+
+def test_pad_batch_keeps_the_latest_max_len_rows():
+    assert pad_batch([[1, 2, 3, 4, 5]], max_len=3).tolist() == [[3, 4, 5]]
+
+
+def test_pad_batch_of_empty_histories_is_one_padding_column():
+    assert pad_batch([[], []], max_len=5).tolist() == [[0], [0]]
+
+
+def test_batched_inference_equals_one_by_one(tiny_model):
+    model = tiny_model(num_items=30)
+    histories = [[1, 2, 3, 4, 5, 6], [7], [8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]]
+    exclude = [h[-2:] for h in histories]
+    scores, rows = model.top_k(model.encode(pad_batch(histories, 10)), 5, exclude)
+    for i, h in enumerate(histories):
+        s1, r1 = model.top_k(model.encode(pad_batch([h], 10)), 5, [exclude[i]])
+        assert r1[0].tolist() == rows[i].tolist()
+        torch.testing.assert_close(s1[0], scores[i], rtol=1e-5, atol=1e-5)
+
+
+def test_top_k_never_returns_padding_or_excluded_rows(tiny_model):
+    model = tiny_model(num_items=30)
+    vecs = model.encode(pad_batch([[1, 2], [3]], 10))
+    excluded = [list(range(1, 20)), [5]]
+    _, rows = model.top_k(vecs, 10, excluded)
+    assert 0 not in rows.tolist()[0] + rows.tolist()[1]
+    assert not set(rows[0].tolist()) & set(excluded[0])
+    assert 5 not in rows[1].tolist()
+
+
+def test_top_k_is_sorted_best_first_and_capped_at_the_catalogue(tiny_model):
+    model = tiny_model(num_items=5)
+    scores, rows = model.top_k(model.encode(pad_batch([[1]], 10)), 50, [[]])
+    assert rows.shape == (1, 5)
+    assert scores[0].tolist() == sorted(scores[0].tolist(), reverse=True)
+
+
+def test_resolve_device_auto_prefers_cuda_when_present():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["tpu", "gpu0", "cuda:99"])
+def test_resolve_device_rejects_unknown_or_absent_devices(name):
+    with pytest.raises(ValueError):
+        resolve_device(name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_and_cpu_give_the_same_top_k(tiny_model):
+    model = tiny_model(num_items=30)
+    seqs = pad_batch([[1, 2, 3], [4, 5]], 10)
+    _, cpu_rows = model.top_k(model.encode(seqs), 5, [[], []])
+    model.to("cuda")
+    _, gpu_rows = model.top_k(model.encode(seqs), 5, [[], []])
+    assert gpu_rows.cpu().tolist() == cpu_rows.tolist()

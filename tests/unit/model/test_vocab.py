@@ -1,0 +1,58 @@
+"""Vocabulary: external ids <-> rows, row 0 padding, append-only growth."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.vocab import Vocabulary
+
+
+def test_rows_start_at_one_and_len_counts_padding():
+    v = Vocabulary(["a", "b"])
+    assert (v.row("a"), v.row("b"), len(v)) == (1, 2, 3)
+
+
+def test_add_is_idempotent():
+    v = Vocabulary(["a"])
+    assert v.add("a") == 1
+    assert len(v) == 2
+
+
+def test_growth_appends_without_changing_existing_rows():
+    v = Vocabulary(["a", "b"])
+    before = {i: v.row(i) for i in ("a", "b")}
+    assert v.add("c") == 3
+    assert {i: v.row(i) for i in ("a", "b")} == before
+
+
+def test_growth_bumps_the_version_only_when_a_row_is_added():
+    v = Vocabulary(["a"], version=4)
+    v.add("a")
+    assert v.version == 4
+    v.add("b")
+    assert v.version == 5
+
+
+def test_unknown_ids_are_none_and_skipped_by_rows():
+    v = Vocabulary(["a", "b"])
+    assert v.row("zzz") is None
+    assert v.rows(["b", "zzz", "a"]) == [2, 1]
+
+
+def test_item_maps_a_row_back_and_rejects_padding():
+    v = Vocabulary(["a"])
+    assert v.item(1) == "a"
+    with pytest.raises(IndexError):
+        v.item(0)
+
+
+def test_json_round_trip_keeps_every_row():
+    v = Vocabulary(["x", "7", "é"])
+    assert Vocabulary.from_json(v.to_json()) == v
+    assert v.to_json() == '["x", "7", "é"]'
+
+
+@pytest.mark.parametrize("text", ['{"a": 1}', '["a", "a"]', '["a", 3]', '[""]'])
+def test_from_json_rejects_anything_but_a_list_of_distinct_ids(text):
+    with pytest.raises(ValueError):
+        Vocabulary.from_json(text)
