@@ -1,0 +1,268 @@
+"""The worker's stream processing: ingest (validate, update state) and answer (batch, score).
+
+``ingest`` is the Faust agent on the events topic. Per event, in partition order, it either
+dead-letters the raw record or applies it to the user's state and queues it. ``answer``
+drains that queue in micro-batches, scores each batch with one model call in an executor
+thread (the event loop never blocks on the model), emits one list per user per batch, and
+only then acks the batch's events: an event whose list was not sent is redelivered after a
+crash, and `streams.state.is_applied` keeps the redelivery from changing state twice.
+
+Model updates (`streams.model_updates.UpdateFeed`, a reader thread) are applied in the model
+thread right before a batch is scored, and by a 1 s timer when no events come: the executor
+has one thread, so an update never lands mid-batch, and every list carries the version
+that scored it. Each emitted list is written back to its user's state (``last_list``) so
+the user's next event can test it (`streams.online_eval`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+from model.updates import Snapshot, UpdateError
+from streams.batching import next_batch
+from streams.metrics import Metrics
+from streams.model_updates import UpdateFeed
+from streams.online_eval import OnlineQuality
+from streams.ranker import Ranker  # re-rank hook (issue 6)
+from streams.records import Event, Recommendation, SourceRef, TrainingExample
+from streams.rerank import RankedItem
+from streams.scoring import Scorer, ScoreRequest
+from streams.settings import Settings
+from streams.state import UserState, apply_event, is_applied
+from streams.topics import Topics
+from streams.validation import Limits, Rejection, parse_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pending:
+    """An event read by ingest and waiting for its batch; ``state`` is after the event."""
+
+    stream: Any  # the Faust stream that must ack the event
+    event: Any  # faust EventT
+    parsed: Event | None  # None for a dead-lettered record: only its ack is pending
+    state: UserState | None
+    arrived: float  # time.monotonic() when ingest read it
+    prefix: list[str] | None = None  # history before the event; None when not newly applied
+
+
+def requests_for(batch: list[Pending], allow_repeats: bool) -> tuple[list[Pending], list[ScoreRequest]]:
+    """The latest pending event of each user in the batch, with its scoring request.
+
+    The latest event's state already holds all of that user's earlier events, so one list
+    per user per batch answers every one of them.
+    """
+    latest: dict[str, Pending] = {}
+    for pending in batch:
+        if pending.parsed is not None:
+            latest.pop(pending.parsed.user_id, None)
+            latest[pending.parsed.user_id] = pending
+    answered = list(latest.values())
+    requests = [
+        ScoreRequest(p.state.history, [] if allow_repeats else p.state.seen) for p in answered
+    ]
+    return answered, requests
+
+
+@dataclass
+class Serving:
+    """What the worker serves; ``scorer`` is None until the model has loaded."""
+
+    scorer: Scorer | None = None
+    executor: ThreadPoolExecutor | None = None  # the model thread; re-rank requests use it too
+
+
+def register_agents(
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    user_to_history: faust.Table,
+    metrics: Metrics,
+    ranker: Ranker | None = None,
+) -> Serving:
+    """Attach the ingest agent and the answer task to ``app``.
+
+    The model loads when the worker starts (not when the app is built), so commands that
+    only produce or read topics never pay for it.
+    """
+    limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
+    queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtrank-model")
+    serving = Serving(executor=executor)
+    ranker = ranker or Ranker(settings)  # re-rank hook (issue 6): filters, rules, cold start
+    quality = OnlineQuality(metrics, settings.eval_window)
+
+    def rejected(reason: str, detail: str) -> None:
+        metrics.model_update_rejections.labels(reason).inc()
+        log.warning("model update rejected (%s); still serving the current version", detail)
+
+    feed = UpdateFeed(settings, rejected)
+
+    def apply_pending(scorer: Scorer) -> None:
+        """Runs in the model thread, between batches."""
+        for update in feed.drain():
+            try:
+                scorer.apply(update)
+            except UpdateError as e:
+                rejected(e.reason, str(e))
+                continue
+            kind = "snapshot" if isinstance(update, Snapshot) else "delta"
+            metrics.model_updates.labels(kind).inc()
+            metrics.model_version.set(scorer.version)
+            log.info("now serving model version %d (%s)", scorer.version, kind)
+
+    def score(scorer: Scorer, requests: list[ScoreRequest], fresh: list[Event]) -> tuple[int, list]:
+        apply_pending(scorer)
+        # --- re-rank hook (issue 6): popularity, model top-N, then streams.rerank ---
+        ranker.observe(fresh)
+        top_n = scorer.recommend(requests, ranker.candidates)
+        return scorer.version, ranker.rerank_lists(scorer, requests, top_n)
+        # --- end re-rank hook ---
+
+    @app.agent(topics.events, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            parsed = parse_event(message.key, message.value, limits)
+            if isinstance(parsed, Rejection):
+                metrics.events.labels("invalid").inc()
+                metrics.dead_letters.labels(parsed.code).inc()
+                await app.producer.send(
+                    settings.dlq_topic, message.key, message.value, None, None,
+                    {
+                        "rtrank-reason": f"{parsed.code}: {parsed.detail}".encode(),
+                        "rtrank-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+                    },
+                )
+                await queue.put(Pending(manual, event, None, None, time.monotonic()))
+                continue
+            state = UserState.from_json(user_to_history.get(parsed.user_id))
+            prefix = None
+            if is_applied(state, message.offset):
+                metrics.events.labels("redelivered").inc()
+            elif not ranker.policy.enters_sequence(parsed.event_type):  # re-rank hook (issue 6)
+                metrics.events.labels("outside_sequence").inc()
+            else:
+                metrics.events.labels("valid").inc()
+                prefix = state.history
+                quality.observe(state.last_list, state.last_list_version, parsed.item_id)
+                before = state.seen  # re-rank hook (issue 6): repeats allowed per event type
+                state = apply_event(state, parsed, message.offset, settings.history_len, settings.seen_len)
+                state.seen = ranker.policy.seen_after(before, state.seen, parsed)
+                user_to_history[parsed.user_id] = state.to_json()
+            await queue.put(Pending(manual, event, parsed, state, time.monotonic(), prefix))
+
+    @app.task
+    async def answer() -> None:
+        loop = asyncio.get_running_loop()
+        scorer = await loop.run_in_executor(
+            executor, Scorer.setup, settings.checkpoint, settings.device, settings.seed,
+            settings.torch_threads,
+        )
+        metrics.model_version.set(scorer.version)
+        if not settings.broker.startswith("memory://"):
+            feed.start()
+            wait = settings.update_catch_up_s
+            caught_up = await loop.run_in_executor(None, feed.caught_up.wait, wait)
+            if not caught_up:
+                log.warning("model updates not read within %.0fs; serving what there is",
+                            settings.update_catch_up_s)
+            await loop.run_in_executor(executor, apply_pending, scorer)
+        serving.scorer = scorer
+        while True:
+            batch = await next_batch(queue, settings.batch_max_events, settings.batch_max_ms / 1000)
+            started = time.monotonic()
+            answered, requests = requests_for(batch, settings.allow_repeats)
+            fresh = [p.parsed for p in batch if p.prefix is not None]  # re-rank hook (issue 6)
+            version, lists = await loop.run_in_executor(executor, score, scorer, requests, fresh)
+            inference_ms = (time.monotonic() - started) * 1000
+            metrics.batch_size.observe(len(batch))
+            metrics.inference_seconds.observe(inference_ms / 1000)
+            metrics.catalogue_items.set(len(scorer.vocab) - 1)
+            send = app.producer.send
+            for pending in batch:
+                if pending.prefix is not None:
+                    weight = ranker.policy.weight(pending.parsed.event_type)  # issue 6
+                    example = training_example(pending, weight)
+                    await send(settings.training_topic, example.user_id.encode(), example.to_json(), None, None, None)
+            for pending, items in zip(answered, lists, strict=True):
+                rec = recommendation(pending, items, version, started, inference_ms, len(batch))
+                await send(settings.recommendations_topic, rec.user_id.encode(), rec.to_json(), None, None, None)
+                remember_list(user_to_history, pending, [i.item_id for i in items], version)
+            metrics.recommendations.inc(len(answered))
+            done = time.monotonic()
+            for pending in batch:
+                metrics.answer_seconds.observe(done - pending.arrived)
+                await pending.stream.ack(pending.event)
+
+    @app.timer(1.0)
+    async def apply_updates_when_idle() -> None:
+        """Without events no batch runs; updates still go live (and show in /health)."""
+        if serving.scorer is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(executor, apply_pending, serving.scorer)
+
+    return serving
+
+
+@contextmanager
+def _in_event(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event: table writes go to its partition's store and
+    changelog partition (the user's), as if written from the ingest agent."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def remember_list(table: faust.Table, pending: Pending, items: list[str], version: int) -> None:
+    """Store the list just emitted in the user's state (no await: atomic on the loop)."""
+    user = pending.parsed.user_id
+    state = UserState.from_json(table.get(user))
+    state.last_list, state.last_list_version = items, version
+    with _in_event(pending.event):
+        table[user] = state.to_json()
+
+
+def training_example(pending: Pending, weight: float = 1.0) -> TrainingExample:
+    e = pending.parsed
+    return TrainingExample(user_id=e.user_id, prefix=pending.prefix, item_id=e.item_id,
+                           event_type=e.event_type, ts=e.ts, weight=weight)
+
+
+def recommendation(
+    pending: Pending, items: list[RankedItem], version: int, started: float,
+    inference_ms: float, batch_size: int,
+) -> Recommendation:
+    message = pending.event.message
+    now_ms = int(time.time() * 1000)
+    return Recommendation(
+        user_id=pending.parsed.user_id,
+        items=[i.to_json() for i in items],  # streams.rerank.RankedItem (issue 6)
+        model_version=version,
+        based_on=SourceRef(
+            topic=message.topic, partition=message.partition, offset=message.offset,
+            ts=pending.parsed.ts,
+        ),
+        emitted_at=now_ms,
+        timings={
+            "queued": round((started - pending.arrived) * 1000, 3),
+            "inference": round(inference_ms, 3),
+            "total": float(now_ms - pending.parsed.ts),
+        },
+        batch_size=batch_size,
+    )

@@ -1,0 +1,119 @@
+"""The rtrank Faust app and its command line.
+
+    rtrank worker -l info        # the stream processor (web port: /health, /metrics)
+    rtrank demo                  # the whole pipeline on a local broker
+    rtrank --help                # every command
+
+``rtrank`` is the Faust app's own command line (``worker``, ``agents``, ``tables`` …) with
+rtrank's commands added to it. The app is built from one ``Settings`` object read from the
+environment in ``main()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from aiohttp.web import Response
+from faust.utils.terminal import SpinnerHandler
+
+from streams.agents import register_agents
+from streams.metrics import Metrics
+from streams.rerank_app import ensure_rerank_topics, register_catalogue, register_rerank_views
+from streams.settings import Settings
+from streams.topics import declare_topics, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class RtrankApp(faust.App):
+    """The Faust app plus the settings it was built from.
+
+    Its only behaviour of its own: on a worker's first start, every rtrank topic is created
+    with the configured partition counts before any agent reads or writes.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings.app_id,
+            broker=settings.broker,
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            web_port=settings.web_port,
+            topic_partitions=settings.partitions,
+            table_standby_replicas=settings.standby_replicas,
+            broker_session_timeout=settings.session_timeout_s,
+            producer_linger=settings.producer_linger_ms / 1000,
+            autodiscover=False,
+        )
+        self.settings = settings
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if not self.settings.broker.startswith("memory://"):
+            counts = await asyncio.to_thread(ensure_topics, self.settings)
+            await asyncio.to_thread(ensure_rerank_topics, self.settings)
+            log.info("topics ready: %s", counts)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        _drop_unprinted_log_records()
+
+
+def _drop_unprinted_log_records() -> None:
+    """Once started, raise the root logger to its handlers' lowest level.
+
+    For its start-up spinner, Faust's worker sets the root logger to DEBUG and filters in
+    the handlers, and leaves it so: every debug call in aiokafka and Faust then builds a
+    record nobody prints, about a tenth of the event loop's time under load (measured).
+    The spinner has finished by now, so its handler goes too.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, SpinnerHandler)]:
+        root.removeHandler(handler)
+    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
+    if levels:
+        root.setLevel(min(levels))
+
+
+def build_app(settings: Settings) -> RtrankApp:
+    """The only app: topics, the ``user_to_history`` table, agents and web pages."""
+    app = RtrankApp(settings)
+    topics = declare_topics(app, settings)
+    user_to_history = app.Table(
+        "user_to_history",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        help="user_id -> UserState (recent items, seen items, last applied offset)",
+    )
+    metrics = Metrics()
+    ranker = register_catalogue(app, settings, metrics)
+    serving = register_agents(app, settings, topics, user_to_history, metrics, ranker=ranker)
+    register_rerank_views(app, settings, serving, ranker, user_to_history)
+
+    @app.page("/health")
+    async def health(web, request):  # noqa: ANN001 - Faust view signature
+        ready = serving.scorer is not None
+        body = {"status": "ok" if ready else "starting"}
+        if ready:
+            body["model_version"] = serving.scorer.version
+            body["device"] = str(serving.scorer.device)
+        return web.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web, request):  # noqa: ANN001 - Faust view signature
+        return Response(body=metrics.exposition(), content_type="text/plain", charset="utf-8")
+
+    return app
+
+
+def main() -> None:
+    """Console entry point: ``rtrank …``."""
+    from faust.cli.faust import cli
+
+    from streams.commands import register
+
+    register(cli)
+    build_app(Settings.from_env()).main()

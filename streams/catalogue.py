@@ -1,0 +1,155 @@
+"""The item catalogue: what producers say about items, validated like events are.
+
+Producers write ``{"item_id", "available", "category", "tags"?, "boost"?, "created_at"?}`` to
+the compacted ``items`` topic keyed by item_id, at any time; a record with no value (a
+tombstone) removes the item. `parse_item` turns raw bytes into an `ItemInfo` or a
+`streams.validation.Rejection` (the record then goes to ``items.dlq`` with its original
+bytes and the reason). The worker keeps the catalogue in the ``item_to_info`` GlobalTable
+(every worker holds every item); `Catalogue` is the read side the re-ranker uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.validation import MAX_TS, MIN_TS, Limits, Rejection, _identifier
+
+MAX_TAGS = 64
+MAX_BOOST = 1_000.0  # boosts add to relevances in [0, 1]: larger ones are mistakes
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """One catalogue entry. Items absent from the catalogue count as available."""
+
+    item_id: str
+    available: bool = True
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    boost: float = 0.0  # added to the item's relevance (business rule)
+    created_at: int | None = None  # epoch ms; drives freshness and exploration
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "available": self.available,
+            "category": self.category,
+            "tags": list(self.tags),
+            "boost": self.boost,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ItemInfo:
+        return cls(
+            item_id=data["item_id"],
+            available=data.get("available", True),
+            category=data.get("category"),
+            tags=tuple(data.get("tags") or ()),
+            boost=float(data.get("boost") or 0.0),
+            created_at=data.get("created_at"),
+        )
+
+
+def parse_item(key: bytes | None, value: bytes, limits: Limits) -> ItemInfo | Rejection:
+    """Validate one record of the items topic (tombstones are handled by the caller).
+
+    ``item_id`` is required (string or integer); ``available`` is required (a boolean: an
+    item whose availability is unknown must not be shown by accident); ``category`` is a
+    string or null; ``tags`` a list of strings; ``boost`` a finite number;
+    ``created_at`` epoch ms between 2000 and 2100. The key, when present, must be the id.
+    """
+    if len(value) > limits.max_event_bytes:
+        return Rejection("too_large", f"{len(value)} bytes > {limits.max_event_bytes}")
+    try:
+        obj = json.loads(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Rejection("not_utf8", "value is not UTF-8")
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return Rejection("not_json", f"value is not JSON ({exc})")
+    if not isinstance(obj, dict):
+        return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    for name in ("item_id", "available"):
+        if obj.get(name) is None:
+            return Rejection("missing_field", f"missing field {name!r}")
+    item_id = _identifier("item_id", obj["item_id"], limits, allow_int=True)
+    if isinstance(item_id, Rejection):
+        return item_id
+    if not isinstance(obj["available"], bool):
+        return Rejection("wrong_type", "available must be true or false")
+    category = obj.get("category")
+    if category is not None:
+        category = _identifier("category", category, limits, allow_int=False)
+        if isinstance(category, Rejection):
+            return category
+    tags = obj.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return Rejection("wrong_type", "tags must be a list of strings")
+    if len(tags) > MAX_TAGS:
+        return Rejection("too_many_tags", f"{len(tags)} tags > {MAX_TAGS}")
+    boost = obj.get("boost", 0.0)
+    if boost is None:
+        boost = 0.0
+    if isinstance(boost, bool) or not isinstance(boost, int | float) or not math.isfinite(boost):
+        return Rejection("wrong_type", "boost must be a finite number")
+    if abs(boost) > MAX_BOOST:
+        return Rejection("boost_out_of_range", f"|boost| {boost} > {MAX_BOOST}")
+    created_at = obj.get("created_at")
+    if created_at is not None:
+        if isinstance(created_at, bool) or not isinstance(created_at, int):
+            return Rejection("wrong_type", "created_at must be integral epoch milliseconds")
+        if not MIN_TS <= created_at < MAX_TS:
+            return Rejection("ts_out_of_range", f"created_at {created_at} is outside 2000..2100")
+    if key is not None and key.decode("utf-8", "replace") != item_id:
+        return Rejection("key_mismatch", "record key is not the item_id")
+    return ItemInfo(item_id, obj["available"], category, tuple(tags), float(boost), created_at)
+
+
+@dataclass
+class Catalogue:
+    """Read side of the catalogue over a mapping item_id -> ``ItemInfo.to_json()``.
+
+    Reads come from the model thread while the event loop writes the mapping; plain dict
+    reads and ``list(dict.values())`` are atomic under the GIL, so no lock is needed. The
+    fresh-item list is recomputed at most every ``fresh_cache_s`` (it scans the catalogue).
+    """
+
+    items: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fresh_cache_s: float = 1.0
+    _parsed: dict[str, tuple[Mapping[str, Any], ItemInfo]] = field(default_factory=dict)
+    _fresh: tuple[float, int, list[ItemInfo]] = (-math.inf, 0, [])
+
+    def get(self, item_id: str) -> ItemInfo | None:
+        raw = self.items.get(item_id)
+        if raw is None:
+            return None
+        cached = self._parsed.get(item_id)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        info = ItemInfo.from_json(raw)
+        self._parsed[item_id] = (raw, info)
+        return info
+
+    def fresh(self, now_ms: int, max_age_ms: int) -> list[ItemInfo]:
+        """Available items created within ``max_age_ms`` before ``now_ms``, newest first."""
+        at, cached_now, items = self._fresh
+        if time.monotonic() - at < self.fresh_cache_s and abs(now_ms - cached_now) < 1000:
+            return items
+        out = []
+        for raw in list(self.items.values()):
+            created = raw.get("created_at")
+            young = created is not None and now_ms - created <= max_age_ms
+            if young and raw.get("available", True):
+                out.append(ItemInfo.from_json(raw))
+        out.sort(key=lambda i: -(i.created_at or 0))
+        self._fresh = (time.monotonic(), now_ms, out)
+        return out
+
+    def invalidate(self) -> None:
+        """Forget the fresh-item cache: the next batch sees catalogue changes."""
+        self._fresh = (-math.inf, 0, [])

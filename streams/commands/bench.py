@@ -1,0 +1,207 @@
+"""``rtrank bench …``: speed and quality measured on this machine, printed with the machine.
+
+    rtrank bench pipeline [--events 20000] [--json]
+    rtrank bench quality PATH [--json]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from deploy.kafka.broker import BrokerError, free_port
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.quality import machine_info
+from model.sasrec import SASRec, SASRecConfig
+from model.serving import resolve_device
+from model.synthetic import item_id
+from model.throughput import inference_rate
+from model.vocab import Vocabulary
+from streams.commands.bench_online import online_command
+from streams.commands.bench_rerank import rerank_command
+from streams.commands.produce import send_events
+from streams.commands.training import quality_command
+from streams.local_stack import local_kafka_for
+from streams.recommendation_reader import RecommendationReader
+from streams.replay import synthetic_replay
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess, metric_value
+
+GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: figures printed with the machine they ran on (never asserted in tests)."""
+
+
+bench.add_command(quality_command)
+bench.add_command(online_command)
+bench.add_command(rerank_command)
+
+
+@bench.command("pipeline")
+@click.option("--events", type=int, default=20_000, show_default=True, help="events per throughput run")
+@click.option("--users", type=int, default=2_000, show_default=True)
+@click.option("--items", type=int, default=GAMES_ITEMS, show_default=True, help="catalogue size")
+@click.option("--rate", type=float, default=500.0, show_default=True, help="offered rate for latency")
+@click.option("--latency-seconds", type=float, default=20.0, show_default=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="model to serve [default: randomly initialised over --items items]")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def pipeline(events: int, users: int, items: int, rate: float, latency_seconds: float,
+             checkpoint: str | None, as_json: bool) -> None:
+    """Pass-through vs full pipeline events/s, and latency at a fixed offered rate."""
+    base = Settings.from_env()
+    tag = uuid.uuid4().hex[:8]
+    tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
+    settings = base.replace(
+        app_id=f"rtrank-bench-{tag}", data_dir=Path(tmp) / "state", web_port=free_port(),
+        events_topic=f"bench-{tag}-events", recommendations_topic=f"bench-{tag}-recommendations",
+        dlq_topic=f"bench-{tag}-dlq", training_topic=f"bench-{tag}-training",
+        standby_replicas=0, top_k=10,
+        checkpoint=checkpoint or _random_checkpoint(Path(tmp) / "model.safetensors", items),
+    )
+    try:
+        with local_kafka_for(settings):
+            result = _run_pipeline_bench(settings, Path(tmp), events, users, items, rate, latency_seconds)
+    except (BrokerError, RuntimeError) as exc:
+        raise click.ClickException(f"{exc} (files kept in {tmp})") from None
+    shutil.rmtree(tmp, ignore_errors=True)
+    result["machine"] = machine_info()
+    click.echo(json.dumps(result) if as_json else _pipeline_table(result))
+
+
+def _run_pipeline_bench(settings: Settings, tmp: Path, events: int, users: int, items: int,
+                        rate: float, latency_seconds: float) -> dict:
+    stream = synthetic_replay(users, items, events, seed=1).events
+    stamped = [{**e, "ts": int(time.time() * 1000)} for e in stream]
+    click.echo(f"(a) pass-through: {events} messages through aiokafka consume -> produce", err=True)
+    passthrough_eps = asyncio.run(_passthrough(settings, stamped, tag=settings.app_id))
+
+    click.echo(f"(b) pipeline: {events} events, {items} items, K={settings.top_k}, one worker", err=True)
+    ensure_topics(settings)
+    send_events(settings, stamped)
+    worker = WorkerProcess(settings.replace(log_level="warn"), tmp / "worker.log")
+    worker.start()
+    try:
+        pipeline_eps = _drain_rate(worker, events)
+        click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
+        latencies = _latency_at(settings, users, items, rate, latency_seconds)
+    finally:
+        worker.stop()
+    return {
+        "passthrough_eps": round(passthrough_eps, 1),
+        "pipeline_eps": round(pipeline_eps, 1),
+        "ratio": round(pipeline_eps / passthrough_eps, 3),
+        "latency_ms": {
+            "p50": round(float(np.percentile(latencies, 50)), 1),
+            "p99": round(float(np.percentile(latencies, 99)), 1),
+            "answered": len(latencies),
+        },
+        "offered_eps": rate,
+        "device": str(resolve_device(settings.device)),
+        "items": items,
+        "model_only_users_per_s": round(model_only_rate(settings.checkpoint, settings.device, settings.torch_threads), 1),
+    }
+
+
+async def _passthrough(settings: Settings, events: list[dict], tag: str) -> float:
+    """Messages/s of a bare aiokafka consume -> produce loop over the same messages."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    source = settings.replace(events_topic=f"{tag}-pass-in", recommendations_topic=f"{tag}-pass-out",
+                              dlq_topic=f"{tag}-pass-dlq", training_topic=f"{tag}-pass-training")
+    ensure_topics(source)
+    send_events(source, events)
+    consumer = AIOKafkaConsumer(
+        source.events_topic, bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{tag}-pass", auto_offset_reset="earliest", enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        forwarded, started = 0, None
+        while forwarded < len(events):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            for messages in batches.values():
+                if started is None:
+                    started = time.monotonic()
+                for message in messages:
+                    await producer.send(source.recommendations_topic, key=message.key, value=message.value)
+                    forwarded += 1
+        await producer.flush()
+        return forwarded / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _drain_rate(worker: WorkerProcess, total: int, timeout_s: float = 600.0) -> float:
+    """Events/s while the worker works through a backlog of ``total`` events.
+
+    Counted from the worker's own metric of answered events, from the first answered batch
+    to the last, so start-up time is not counted.
+    """
+    first = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answered = metric_value(worker.metrics(), "rtrank_answer_seconds_count")
+        now = time.monotonic()
+        if first is None and answered > 0:
+            first = (now, answered)
+        if answered >= total:
+            return (answered - first[1]) / max(now - first[0], 1e-9)
+        time.sleep(0.05)
+    raise click.ClickException(f"the worker did not answer {total} events in {timeout_s:.0f}s")
+
+
+def _latency_at(settings: Settings, users: int, items: int, rate: float, seconds: float) -> list[float]:
+    """Event -> recommendation milliseconds (send to receive) at ``rate`` events/s."""
+    stream = synthetic_replay(users, items, int(rate * seconds), seed=2).events
+    with RecommendationReader(settings) as reader:
+        producer = threading.Thread(target=send_events, args=(settings, stream, rate, False))
+        producer.start()
+        latencies = reader.collect_while(producer.is_alive)
+        producer.join()
+    return latencies
+
+
+def model_only_rate(checkpoint: str, device: str, threads: int) -> float:
+    """Users/s of the served model alone (encode + top-10), with the worker's threads."""
+    torch.set_num_threads(threads)
+    return inference_rate(load_checkpoint(checkpoint, resolve_device(device)).model)
+
+
+def _random_checkpoint(path: Path, items: int) -> str:
+    """A randomly initialised model over ``items`` synthetic items (speed, not quality)."""
+    torch.manual_seed(0)
+    vocab = Vocabulary(item_id(n) for n in range(items))
+    save_checkpoint(path, SASRec(SASRecConfig(num_items=len(vocab))), vocab, version=1,
+                    data_fingerprint="random-init")
+    return str(path)
+
+
+def _pipeline_table(r: dict) -> str:
+    m = r["machine"]
+    return "\n".join([
+        f"{'pass-through (aiokafka)':<34}{r['passthrough_eps']:>12,.0f} events/s",
+        f"{'pipeline (1 worker, ' + r['device'] + ')':<34}{r['pipeline_eps']:>12,.0f} events/s",
+        f"{'ratio':<34}{r['ratio']:>12.1%}",
+        f"{'latency p50 @ ' + str(int(r['offered_eps'])) + ' events/s':<34}{r['latency_ms']['p50']:>12.1f} ms",
+        f"{'latency p99 @ ' + str(int(r['offered_eps'])) + ' events/s':<34}{r['latency_ms']['p99']:>12.1f} ms",
+        f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
+        f"catalogue {r['items']} items, K=10; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
+    ])

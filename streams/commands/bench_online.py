@@ -1,0 +1,318 @@
+"""``rtrank bench online PATH``: frozen model vs online learning, on the real system.
+
+    rtrank bench online /work/shared/data/amazon_games.txt [--rate 2000] [--users 2000] [--json]
+
+For PATH and for a synthetic stream whose item transitions change mid-stream ("drift"):
+
+1. pretrain a model on the first 50% of every user's history (offline, `model.train`);
+2. for (a) a worker alone (frozen) and (b) a worker plus a trainer (online), each on fresh
+   topics of the local broker: replay the first halves of the replayed users as fast as
+   possible (builds their state; not measured), then the second halves at ``--rate``
+   events/s, and read the worker's prequential Hit@10/NDCG@10 over the second half (the
+   difference of its cumulative counters before and after);
+3. freshness: from an event's timestamp (stamped when sent) to the publication of the
+   first model version trained on it, from the lag histograms the trainer puts in every
+   version (100 ms resolution).
+
+The trainer of (b) starts after the first halves, reading only new examples: the pretrained
+model already learned those. Only ``--users`` users of PATH are replayed (all their
+events), so a run takes minutes; the pretraining uses every user's first half.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from deploy.kafka.broker import BrokerError, free_port
+from model import synthetic
+from model.data import FORMATS, DataError
+from model.quality import machine_info
+from model.sasrec import SASRecConfig
+from model.train import TrainConfig, make_dataset, train
+from model.updates import UpdateError
+from streams.commands.produce import send_events
+from streams.local_stack import local_kafka_for
+from streams.model_updates import Assembler, parse_chunk, read_range, updates_consumer
+from streams.online_eval import cumulative
+from streams.replay import from_file, interleave
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker_process import TrainerProcess, WorkerProcess, metric_value
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stream:
+    """One benchmark stream: pretraining sequences and the two replay phases."""
+
+    name: str
+    pretrain: dict[str, list[str]]  # user -> first half of the history (item ids)
+    first: list[dict]  # replayed, not measured
+    second: list[dict]  # replayed at the stated rate, measured
+    model: SASRecConfig | None = None  # None: SASRec defaults
+
+
+def halves(events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split a stream into each user's first 50% and the rest, keeping the stream order."""
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e["user_id"]] = counts.get(e["user_id"], 0) + 1
+    seen: dict[str, int] = {}
+    first, second = [], []
+    for e in events:
+        n = seen.get(e["user_id"], 0)
+        seen[e["user_id"]] = n + 1
+        (first if n < counts[e["user_id"]] // 2 else second).append(e)
+    return first, second
+
+
+def file_stream(path: str, fmt: str, users: int, seed: int) -> Stream:
+    replay = from_file(path, fmt, seed)
+    first_all, _ = halves(replay.events)
+    pretrain: dict[str, list[str]] = {}
+    for e in first_all:
+        pretrain.setdefault(e["user_id"], []).append(e["item_id"])
+    everyone = sorted({e["user_id"] for e in replay.events})
+    chosen = set(everyone)
+    if users and users < len(everyone):
+        chosen = set(np.random.default_rng(seed).choice(everyone, users, replace=False).tolist())
+    events = [{**e, "ts": None} for e in replay.events if e["user_id"] in chosen]
+    first, second = halves(events)
+    return Stream(Path(path).stem, pretrain, first, second)
+
+
+def drift_stream(users: int, items: int, seed: int) -> Stream:
+    data = synthetic.generate(
+        num_users=users, num_items=items, min_len=20, max_len=20, noise=0.1, seed=seed, drift_at=0.5
+    )
+    per_user = {
+        u: [{"user_id": u, "item_id": i, "event_type": "view", "ts": None} for i, _ in evs]
+        for u, evs in data.items()
+    }
+    first, second = halves(list(interleave(per_user, seed)))
+    pretrain: dict[str, list[str]] = {}
+    for e in first:
+        pretrain.setdefault(e["user_id"], []).append(e["item_id"])
+    return Stream(
+        "drift", pretrain, first, second, SASRecConfig(num_items=2, max_len=20, dim=32, dropout=0.1)
+    )
+
+
+def pretrain(stream: Stream, out: Path, minutes: float, device: str) -> str:
+    data = make_dataset(stream.pretrain, name=f"{stream.name} (first halves)")
+    base = stream.model or SASRecConfig(num_items=2)
+    config = SASRecConfig(**{**base.to_dict(), "num_items": len(data.vocab)})
+    result = train(
+        data, config, TrainConfig(max_minutes=minutes, device=device, patience=2), out=str(out)
+    )
+    click.echo(
+        f"[{stream.name}] pretrained on {len(data.split.train)} users' first halves: "
+        f"{len(data.vocab) - 1} items, best epoch {result.best_epoch}, "
+        f"{result.seconds:.0f}s",
+        err=True,
+    )
+    return str(out)
+
+
+def replay_run(
+    base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
+) -> tuple[dict, dict[int, int]]:
+    """One run on fresh topics; returns (second-half quality, freshness histogram)."""
+    tag = uuid.uuid4().hex[:8]
+    s = base.replace(
+        app_id=f"rtrank-bench-online-{tag}",
+        data_dir=tmp / f"state-{tag}",
+        web_port=free_port(),
+        events_topic=f"bo-{tag}-events",
+        recommendations_topic=f"bo-{tag}-recommendations",
+        dlq_topic=f"bo-{tag}-dlq",
+        training_topic=f"bo-{tag}-training",
+        model_updates_topic=f"bo-{tag}-model-updates",
+        standby_replicas=0,
+        checkpoint=checkpoint,
+        log_level="warn",
+        trainer_examples_from="latest",
+    )
+    ensure_topics(s)
+    worker = WorkerProcess(s, tmp / f"worker-{tag}.log")
+    trainer = TrainerProcess(s, tmp / f"trainer-{tag}.log", checkpoint=checkpoint)
+    label = f"[{stream.name}] {'online' if online else 'frozen'}"
+    worker.start()
+    try:
+        send_events(s, stream.first, progress=False)
+        _drain(worker, len(stream.first))
+        if online:
+            trainer.start()
+        before = cumulative(worker.metrics())
+        click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
+        started = time.monotonic()
+        send_events(s, stream.second, rate=rate, progress=False)
+        _drain(worker, len(stream.first) + len(stream.second))
+        seconds = time.monotonic() - started
+        after = cumulative(worker.metrics())
+        version = metric_value(worker.metrics(), "rtrank_model_version")
+    finally:
+        trainer.stop()
+        worker.stop()
+    tested = after[0] - before[0]
+    quality = {
+        "hit@10": round((after[1] - before[1]) / max(tested, 1), 4),
+        "ndcg@10": round((after[2] - before[2]) / max(tested, 1), 4),
+        "tested": int(tested),
+        "final_version": int(version),
+        "seconds": round(seconds, 1),
+    }
+    click.echo(f"{label}: {quality}", err=True)
+    return quality, (_lag_histogram(s) if online else {})
+
+
+def _drain(worker: WorkerProcess, total: int, timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while metric_value(worker.metrics(), "rtrank_answer_seconds_count") < total:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the worker did not answer {total} events in time")
+        time.sleep(0.2)
+
+
+def _lag_histogram(settings: Settings) -> dict[int, int]:
+    """Merged ``lag_ms_hist`` of every version on the run's model-updates topic."""
+    consumer, tp = updates_consumer(settings)
+    hist: dict[int, int] = {}
+    try:
+        end = consumer.end_offsets([tp])[tp]
+        assembler = Assembler()
+        for record in read_range(consumer, tp, 0, end):
+            try:
+                update = assembler.add(parse_chunk(record.value))
+            except UpdateError:
+                continue
+            for lag, count in (update.meta.get("lag_ms_hist", {}) if update else {}).items():
+                hist[int(lag)] = hist.get(int(lag), 0) + int(count)
+    finally:
+        consumer.close()
+    return hist
+
+
+def percentile(hist: dict[int, int], q: float) -> float:
+    """The ``q`` percentile (0-100) of a histogram of 100 ms buckets, in seconds (bucket top)."""
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    need, seen = q / 100 * total, 0
+    for lag in sorted(hist):
+        seen += hist[lag]
+        if seen >= need:
+            return (lag + 100) / 1000
+    return (max(hist) + 100) / 1000
+
+
+@click.command("online")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option(
+    "--rate",
+    type=float,
+    default=2000.0,
+    show_default=True,
+    help="replay rate of the measured second halves, events/s",
+)
+@click.option(
+    "--users",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="users of PATH replayed (all their events; 0 = all)",
+)
+@click.option("--drift-users", type=int, default=1000, show_default=True)
+@click.option("--drift-items", type=int, default=500, show_default=True)
+@click.option("--pretrain-minutes", type=float, default=2.0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def online_command(
+    path: str,
+    fmt: str,
+    rate: float,
+    users: int,
+    drift_users: int,
+    drift_items: int,
+    pretrain_minutes: float,
+    device: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Prequential Hit@10/NDCG@10 of a frozen vs an online-learning model, and freshness."""
+    base = Settings.from_env().replace(device=device)
+    tmp = Path(tempfile.mkdtemp(prefix="rtrank-bench-online-"))
+    try:
+        streams = [
+            file_stream(path, fmt, users, seed),
+            drift_stream(drift_users, drift_items, seed),
+        ]
+    except (DataError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    results, hist = [], {}
+    try:
+        with local_kafka_for(base):
+            for stream in streams:
+                ckpt = pretrain(
+                    stream, tmp / f"{stream.name}.safetensors", pretrain_minutes, device
+                )
+                frozen, _ = replay_run(base, tmp, stream, ckpt, rate, online=False)
+                online, lags = replay_run(base, tmp, stream, ckpt, rate, online=True)
+                for lag, count in lags.items():
+                    hist[lag] = hist.get(lag, 0) + count
+                results.append(
+                    {
+                        "name": stream.name,
+                        "frozen": frozen,
+                        "online": online,
+                        "events": {"first": len(stream.first), "second": len(stream.second)},
+                    }
+                )
+    except (BrokerError, RuntimeError) as exc:
+        raise click.ClickException(f"{exc} (files kept in {tmp})") from None
+    shutil.rmtree(tmp, ignore_errors=True)
+    report = {
+        "streams": results,
+        "freshness_s": {
+            "p50": percentile(hist, 50),
+            "p99": percentile(hist, 99),
+            "examples": sum(hist.values()),
+        },
+        "rate": rate,
+        "users": users,
+        "machine": machine_info(),
+    }
+    click.echo(json.dumps(report) if as_json else table(report))
+
+
+def table(r: dict) -> str:
+    lines = [f"{'stream':<16}{'model':<8}{'hit@10':>8}{'ndcg@10':>9}{'tested':>8}{'version':>9}"]
+    for s in r["streams"]:
+        for kind in ("frozen", "online"):
+            q = s[kind]
+            lines.append(
+                f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['ndcg@10']:>9.4f}"
+                f"{q['tested']:>8}{q['final_version']:>9}"
+            )
+    f, m = r["freshness_s"], r["machine"]
+    lines += [
+        f"freshness (event -> first version trained on it): p50 {f['p50']:.1f}s, "
+        f"p99 {f['p99']:.1f}s over {f['examples']} examples",
+        f"second halves replayed at {r['rate']:.0f} events/s; {r['users']} users of the file "
+        f"replayed (pretraining used every user's first half); prequential, K=10, whole catalogue",
+        f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Re-ranking on the Faust app: the catalogue, re-rank requests and the list lookup page.
+
+Registered from `streams.app.build_app`:
+
+    ranker = register_catalogue(app, settings, metrics)          # items -> item_to_info
+    serving = register_agents(..., ranker=ranker)                 # lists are re-ranked
+    register_rerank_views(app, settings, serving, ranker, user_to_history)
+
+- ``catalogue`` agent: each record of the compacted ``items`` topic is validated
+  (`streams.catalogue.parse_item`); malformed ones go to ``items.dlq`` with their original
+  bytes and ``rtrank-reason`` / ``rtrank-source`` headers, good ones are written to the
+  ``item_to_info`` GlobalTable (every worker holds the whole catalogue, kept in memory and
+  recovered from its changelog), tombstones delete. The next batch sees the change.
+- ``rank`` agent: `streams.rank_requests`.
+- ``GET /recommendations/{user_id}``: the user's latest list (``UserState.last_list``),
+  404 when none; Faust's table routing forwards the request to the worker that owns the
+  user's partition.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.catalogue import Catalogue, parse_item
+from streams.metrics import Metrics
+from streams.rank_requests import register_rank_requests
+from streams.ranker import Ranker
+from streams.settings import Settings
+from streams.state import UserState
+from streams.validation import Limits, Rejection
+
+log = logging.getLogger(__name__)
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def rerank_topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.items_topic,
+        settings.items_dlq_topic,
+        settings.rank_requests_topic,
+        settings.rank_responses_topic,
+        catalogue_changelog(settings),
+    ]
+
+
+def catalogue_changelog(settings: Settings) -> str:
+    return f"{settings.app_id}-item_to_info-changelog"
+
+
+def ensure_rerank_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Create the missing re-rank topics; ``items`` and the changelog are compacted.
+
+    The GlobalTable's changelog is created here, before the worker subscribes: left to
+    Faust, it was created during the first rebalance, missing from the metadata the
+    assignor read, and the worker hung in recovery (seen under load).
+    """
+    compacted = {settings.items_topic, catalogue_changelog(settings)}
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                settings.partitions,
+                1,
+                topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
+            )
+            for name in rerank_topic_names(settings)
+            if name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                pass  # another process created them in between: fine
+    finally:
+        admin.close()
+
+
+def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> Ranker:
+    """The ``item_to_info`` GlobalTable, the ``catalogue`` agent, and the `Ranker` over them."""
+    limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
+    items = app.topic(settings.items_topic, partitions=settings.partitions, **RAW)
+    item_to_info = app.GlobalTable(
+        "item_to_info",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
+    )
+    # In memory (recovered from the changelog at start): small, and read per candidate from
+    # the model thread. Set directly: Faust drops store="memory://" (a URL that is falsy).
+    item_to_info._data = item_to_info._new_store_by_url("memory://")
+    catalogue = Catalogue(item_to_info.data.data)
+    ranker = Ranker(settings, catalogue)
+
+    @app.agent(items, name="catalogue")
+    async def catalogue_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            if message.value is None:  # tombstone: the item left the catalogue
+                if message.key is not None:
+                    item_to_info.pop(message.key.decode("utf-8", "replace"), None)
+                    catalogue.invalidate()
+                continue
+            parsed = parse_item(message.key, message.value, limits)
+            if isinstance(parsed, Rejection):
+                metrics.dead_letters.labels(f"item_{parsed.code}").inc()
+                await app.producer.send(
+                    settings.items_dlq_topic,
+                    message.key,
+                    message.value,
+                    None,
+                    None,
+                    {
+                        "rtrank-reason": f"{parsed.code}: {parsed.detail}".encode(),
+                        "rtrank-source": source_of(message),
+                    },
+                )
+                continue
+            item_to_info[parsed.item_id] = parsed.to_json()
+            catalogue.invalidate()
+
+    return ranker
+
+
+def source_of(message: object) -> bytes:
+    """``topic/partition/offset`` of a record, for the DLQ's ``rtrank-source`` header."""
+    return f"{message.topic}/{message.partition}/{message.offset}".encode()
+
+
+def register_rerank_views(
+    app: faust.App,
+    settings: Settings,
+    serving: object,
+    ranker: Ranker,
+    user_to_history: faust.Table,
+) -> None:
+    """The ``rank`` agent and ``GET /recommendations/{user_id}``."""
+    requests = app.topic(settings.rank_requests_topic, partitions=settings.partitions, **RAW)
+    register_rank_requests(app, settings, requests, serving, ranker, user_to_history)
+
+    @app.page("/recommendations/{user_id}")
+    @app.table_route(table=user_to_history, match_info="user_id")
+    async def latest_list(web, request, user_id: str):  # noqa: ANN001, ANN202 - Faust view
+        raw = user_to_history.get(user_id)
+        state = UserState.from_json(raw) if raw else None
+        if state is None or not state.last_list:
+            return web.json({"user_id": user_id, "error": "no list yet"}, status=404)
+        return web.json(
+            {
+                "user_id": user_id,
+                "items": [{"item_id": i} for i in state.last_list],
+                "model_version": state.last_list_version,
+            }
+        )

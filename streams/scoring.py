@@ -1,0 +1,116 @@
+"""The model as the stream sees it: ``Scorer.setup(settings)`` once, ``recommend(batch)`` per
+micro-batch. No Faust here; the agents call this from an executor thread.
+
+Without ``RTRANK_CHECKPOINT`` the worker serves a randomly initialised model whose
+vocabulary grows with the items the stream shows (so lists are valid but not yet learned);
+with a checkpoint, items unknown to its vocabulary are ignored until a model update brings
+them. ``apply(update)`` swaps in what the trainer published (`model.updates`); the worker
+calls it between batches, in the same thread as ``recommend``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.sasrec import SASRec, SASRecConfig
+from model.serving import pad_batch, resolve_device
+from model.updates import Snapshot, Update, apply_update
+from model.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One user's history (oldest first) and the items never to return to them."""
+
+    history: list[str]
+    exclude: list[str]
+
+
+class Scorer:
+    """Owns the served model, its vocabulary and version; one thread uses it at a time."""
+
+    def __init__(
+        self, model: SASRec, vocab: Vocabulary, version: int, grows_with_stream: bool
+    ) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.version = version
+        self.grows_with_stream = grows_with_stream
+
+    @classmethod
+    def setup(cls, checkpoint: str, device: str, seed: int = 0, threads: int = 1) -> Scorer:
+        """Load ``checkpoint`` onto ``device`` (``auto`` = CUDA when present).
+
+        ``threads`` caps torch's CPU threads for this process: on a small machine, more
+        intra-op threads than spare cores make inference slower, not faster.
+
+        Raises:
+            model.checkpoint.CheckpointError: the checkpoint cannot be loaded.
+            ValueError: the device is unknown or unavailable.
+        """
+        target = resolve_device(device)
+        torch.set_num_threads(max(1, threads))
+        if checkpoint:
+            ckpt = load_checkpoint(checkpoint, target)
+            log.info("serving %s version %d on %s (%d items)",
+                     checkpoint, ckpt.version, target, len(ckpt.vocab) - 1)
+            return cls(ckpt.model, ckpt.vocab, ckpt.version, grows_with_stream=False)
+        torch.manual_seed(seed)
+        model = SASRec(SASRecConfig(num_items=2)).to(target)
+        log.warning("no checkpoint: serving a randomly initialised model on %s", target)
+        return cls(model, Vocabulary(), version=0, grows_with_stream=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def apply(self, update: Update) -> None:
+        """Serve ``update`` from now on (call between batches, from the model thread).
+
+        Raises:
+            model.updates.UpdateError: stale, out of order or incompatible; the model served
+                so far is left exactly as it was.
+        """
+        model, vocab, version = apply_update(
+            self.model, self.vocab, self.version, update, self.device
+        )
+        self.model, self.vocab, self.version = model.eval(), vocab, version
+        if isinstance(update, Snapshot):
+            self.grows_with_stream = False  # the trainer's vocabulary is the truth now
+
+    def recommend(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (item_id, score) per request, best first, excluded items never returned.
+
+        One padded batch, one model call; a list is shorter than k only when the catalogue
+        minus exclusions is smaller than k.
+        """
+        if not requests:
+            return []
+        if self.grows_with_stream:
+            self._learn_items(requests)
+        histories = [self.vocab.rows(r.history) for r in requests]
+        exclude = [self.vocab.rows(r.exclude) for r in requests]
+        seqs = pad_batch(histories, self.model.config.max_len, self.device)
+        with torch.inference_mode():
+            scores, rows = self.model.top_k(self.model.encode(seqs), k, exclude=exclude)
+        lists = []
+        for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
+            lists.append([
+                (self.vocab.item(row), score)
+                for row, score in zip(row_items, row_scores, strict=True)
+                if score != float("-inf")
+            ])
+        return lists
+
+    def _learn_items(self, requests: list[ScoreRequest]) -> None:
+        for request in requests:
+            for item_id in request.history:
+                self.vocab.add(item_id)
+        if len(self.vocab) > self.model.config.num_items:
+            self.model.grow(len(self.vocab))

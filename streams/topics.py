@@ -1,0 +1,100 @@
+"""rtrank's topics: declared on the Faust app, and created up front with kafka-python.
+
+Creating every topic explicitly, with the configured partition counts, is what keeps the
+``events`` topic and the user table co-partitioned: the broker never auto-creates a
+one-partition topic behind our back (local brokers run with auto-creation off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+class TopicLayoutError(RuntimeError):
+    """An existing topic has a partition count that would break co-partitioning."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: faust.TopicT
+    recommendations: faust.TopicT
+    dlq: faust.TopicT
+    training: faust.TopicT
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    """Every topic carries raw bytes: events as producers wrote them, the rest as JSON
+    that `streams.records` serialises."""
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    return Topics(
+        events=app.topic(settings.events_topic, partitions=settings.partitions, **raw),
+        recommendations=app.topic(
+            settings.recommendations_topic, partitions=settings.partitions, **raw
+        ),
+        dlq=app.topic(settings.dlq_topic, partitions=settings.partitions, **raw),
+        training=app.topic(settings.training_topic, partitions=settings.partitions, **raw),
+    )
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.events_topic,
+        settings.recommendations_topic,
+        settings.dlq_topic,
+        settings.training_topic,
+        settings.model_updates_topic,
+    ]
+
+
+def partitions_of(settings: Settings, name: str) -> int:
+    """Model updates have one partition: a version must follow its base."""
+    return 1 if name == settings.model_updates_topic else settings.partitions
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
+    """Create the missing topics with ``settings.partitions``; return name -> partitions.
+
+    Raises:
+        TopicLayoutError: ``events`` exists with another partition count than configured.
+    """
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in topic_names(settings) if name not in existing]
+        if missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(name, partitions_of(settings, name), 1) for name in missing],
+                    timeout_ms=int(timeout_s * 1000),
+                )
+            except TopicAlreadyExistsError:
+                pass  # another process created them in between: fine
+        counts = {
+            d["name"]: len(d["partitions"]) for d in admin.describe_topics(topic_names(settings))
+        }
+    finally:
+        admin.close()
+    if counts.get(settings.events_topic, settings.partitions) != settings.partitions:
+        raise TopicLayoutError(
+            f"topic {settings.events_topic!r} has {counts[settings.events_topic]} partitions but "
+            f"RTRANK_PARTITIONS={settings.partitions}; the user table must be co-partitioned "
+            "with it: set RTRANK_PARTITIONS to match or recreate the topic"
+        )
+    return counts

@@ -1,0 +1,73 @@
+"""Time-decayed item popularity, maintained from the event stream (cold start, exploration).
+
+An event of weight ``w`` at time ``t`` contributes ``w * 2 ** -((now - t) / half_life)``.
+Stored as forward decay (Cormode et al., 2009): each event adds ``w * 2 ** ((t - t0) /
+half_life)`` once, and reading divides by ``2 ** ((now - t0) / half_life)``, so an event
+costs O(1) whatever the catalogue size. ``t0`` moves forward (all values rescaled) before
+the exponents grow large. "Now" is the newest event time seen: replays of old data decay
+by their own clock.
+
+Each worker counts the events of its own partitions: with users spread over partitions
+that is a sample of the whole stream. The counts are a cache derived from the stream, not
+state: a restarted worker starts cold and warms up as events arrive.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+RESCALE_AT = 60.0  # half-lives past t0 before rescaling (2**60 is still exact enough)
+
+
+@dataclass
+class Trending:
+    half_life_ms: float
+    max_items: int = 200_000  # least popular items are forgotten beyond this many
+    _t0: int | None = None
+    _now: int = 0
+    _raw: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, item_id: str, ts: int, weight: float = 1.0) -> None:
+        """Count one event of ``weight`` on ``item_id`` at ``ts`` (epoch ms)."""
+        if self._t0 is None:
+            self._t0 = ts
+        self._now = max(self._now, ts)
+        if (self._now - self._t0) / self.half_life_ms > RESCALE_AT:
+            self._rescale(self._now)
+        self._raw[item_id] = self._raw.get(item_id, 0.0) + weight * 2.0 ** (
+            (ts - self._t0) / self.half_life_ms
+        )
+        if len(self._raw) > self.max_items:
+            self._forget(len(self._raw) - self.max_items // 2)  # amortised: half at once
+
+    def score(self, item_id: str) -> float:
+        """Decayed popularity of ``item_id`` at the newest event time seen."""
+        return self._raw.get(item_id, 0.0) * self._scale()
+
+    def scores(self) -> dict[str, float]:
+        scale = self._scale()
+        return {i: v * scale for i, v in self._raw.items()}
+
+    def top(self, n: int) -> list[tuple[str, float]]:
+        """The ``n`` most popular items now, most popular first (ties: by item id)."""
+        scale = self._scale()
+        best = heapq.nsmallest(n, self._raw.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [(i, v * scale) for i, v in best]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def _scale(self) -> float:
+        if self._t0 is None:
+            return 0.0
+        return 2.0 ** (-(self._now - self._t0) / self.half_life_ms)
+
+    def _rescale(self, new_t0: int) -> None:
+        factor = 2.0 ** (-(new_t0 - self._t0) / self.half_life_ms)
+        self._raw = {i: v * factor for i, v in self._raw.items() if v * factor > 1e-12}
+        self._t0 = new_t0
+
+    def _forget(self, n: int) -> None:
+        for item_id, _ in heapq.nsmallest(n, self._raw.items(), key=lambda kv: kv[1]):
+            del self._raw[item_id]

@@ -1,0 +1,153 @@
+"""A real ``rtrank worker`` / ``rtrank trainer`` in a child process, for the demo, the
+benchmarks and the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from streams.settings import Settings
+
+
+def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes a child process read exactly ``settings``."""
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith("RTRANK_")
+    }
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        env[f"RTRANK_{f.name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """Start, probe and stop one worker; its output goes to ``log``."""
+
+    settings: Settings
+    log: Path
+    process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start the worker and return once ``/health`` answers 200 (model loaded)."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "-l", self.settings.log_level],
+            env=settings_env(self.settings),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log}")
+            if self.healthy():
+                return
+            time.sleep(0.5)
+        self.stop(signal.SIGKILL)
+        raise RuntimeError(f"worker not healthy after {timeout_s:.0f}s; see {self.log}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self._url("/health"), timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self._url("/metrics"), timeout=5) as response:
+            return response.read().decode()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int | None:
+        """Send ``sig`` and wait; SIGKILL after ``timeout_s``. Returns the exit code."""
+        return stop_child(self.process, sig, timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}{path}"
+
+
+def stop_child(process: subprocess.Popen | None, sig: int, timeout_s: float) -> int | None:
+    """Send ``sig`` to a child and wait for it; SIGKILL after ``timeout_s``."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def metric_value(exposition: str, name: str) -> float:
+    """Sum of every sample of ``name`` (all label sets) in a Prometheus text exposition."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name) and line[len(name)] in " {":
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class TrainerProcess:
+    """Start and stop one ``rtrank trainer``; its output goes to ``log``.
+
+    ``start`` returns once the trainer logged that it is ready (resumed or published its
+    base snapshot), so updates it publishes afterwards are learned from the stream.
+    """
+
+    settings: Settings
+    log: Path
+    checkpoint: str = ""
+    process: subprocess.Popen | None = None
+
+    READY = b"trainer ready at version"
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        already = self.log.stat().st_size if self.log.exists() else 0
+        command = [sys.executable, "-m", "streams", "trainer"]
+        if self.checkpoint:
+            command += ["--checkpoint", self.checkpoint]
+        self.process = subprocess.Popen(
+            command,
+            env=settings_env(self.settings),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"trainer exited with {self.process.returncode}; see {self.log}")
+            if self.READY in self.log.read_bytes()[already:]:
+                return
+            time.sleep(0.3)
+        self.stop(signal.SIGKILL)
+        raise RuntimeError(f"trainer not ready after {timeout_s:.0f}s; see {self.log}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
+        """Send ``sig`` and wait; SIGKILL after ``timeout_s``. Returns the exit code."""
+        return stop_child(self.process, sig, timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None

@@ -1,0 +1,267 @@
+"""The whole pipeline against a real broker and a real worker process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from kafka import KafkaAdminClient
+
+from streams.commands.produce import send_events
+from streams.replay import synthetic_replay
+from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def final_state_of_users(settings) -> dict[str, dict]:
+    """The user table as its changelog holds it (latest value per user)."""
+    changelog = f"{settings.app_id}-user_to_history-changelog"
+    return latest_by_key(read_topic(settings.bootstrap_servers, changelog), json_keys=True)
+
+
+def test_every_user_gets_k_unseen_items_answering_their_last_event(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
+    worker.settings = settings
+    worker.start()
+    replay = synthetic_replay(users=2000, items=SYNTHETIC_ITEMS, events=20_000, seed=5)
+    send_events(settings, replay.events, progress=False)
+
+    events = read_topic(settings.bootstrap_servers, settings.events_topic, expected=20_000)
+    last_event = {}
+    for record in sorted(events, key=lambda r: (r.partition, r.offset)):
+        last_event[record.key.decode()] = (record.partition, record.offset)
+    history: dict[str, list[str]] = {}
+    for e in replay.events:
+        history.setdefault(e["user_id"], []).append(e["item_id"])
+
+    def all_answered() -> bool:
+        latest = latest_by_key(
+            read_topic(settings.bootstrap_servers, settings.recommendations_topic)
+        )
+        return len(latest) == 2000 and all(
+            (r["based_on"]["partition"], r["based_on"]["offset"]) == last_event[u]
+            for u, r in latest.items()
+        )
+
+    wait_for(all_answered, timeout_s=180, interval_s=3, message="not every last event was answered")
+    latest = latest_by_key(read_topic(settings.bootstrap_servers, settings.recommendations_topic))
+    for user, rec in latest.items():
+        items = [i["item_id"] for i in rec["items"]]
+        assert len(items) == settings.top_k == len(set(items)), user
+        assert not set(items) & set(history[user]), user
+        assert rec["model_version"] >= 1
+    assert worker.running
+
+
+def test_worker_creates_its_topics_with_the_configured_partitions(settings, worker) -> None:
+    worker.start()
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        described = admin.describe_topics(
+            [
+                settings.events_topic,
+                settings.recommendations_topic,
+                settings.dlq_topic,
+                settings.training_topic,
+            ]
+        )
+    finally:
+        admin.close()
+    assert {d["name"]: len(d["partitions"]) for d in described} == {
+        settings.events_topic: 8,
+        settings.recommendations_topic: 8,
+        settings.dlq_topic: 8,
+        settings.training_topic: 8,
+    }
+
+
+BAD_EVENTS = [
+    (b"u-bad", b"{not json"),
+    (b"u-bad", b"\xff\xfe\x00garbage"),
+    (b"u-bad", b"[1, 2, 3]"),
+    (b"u-bad", b'"just a string"'),
+    (b"u-bad", json.dumps({"user_id": "u-bad", "item_id": "i", "event_type": "view"}).encode()),
+    (
+        b"u-bad",
+        json.dumps(
+            {"user_id": "u-bad", "item_id": None, "event_type": "view", "ts": 1_700_000_000_000}
+        ).encode(),
+    ),
+    (
+        b"u-bad",
+        json.dumps(
+            {"user_id": "u-bad", "item_id": {"x": 1}, "event_type": "view", "ts": 1_700_000_000_000}
+        ).encode(),
+    ),
+    (
+        b"u-bad",
+        json.dumps(
+            {"user_id": "u-bad", "item_id": "i", "event_type": "view", "ts": "now"}
+        ).encode(),
+    ),
+    (
+        b"u-bad",
+        json.dumps({"user_id": "u-bad", "item_id": "i", "event_type": "view", "ts": 12}).encode(),
+    ),
+    (
+        b"u-bad",
+        json.dumps(
+            {
+                "user_id": "u-bad",
+                "item_id": "i" * 1000,
+                "event_type": "view",
+                "ts": 1_700_000_000_000,
+            }
+        ).encode(),
+    ),
+    (
+        b"u-bad",
+        json.dumps(
+            {
+                "user_id": "u-bad",
+                "item_id": "i",
+                "event_type": "view",
+                "ts": 1_700_000_000_000,
+                "n": [[[[[[[[[[[1]]]]]]]]]]],
+            }
+        ).encode(),
+    ),
+    (
+        b"someone-else",
+        json.dumps(
+            {"user_id": "u-bad", "item_id": "i", "event_type": "view", "ts": 1_700_000_000_000}
+        ).encode(),
+    ),
+    (
+        b"\xc3\x28",
+        json.dumps(
+            {"user_id": "u-bad", "item_id": "i", "event_type": "view", "ts": 1_700_000_000_000}
+        ).encode(),
+    ),
+    (b"u-bad", b""),
+    (b"u-bad", b"{" * 100_000),
+]
+
+
+def test_malformed_events_go_to_the_dlq_and_good_ones_are_answered(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    from kafka import KafkaProducer
+
+    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
+    worker.settings = settings
+    worker.start()
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    good_users = []
+    for n, (key, value) in enumerate(BAD_EVENTS):
+        good = {
+            "user_id": f"good-{n}",
+            "item_id": "item-1",
+            "event_type": "view",
+            "ts": 1_700_000_000_000 + n,
+        }
+        producer.send(
+            settings.events_topic, key=good["user_id"].encode(), value=json.dumps(good).encode()
+        )
+        good_users.append(good["user_id"])
+        producer.send(settings.events_topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+    dead = read_topic(
+        settings.bootstrap_servers, settings.dlq_topic, expected=len(BAD_EVENTS), timeout_s=90
+    )
+    assert sorted(r.value for r in dead) == sorted(v for _, v in BAD_EVENTS)
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["rtrank-reason"]
+        assert headers["rtrank-source"].startswith(settings.events_topic.encode() + b"/")
+
+    wait_for(
+        lambda: (
+            set(good_users)
+            <= set(
+                latest_by_key(
+                    read_topic(settings.bootstrap_servers, settings.recommendations_topic)
+                )
+            )
+        ),
+        timeout_s=60,
+        message="a good event interleaved with bad ones was not answered",
+    )
+    assert worker.running
+    metrics = worker.metrics()
+    assert f'rtrank_events_total{{outcome="invalid"}} {float(len(BAD_EVENTS))}' in metrics
+
+
+def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicates(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
+    worker.settings = settings
+    worker.start()
+    replay = synthetic_replay(users=300, items=SYNTHETIC_ITEMS, events=6000, seed=9)
+    producer = threading.Thread(target=send_events, args=(settings, replay.events, 200.0, False))
+    producer.start()
+    for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+        time.sleep(6)
+        worker.stop(stop_signal)
+        worker.start()
+    producer.join()
+
+    expected: dict[str, list[str]] = {}
+    for e in replay.events:
+        expected.setdefault(e["user_id"], []).append(e["item_id"])
+
+    def state_complete() -> bool:
+        state = final_state_of_users(settings)
+        return len(state) == len(expected) and all(
+            s["events"] == len(expected[u]) for u, s in state.items()
+        )
+
+    wait_for(state_complete, timeout_s=180, interval_s=3, message="user state incomplete")
+    state = final_state_of_users(settings)
+    for user, items in expected.items():
+        assert state[user]["events"] == len(items), user
+        assert state[user]["history"] == items[-settings.history_len :], user
+
+    events = read_topic(settings.bootstrap_servers, settings.events_topic, expected=6000)
+    last_offset: dict[str, int] = {}
+    for record in events:
+        user = record.key.decode()
+        last_offset[user] = max(last_offset.get(user, -1), record.offset)
+
+    def every_last_event_answered() -> bool:
+        recs = read_topic(settings.bootstrap_servers, settings.recommendations_topic)
+        latest = latest_by_key(recs)
+        return len(latest) == len(expected) and all(
+            rec["based_on"]["offset"] == last_offset[u] for u, rec in latest.items()
+        )
+
+    wait_for(every_last_event_answered, timeout_s=120, interval_s=3,
+             message="not every user's last event was answered after the restarts")
+
+
+def test_producing_before_any_worker_creates_co_partitioned_topics(settings) -> None:
+    from streams.worker_process import settings_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "produce", "--synthetic", "--users", "20", "--events", "100"],
+        capture_output=True, text=True, timeout=120, env=settings_env(settings),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sent 100 events" in done.stderr
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        [described] = admin.describe_topics([settings.events_topic])
+    finally:
+        admin.close()
+    assert len(described["partitions"]) == settings.partitions

@@ -1,0 +1,85 @@
+"""Catalogue records: parsed into ItemInfo or rejected with a reason, never raising."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.catalogue import Catalogue, ItemInfo, parse_item
+from streams.validation import Limits, Rejection
+
+LIMITS = Limits()
+NOW = 1_700_000_000_000
+
+
+def raw(**fields) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_a_full_record_becomes_an_item_info() -> None:
+    info = parse_item(
+        b"i1",
+        raw(item_id="i1", available=True, category="rpg", tags=["a"], boost=0.5, created_at=NOW),
+        LIMITS,
+    )
+    assert info == ItemInfo("i1", True, "rpg", ("a",), 0.5, NOW)
+
+
+def test_integer_item_ids_become_strings() -> None:
+    assert parse_item(None, raw(item_id=7, available=False), LIMITS).item_id == "7"
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (b"{nope", "not_json"),
+        (b"\xff\xfe", "not_utf8"),
+        (b"[1]", "not_object"),
+        (raw(available=True), "missing_field"),
+        (raw(item_id="i"), "missing_field"),
+        (raw(item_id="i", available="yes"), "wrong_type"),
+        (raw(item_id="i", available=True, tags="x"), "wrong_type"),
+        (raw(item_id="i", available=True, boost="big"), "wrong_type"),
+        (raw(item_id="i", available=True, boost=1e9), "boost_out_of_range"),
+        (raw(item_id="i", available=True, created_at=12), "ts_out_of_range"),
+        (raw(item_id="i", available=True, created_at="today"), "wrong_type"),
+        (raw(item_id="", available=True), "empty_id"),
+    ],
+)
+def test_malformed_records_are_rejected_with_a_reason(value: bytes, code: str) -> None:
+    rejected = parse_item(None, value, LIMITS)
+    assert isinstance(rejected, Rejection) and rejected.code == code
+
+
+def test_a_key_that_is_not_the_item_id_is_rejected() -> None:
+    rejected = parse_item(b"other", raw(item_id="i", available=True), LIMITS)
+    assert isinstance(rejected, Rejection) and rejected.code == "key_mismatch"
+
+
+def test_the_catalogue_reads_items_written_as_json() -> None:
+    catalogue = Catalogue({"i": ItemInfo("i", available=False).to_json()})
+    assert catalogue.get("i").available is False
+    assert catalogue.get("unknown") is None
+
+
+def test_fresh_items_are_the_young_available_ones_newest_first() -> None:
+    catalogue = Catalogue(
+        {
+            "old": ItemInfo("old", created_at=NOW - 10_000).to_json(),
+            "new": ItemInfo("new", created_at=NOW - 10).to_json(),
+            "newer": ItemInfo("newer", created_at=NOW - 1).to_json(),
+            "gone": ItemInfo("gone", available=False, created_at=NOW).to_json(),
+            "undated": ItemInfo("undated").to_json(),
+        }
+    )
+    assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["newer", "new"]
+
+
+def test_a_change_is_seen_after_invalidate() -> None:
+    items = {}
+    catalogue = Catalogue(items)
+    assert catalogue.fresh(NOW, 1000) == []
+    items["n"] = ItemInfo("n", created_at=NOW).to_json()
+    catalogue.invalidate()
+    assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["n"]
