@@ -58,7 +58,9 @@ class Pending:
     prefix: list[str] | None = None  # history before the event; None when not newly applied
 
 
-def requests_for(batch: list[Pending], allow_repeats: bool) -> tuple[list[Pending], list[ScoreRequest]]:
+def requests_for(
+    batch: list[Pending], allow_repeats: bool
+) -> tuple[list[Pending], list[ScoreRequest]]:
     """The latest pending event of each user in the batch, with its scoring request.
 
     The latest event's state already holds all of that user's earlier events, so one list
@@ -141,11 +143,12 @@ def register_agents(
                 metrics.events.labels("invalid").inc()
                 metrics.dead_letters.labels(parsed.code).inc()
                 await app.producer.send(
-                    settings.dlq_topic, message.key, message.value, None, None,
-                    {
-                        "rtrank-reason": f"{parsed.code}: {parsed.detail}".encode(),
-                        "rtrank-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
-                    },
+                    settings.dlq_topic,
+                    message.key,
+                    message.value,
+                    None,
+                    None,
+                    parsed.dead_letter_headers(message),
                 )
                 await queue.put(Pending(manual, event, None, None, time.monotonic()))
                 continue
@@ -160,7 +163,9 @@ def register_agents(
                 prefix = state.history
                 quality.observe(state.last_list, state.last_list_version, parsed.item_id)
                 before = state.seen  # re-rank hook (issue 6): repeats allowed per event type
-                state = apply_event(state, parsed, message.offset, settings.history_len, settings.seen_len)
+                state = apply_event(
+                    state, parsed, message.offset, settings.history_len, settings.seen_len
+                )
                 state.seen = ranker.policy.seen_after(before, state.seen, parsed)
                 user_to_history[parsed.user_id] = state.to_json()
             await queue.put(Pending(manual, event, parsed, state, time.monotonic(), prefix))
@@ -169,7 +174,11 @@ def register_agents(
     async def answer() -> None:
         loop = asyncio.get_running_loop()
         scorer = await loop.run_in_executor(
-            executor, Scorer.setup, settings.checkpoint, settings.device, settings.seed,
+            executor,
+            Scorer.setup,
+            settings.checkpoint,
+            settings.device,
+            settings.seed,
             settings.torch_threads,
         )
         metrics.model_version.set(scorer.version)
@@ -178,8 +187,10 @@ def register_agents(
             wait = settings.update_catch_up_s
             caught_up = await loop.run_in_executor(None, feed.caught_up.wait, wait)
             if not caught_up:
-                log.warning("model updates not read within %.0fs; serving what there is",
-                            settings.update_catch_up_s)
+                log.warning(
+                    "model updates not read within %.0fs; serving what there is",
+                    settings.update_catch_up_s,
+                )
             await loop.run_in_executor(executor, apply_pending, scorer)
         serving.scorer = scorer
         while True:
@@ -197,10 +208,24 @@ def register_agents(
                 if pending.prefix is not None:
                     weight = ranker.policy.weight(pending.parsed.event_type)  # issue 6
                     example = training_example(pending, weight)
-                    await send(settings.training_topic, example.user_id.encode(), example.to_json(), None, None, None)
+                    await send(
+                        settings.training_topic,
+                        example.user_id.encode(),
+                        example.to_json(),
+                        None,
+                        None,
+                        None,
+                    )
             for pending, items in zip(answered, lists, strict=True):
                 rec = recommendation(pending, items, version, started, inference_ms, len(batch))
-                await send(settings.recommendations_topic, rec.user_id.encode(), rec.to_json(), None, None, None)
+                await send(
+                    settings.recommendations_topic,
+                    rec.user_id.encode(),
+                    rec.to_json(),
+                    None,
+                    None,
+                    None,
+                )
                 remember_list(user_to_history, pending, [i.item_id for i in items], version)
             metrics.recommendations.inc(len(answered))
             done = time.monotonic()
@@ -240,13 +265,23 @@ def remember_list(table: faust.Table, pending: Pending, items: list[str], versio
 
 def training_example(pending: Pending, weight: float = 1.0) -> TrainingExample:
     e = pending.parsed
-    return TrainingExample(user_id=e.user_id, prefix=pending.prefix, item_id=e.item_id,
-                           event_type=e.event_type, ts=e.ts, weight=weight)
+    return TrainingExample(
+        user_id=e.user_id,
+        prefix=pending.prefix,
+        item_id=e.item_id,
+        event_type=e.event_type,
+        ts=e.ts,
+        weight=weight,
+    )
 
 
 def recommendation(
-    pending: Pending, items: list[RankedItem], version: int, started: float,
-    inference_ms: float, batch_size: int,
+    pending: Pending,
+    items: list[RankedItem],
+    version: int,
+    started: float,
+    inference_ms: float,
+    batch_size: int,
 ) -> Recommendation:
     message = pending.event.message
     now_ms = int(time.time() * 1000)
@@ -255,7 +290,9 @@ def recommendation(
         items=[i.to_json() for i in items],  # streams.rerank.RankedItem (issue 6)
         model_version=version,
         based_on=SourceRef(
-            topic=message.topic, partition=message.partition, offset=message.offset,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
             ts=pending.parsed.ts,
         ),
         emitted_at=now_ms,

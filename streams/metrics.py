@@ -16,7 +16,9 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.events = Counter(
-            "rtrank_events", "Events read, by outcome (valid, invalid, redelivered)", ["outcome"],
+            "rtrank_events",
+            "Events read, by outcome (valid, invalid, redelivered)",
+            ["outcome"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -26,40 +28,54 @@ class Metrics:
             "rtrank_recommendations", "Recommendation lists emitted", registry=r
         )
         self.batch_size = Histogram(
-            "rtrank_batch_events", "Events per micro-batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+            "rtrank_batch_events",
+            "Events per micro-batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
         )
         self.inference_seconds = Histogram(
-            "rtrank_inference_seconds", "Model time per micro-batch", buckets=LATENCY_BUCKETS,
+            "rtrank_inference_seconds",
+            "Model time per micro-batch",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.answer_seconds = Histogram(
-            "rtrank_answer_seconds", "From an event's arrival at the worker to its list being sent",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "rtrank_answer_seconds",
+            "From an event's arrival at the worker to its list being sent",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.model_version = Gauge("rtrank_model_version", "Version of the served model", registry=r)
+        self.model_version = Gauge(
+            "rtrank_model_version", "Version of the served model", registry=r
+        )
         self.catalogue_items = Gauge(
             "rtrank_catalogue_items", "Items the served model can recommend", registry=r
         )
         self.model_updates = Counter(
-            "rtrank_model_updates", "Model updates applied, by kind (snapshot, delta)", ["kind"],
+            "rtrank_model_updates",
+            "Model updates applied, by kind (snapshot, delta)",
+            ["kind"],
             registry=r,
         )
         self.model_update_rejections = Counter(
             "rtrank_model_update_rejections",
             "Model updates rejected, by reason (corrupt, out_of_order, stale, incompatible)",
-            ["reason"], registry=r,
+            ["reason"],
+            registry=r,
         )
         self.online_hit = Gauge(
-            "rtrank_online_hit_at_10", "Rolling prequential Hit@10 (last eval_window events)",
+            "rtrank_online_hit_at_10",
+            "Rolling prequential Hit@10 (last eval_window events)",
             registry=r,
         )
         self.online_ndcg = Gauge(
-            "rtrank_online_ndcg_at_10", "Rolling prequential NDCG@10 (last eval_window events)",
+            "rtrank_online_ndcg_at_10",
+            "Rolling prequential NDCG@10 (last eval_window events)",
             registry=r,
         )
         self.online_tested = Counter(
-            "rtrank_online_tested", "Events tested against the user's last list (all versions)",
+            "rtrank_online_tested",
+            "Events tested against the user's last list (all versions)",
             registry=r,
         )
         self.online_tested_hits = Counter(
@@ -69,16 +85,22 @@ class Metrics:
             "rtrank_online_tested_ndcg", "Sum of NDCG@10 of tested events", registry=r
         )
         self.online_evaluated = Counter(
-            "rtrank_online_evaluated", "Events tested against the user's last list, by its version",
-            ["model_version"], registry=r,
+            "rtrank_online_evaluated",
+            "Events tested against the user's last list, by its version",
+            ["model_version"],
+            registry=r,
         )
         self.online_hits = Counter(
-            "rtrank_online_hits", "Tested events whose item was in the top 10, by version",
-            ["model_version"], registry=r,
+            "rtrank_online_hits",
+            "Tested events whose item was in the top 10, by version",
+            ["model_version"],
+            registry=r,
         )
         self.online_ndcg_sum = Counter(
-            "rtrank_online_ndcg", "Sum of NDCG@10 of tested events, by version",
-            ["model_version"], registry=r,
+            "rtrank_online_ndcg",
+            "Sum of NDCG@10 of tested events, by version",
+            ["model_version"],
+            registry=r,
         )
 
     def exposition(self) -> bytes:

@@ -122,21 +122,13 @@ def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> 
                     message.value,
                     None,
                     None,
-                    {
-                        "rtrank-reason": f"{parsed.code}: {parsed.detail}".encode(),
-                        "rtrank-source": source_of(message),
-                    },
+                    parsed.dead_letter_headers(message),
                 )
                 continue
             item_to_info[parsed.item_id] = parsed.to_json()
             catalogue.invalidate()
 
     return ranker
-
-
-def source_of(message: object) -> bytes:
-    """``topic/partition/offset`` of a record, for the DLQ's ``rtrank-source`` header."""
-    return f"{message.topic}/{message.partition}/{message.offset}".encode()
 
 
 def register_rerank_views(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from streams.records import Event
 
@@ -21,6 +22,14 @@ MAX_DEPTH = 8  # extra fields nested deeper than this are garbage, not data
 class Rejection:
     code: str  # e.g. "not_json", "missing_field"; a metric label
     detail: str
+
+    def dead_letter_headers(self, message: Any) -> dict[str, bytes]:
+        """Headers of the DLQ copy of ``message``: why it was rejected and where it came from
+        (``topic/partition/offset``), so an operator can find and replay the original."""
+        return {
+            "rtrank-reason": f"{self.code}: {self.detail}".encode(),
+            "rtrank-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+        }
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``rtrank bench …``: speed and quality measured on this machine, printed with the machine.
 
-    rtrank bench pipeline [--events 20000] [--json]
-    rtrank bench quality PATH [--json]
+rtrank bench pipeline [--events 20000] [--json]
+rtrank bench quality PATH [--json]
 """
 
 from __future__ import annotations
@@ -52,30 +52,52 @@ bench.add_command(rerank_command)
 
 
 @bench.command("pipeline")
-@click.option("--events", type=int, default=20_000, show_default=True, help="events per throughput run")
+@click.option(
+    "--events", type=int, default=20_000, show_default=True, help="events per throughput run"
+)
 @click.option("--users", type=int, default=2_000, show_default=True)
 @click.option("--items", type=int, default=GAMES_ITEMS, show_default=True, help="catalogue size")
-@click.option("--rate", type=float, default=500.0, show_default=True, help="offered rate for latency")
+@click.option(
+    "--rate", type=float, default=500.0, show_default=True, help="offered rate for latency"
+)
 @click.option("--latency-seconds", type=float, default=20.0, show_default=True)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="model to serve [default: randomly initialised over --items items]")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="model to serve [default: randomly initialised over --items items]",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def pipeline(events: int, users: int, items: int, rate: float, latency_seconds: float,
-             checkpoint: str | None, as_json: bool) -> None:
+def pipeline(
+    events: int,
+    users: int,
+    items: int,
+    rate: float,
+    latency_seconds: float,
+    checkpoint: str | None,
+    as_json: bool,
+) -> None:
     """Pass-through vs full pipeline events/s, and latency at a fixed offered rate."""
     base = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
     settings = base.replace(
-        app_id=f"rtrank-bench-{tag}", data_dir=Path(tmp) / "state", web_port=free_port(),
-        events_topic=f"bench-{tag}-events", recommendations_topic=f"bench-{tag}-recommendations",
-        dlq_topic=f"bench-{tag}-dlq", training_topic=f"bench-{tag}-training",
-        standby_replicas=0, top_k=10,
+        app_id=f"rtrank-bench-{tag}",
+        data_dir=Path(tmp) / "state",
+        web_port=free_port(),
+        events_topic=f"bench-{tag}-events",
+        recommendations_topic=f"bench-{tag}-recommendations",
+        dlq_topic=f"bench-{tag}-dlq",
+        training_topic=f"bench-{tag}-training",
+        standby_replicas=0,
+        top_k=10,
         checkpoint=checkpoint or _random_checkpoint(Path(tmp) / "model.safetensors", items),
     )
     try:
         with local_kafka_for(settings):
-            result = _run_pipeline_bench(settings, Path(tmp), events, users, items, rate, latency_seconds)
+            result = _run_pipeline_bench(
+                settings, Path(tmp), events, users, items, rate, latency_seconds
+            )
     except (BrokerError, RuntimeError) as exc:
         raise click.ClickException(f"{exc} (files kept in {tmp})") from None
     shutil.rmtree(tmp, ignore_errors=True)
@@ -83,14 +105,23 @@ def pipeline(events: int, users: int, items: int, rate: float, latency_seconds: 
     click.echo(json.dumps(result) if as_json else _pipeline_table(result))
 
 
-def _run_pipeline_bench(settings: Settings, tmp: Path, events: int, users: int, items: int,
-                        rate: float, latency_seconds: float) -> dict:
+def _run_pipeline_bench(
+    settings: Settings,
+    tmp: Path,
+    events: int,
+    users: int,
+    items: int,
+    rate: float,
+    latency_seconds: float,
+) -> dict:
     stream = synthetic_replay(users, items, events, seed=1).events
     stamped = [{**e, "ts": int(time.time() * 1000)} for e in stream]
     click.echo(f"(a) pass-through: {events} messages through aiokafka consume -> produce", err=True)
     passthrough_eps = asyncio.run(_passthrough(settings, stamped, tag=settings.app_id))
 
-    click.echo(f"(b) pipeline: {events} events, {items} items, K={settings.top_k}, one worker", err=True)
+    click.echo(
+        f"(b) pipeline: {events} events, {items} items, K={settings.top_k}, one worker", err=True
+    )
     ensure_topics(settings)
     send_events(settings, stamped)
     worker = WorkerProcess(settings.replace(log_level="warn"), tmp / "worker.log")
@@ -113,7 +144,9 @@ def _run_pipeline_bench(settings: Settings, tmp: Path, events: int, users: int, 
         "offered_eps": rate,
         "device": str(resolve_device(settings.device)),
         "items": items,
-        "model_only_users_per_s": round(model_only_rate(settings.checkpoint, settings.device, settings.torch_threads), 1),
+        "model_only_users_per_s": round(
+            model_only_rate(settings.checkpoint, settings.device, settings.torch_threads), 1
+        ),
     }
 
 
@@ -121,13 +154,20 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
     """Messages/s of a bare aiokafka consume -> produce loop over the same messages."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    source = settings.replace(events_topic=f"{tag}-pass-in", recommendations_topic=f"{tag}-pass-out",
-                              dlq_topic=f"{tag}-pass-dlq", training_topic=f"{tag}-pass-training")
+    source = settings.replace(
+        events_topic=f"{tag}-pass-in",
+        recommendations_topic=f"{tag}-pass-out",
+        dlq_topic=f"{tag}-pass-dlq",
+        training_topic=f"{tag}-pass-training",
+    )
     ensure_topics(source)
     send_events(source, events)
     consumer = AIOKafkaConsumer(
-        source.events_topic, bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"{tag}-pass", auto_offset_reset="earliest", enable_auto_commit=True,
+        source.events_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{tag}-pass",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
     await consumer.start()
@@ -140,7 +180,9 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
                 if started is None:
                     started = time.monotonic()
                 for message in messages:
-                    await producer.send(source.recommendations_topic, key=message.key, value=message.value)
+                    await producer.send(
+                        source.recommendations_topic, key=message.key, value=message.value
+                    )
                     forwarded += 1
         await producer.flush()
         return forwarded / (time.monotonic() - started)
@@ -168,7 +210,9 @@ def _drain_rate(worker: WorkerProcess, total: int, timeout_s: float = 600.0) -> 
     raise click.ClickException(f"the worker did not answer {total} events in {timeout_s:.0f}s")
 
 
-def _latency_at(settings: Settings, users: int, items: int, rate: float, seconds: float) -> list[float]:
+def _latency_at(
+    settings: Settings, users: int, items: int, rate: float, seconds: float
+) -> list[float]:
     """Event -> recommendation milliseconds (send to receive) at ``rate`` events/s."""
     stream = synthetic_replay(users, items, int(rate * seconds), seed=2).events
     with RecommendationReader(settings) as reader:
@@ -189,19 +233,28 @@ def _random_checkpoint(path: Path, items: int) -> str:
     """A randomly initialised model over ``items`` synthetic items (speed, not quality)."""
     torch.manual_seed(0)
     vocab = Vocabulary(item_id(n) for n in range(items))
-    save_checkpoint(path, SASRec(SASRecConfig(num_items=len(vocab))), vocab, version=1,
-                    data_fingerprint="random-init")
+    save_checkpoint(
+        path,
+        SASRec(SASRecConfig(num_items=len(vocab))),
+        vocab,
+        version=1,
+        data_fingerprint="random-init",
+    )
     return str(path)
 
 
 def _pipeline_table(r: dict) -> str:
     m = r["machine"]
-    return "\n".join([
-        f"{'pass-through (aiokafka)':<34}{r['passthrough_eps']:>12,.0f} events/s",
-        f"{'pipeline (1 worker, ' + r['device'] + ')':<34}{r['pipeline_eps']:>12,.0f} events/s",
-        f"{'ratio':<34}{r['ratio']:>12.1%}",
-        f"{'latency p50 @ ' + str(int(r['offered_eps'])) + ' events/s':<34}{r['latency_ms']['p50']:>12.1f} ms",
-        f"{'latency p99 @ ' + str(int(r['offered_eps'])) + ' events/s':<34}{r['latency_ms']['p99']:>12.1f} ms",
-        f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
-        f"catalogue {r['items']} items, K=10; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
-    ])
+    rate = f"{int(r['offered_eps'])} events/s"
+    return "\n".join(
+        [
+            f"{'pass-through (aiokafka)':<34}{r['passthrough_eps']:>12,.0f} events/s",
+            f"{'pipeline (1 worker, ' + r['device'] + ')':<34}{r['pipeline_eps']:>12,.0f} events/s",
+            f"{'ratio':<34}{r['ratio']:>12.1%}",
+            f"{'latency p50 @ ' + rate:<34}{r['latency_ms']['p50']:>12.1f} ms",
+            f"{'latency p99 @ ' + rate:<34}{r['latency_ms']['p99']:>12.1f} ms",
+            f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
+            f"catalogue {r['items']} items, K=10; "
+            f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
+        ]
+    )

@@ -62,9 +62,10 @@ def render(key: bytes | None, value: bytes | None, headers: dict[str, bytes], as
         items = ", ".join(f"{i['item_id']} {i['score']:.2f}" for i in obj["items"][:5])
         more = f" +{len(obj['items']) - 5}" if len(obj["items"]) > 5 else ""
         src = obj["based_on"]
+        answered_ms = obj["timings"].get("queued", 0) + obj["timings"].get("inference", 0)
         return (
             f"{obj['user_id']:<14} v{obj['model_version']}  [{items}{more}]  "
             f"after {src['topic']}/{src['partition']}@{src['offset']}  "
-            f"answered in {obj['timings'].get('queued', 0) + obj['timings'].get('inference', 0):.0f} ms"
+            f"answered in {answered_ms:.0f} ms"
         )
     return text

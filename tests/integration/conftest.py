@@ -70,16 +70,20 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
             proc.stop(signal.SIGKILL)
 
 
-def read_topic(bootstrap: str, topic: str, expected: int | None = None,
-               timeout_s: float = 60.0) -> list:
+def read_topic(
+    bootstrap: str, topic: str, expected: int | None = None, timeout_s: float = 60.0
+) -> list:
     """Every record of ``topic`` from the beginning; waits until ``expected`` arrived.
 
     Stops when ``expected`` records were read or, without ``expected``, when the topic's
     end offsets are reached.
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-        auto_offset_reset="earliest", consumer_timeout_ms=1000,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
     )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -117,7 +121,9 @@ def latest_by_key(records: list, json_keys: bool = False) -> dict[str, dict]:
     return latest
 
 
-def wait_for(condition, timeout_s: float = 60.0, interval_s: float = 0.5, message: str = "") -> None:
+def wait_for(
+    condition, timeout_s: float = 60.0, interval_s: float = 0.5, message: str = ""
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -136,7 +142,9 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model.sasrec import SASRecConfig
     from model.train import TrainConfig, make_dataset, train
 
-    data = synthetic.generate(num_users=1000, num_items=SYNTHETIC_ITEMS, min_len=5, max_len=20, seed=11)
+    data = synthetic.generate(
+        num_users=1000, num_items=SYNTHETIC_ITEMS, min_len=5, max_len=20, seed=11
+    )
     dataset = make_dataset({u: [i for i, _ in evs] for u, evs in data.items()}, name="synthetic")
     path = tmp_path_factory.mktemp("model") / "synthetic.safetensors"
     config = SASRecConfig(num_items=len(dataset.vocab), max_len=20, dim=32, dropout=0.1)

@@ -138,9 +138,21 @@ def test_kafka_up_on_a_taken_port_says_so(tmp_path: Path, kafka_broker) -> None:
 def test_kafka_up_without_java_says_what_is_missing(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "kafka", "up", "--port", str(local_kafka.free_port()),
-         "--data-dir", str(tmp_path / "kafka")],
-        capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "kafka",
+            "up",
+            "--port",
+            str(local_kafka.free_port()),
+            "--data-dir",
+            str(tmp_path / "kafka"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert done.returncode != 0
     assert "java not found" in done.stderr
@@ -151,6 +163,8 @@ def test_a_broker_that_fails_to_start_points_to_its_log(tmp_path: Path) -> None:
     data_dir = tmp_path / "kafka"
     (data_dir / "kraft").mkdir(parents=True)
     (data_dir / "kraft" / "meta.properties").write_text("this is not a KRaft meta file\n")
-    failed = _rtrank("kafka", "up", "--port", str(local_kafka.free_port()), "--data-dir", str(data_dir))
+    failed = _rtrank(
+        "kafka", "up", "--port", str(local_kafka.free_port()), "--data-dir", str(data_dir)
+    )
     assert failed.returncode != 0
     assert str(data_dir / "broker.log") in failed.stderr

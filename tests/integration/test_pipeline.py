@@ -246,16 +246,33 @@ def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicate
             rec["based_on"]["offset"] == last_offset[u] for u, rec in latest.items()
         )
 
-    wait_for(every_last_event_answered, timeout_s=120, interval_s=3,
-             message="not every user's last event was answered after the restarts")
+    wait_for(
+        every_last_event_answered,
+        timeout_s=120,
+        interval_s=3,
+        message="not every user's last event was answered after the restarts",
+    )
 
 
 def test_producing_before_any_worker_creates_co_partitioned_topics(settings) -> None:
     from streams.worker_process import settings_env
 
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "produce", "--synthetic", "--users", "20", "--events", "100"],
-        capture_output=True, text=True, timeout=120, env=settings_env(settings),
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "produce",
+            "--synthetic",
+            "--users",
+            "20",
+            "--events",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=settings_env(settings),
     )
     assert done.returncode == 0, done.stderr
     assert "sent 100 events" in done.stderr
