@@ -88,10 +88,12 @@ def run_quality(
     model_config: SASRecConfig,
     train_config: TrainConfig,
     on_epoch: Callable[[dict], None] | None = None,
+    out: str | None = None,
 ) -> QualityReport:
-    """Trains the model and the baselines on ``data`` and tests all under both protocols."""
+    """Trains the model and the baselines on ``data`` and tests all under both protocols;
+    with ``out``, the trained model is also saved there (a checkpoint, as `rtrank train`)."""
     n = len(data.vocab)
-    result = train(data, model_config, train_config, on_epoch=on_epoch)
+    result = train(data, model_config, train_config, on_epoch=on_epoch, out=out)
     scorers: list[tuple[str, Scorer, float, str]] = [
         ("rtrank", model_scorer(result.model), result.seconds, result.device)
     ]

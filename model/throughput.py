@@ -1,6 +1,6 @@
 """How fast the served model answers: users/s of encode + top-k over the whole catalogue.
 
-    python -m model.throughput --items 23715 --device cuda      # on any machine with torch
+python -m model.throughput --items 23715 --device cuda      # on any machine with torch
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from model.sasrec import SASRec, SASRecConfig
 from model.serving import pad_batch, resolve_device
 
 
-def inference_rate(model: SASRec, batch: int = 256, rounds: int = 20, k: int = 10,
-                   seed: int = 0) -> float:
+def inference_rate(
+    model: SASRec, batch: int = 256, rounds: int = 20, k: int = 10, seed: int = 0
+) -> float:
     """Users/s for batches of ``batch`` histories of 1..max_len items, seen items excluded.
 
     Three warm-up rounds first; CUDA work is synchronised before the clock stops.
@@ -58,8 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     for batch in (int(b) for b in args.batches.split(",")):
         rate = inference_rate(model, batch=batch)
-        print(json.dumps({"device": name, "items": args.items, "batch": batch,
-                          "users_per_s": round(rate, 1)}))
+        print(
+            json.dumps(
+                {"device": name, "items": args.items, "batch": batch, "users_per_s": round(rate, 1)}
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,20 @@ bytes and the reason). The worker keeps the catalogue in the ``item_to_info`` Gl
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.validation import MAX_TS, MIN_TS, Limits, Rejection, _identifier
+from streams.validation import (
+    MAX_TS,
+    MIN_TS,
+    Limits,
+    Rejection,
+    parse_identifier,
+    parse_json_object,
+)
 
 MAX_TAGS = 64
 MAX_BOOST = 1_000.0  # boosts add to relevances in [0, 1]: larger ones are mistakes
@@ -64,27 +70,20 @@ def parse_item(key: bytes | None, value: bytes, limits: Limits) -> ItemInfo | Re
     string or null; ``tags`` a list of strings; ``boost`` a finite number;
     ``created_at`` epoch ms between 2000 and 2100. The key, when present, must be the id.
     """
-    if len(value) > limits.max_event_bytes:
-        return Rejection("too_large", f"{len(value)} bytes > {limits.max_event_bytes}")
-    try:
-        obj = json.loads(value.decode("utf-8"))
-    except UnicodeDecodeError:
-        return Rejection("not_utf8", "value is not UTF-8")
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return Rejection("not_json", f"value is not JSON ({exc})")
-    if not isinstance(obj, dict):
-        return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    obj = parse_json_object(value, limits)
+    if isinstance(obj, Rejection):
+        return obj
     for name in ("item_id", "available"):
         if obj.get(name) is None:
             return Rejection("missing_field", f"missing field {name!r}")
-    item_id = _identifier("item_id", obj["item_id"], limits, allow_int=True)
+    item_id = parse_identifier("item_id", obj["item_id"], limits, allow_int=True)
     if isinstance(item_id, Rejection):
         return item_id
     if not isinstance(obj["available"], bool):
         return Rejection("wrong_type", "available must be true or false")
     category = obj.get("category")
     if category is not None:
-        category = _identifier("category", category, limits, allow_int=False)
+        category = parse_identifier("category", category, limits, allow_int=False)
         if isinstance(category, Rejection):
             return category
     tags = obj.get("tags") or []

@@ -24,7 +24,7 @@ from typing import Any
 import faust
 
 from streams.records import _dumps
-from streams.validation import Limits, Rejection, _identifier
+from streams.validation import Limits, Rejection, parse_identifier, parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +47,14 @@ class RankRequest:
 
 def parse_rank_request(value: bytes | None, limits: Limits) -> RankRequest | Rejection:
     """Validate one raw request; ids may be strings or integers, like events'."""
-    if value is None:
-        return Rejection("empty", "record has no value")
-    if len(value) > limits.max_event_bytes:
-        return Rejection("too_large", f"{len(value)} bytes > {limits.max_event_bytes}")
-    try:
-        obj = json.loads(value.decode("utf-8"))
-    except UnicodeDecodeError:
-        return Rejection("not_utf8", "value is not UTF-8")
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return Rejection("not_json", f"value is not JSON ({exc})")
-    if not isinstance(obj, dict):
-        return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    obj = parse_json_object(value, limits)
+    if isinstance(obj, Rejection):
+        return obj
     ids = {}
     for name in ("request_id", "user_id"):
         if obj.get(name) is None:
             return Rejection("missing_field", f"missing field {name!r}")
-        checked = _identifier(name, obj[name], limits, allow_int=True)
+        checked = parse_identifier(name, obj[name], limits, allow_int=True)
         if isinstance(checked, Rejection):
             return checked
         ids[name] = checked
@@ -74,7 +65,7 @@ def parse_rank_request(value: bytes | None, limits: Limits) -> RankRequest | Rej
         return Rejection("too_many_candidates", f"{len(candidates)} > {MAX_CANDIDATES}")
     items = []
     for c in candidates:
-        checked = _identifier("candidate", c, limits, allow_int=True)
+        checked = parse_identifier("candidate", c, limits, allow_int=True)
         if isinstance(checked, Rejection):
             return checked
         items.append(checked)

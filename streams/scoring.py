@@ -58,8 +58,13 @@ class Scorer:
         torch.set_num_threads(max(1, threads))
         if checkpoint:
             ckpt = load_checkpoint(checkpoint, target)
-            log.info("serving %s version %d on %s (%d items)",
-                     checkpoint, ckpt.version, target, len(ckpt.vocab) - 1)
+            log.info(
+                "serving %s version %d on %s (%d items)",
+                checkpoint,
+                ckpt.version,
+                target,
+                len(ckpt.vocab) - 1,
+            )
             return cls(ckpt.model, ckpt.vocab, ckpt.version, grows_with_stream=False)
         torch.manual_seed(seed)
         model = SASRec(SASRecConfig(num_items=2)).to(target)
@@ -101,11 +106,13 @@ class Scorer:
             scores, rows = self.model.top_k(self.model.encode(seqs), k, exclude=exclude)
         lists = []
         for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
-            lists.append([
-                (self.vocab.item(row), score)
-                for row, score in zip(row_items, row_scores, strict=True)
-                if score != float("-inf")
-            ])
+            lists.append(
+                [
+                    (self.vocab.item(row), score)
+                    for row, score in zip(row_items, row_scores, strict=True)
+                    if score != float("-inf")
+                ]
+            )
         return lists
 
     def _learn_items(self, requests: list[ScoreRequest]) -> None:

@@ -97,6 +97,17 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def isolated(self, run: str, **changes: object) -> Settings:
+        """A copy whose app id and every topic name carry ``run`` (e.g. ``demo-20261123``),
+        so a demo, benchmark or test run shares no topic or consumer group with another run
+        on the same broker."""
+        topics = {
+            f.name: f"{run}.{getattr(self, f.name)}"
+            for f in fields(self)
+            if f.name.endswith("_topic")
+        }
+        return self.replace(app_id=f"{self.app_id}-{run}", **topics, **changes)
+
     @property
     def bootstrap_servers(self) -> str:
         """``host:port[,host:port]`` for kafka-python, from the Faust URL."""

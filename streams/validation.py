@@ -38,14 +38,9 @@ class Limits:
     max_event_bytes: int = 64 * 1024
 
 
-def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event | Rejection:
-    """Validate one raw record from the events topic.
-
-    The key, when present, must be the UTF-8 ``user_id``: a disagreeing key would put the
-    user's state on the wrong partition. ``user_id`` and ``item_id`` may be JSON strings or
-    integers (integers become their decimal string); ``ts`` is integral epoch milliseconds
-    between 2000 and 2100.
-    """
+def parse_json_object(value: bytes | None, limits: Limits) -> dict[str, Any] | Rejection:
+    """The JSON object a record's value holds, or why it holds none: the first check of
+    every topic a producer outside rtrank writes (events, items, rank requests)."""
     if value is None:
         return Rejection("empty", "record has no value")
     if len(value) > limits.max_event_bytes:
@@ -60,6 +55,20 @@ def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event
         return Rejection("not_json", f"value is not JSON ({exc})")
     if not isinstance(obj, dict):
         return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event | Rejection:
+    """Validate one raw record from the events topic.
+
+    The key, when present, must be the UTF-8 ``user_id``: a disagreeing key would put the
+    user's state on the wrong partition. ``user_id`` and ``item_id`` may be JSON strings or
+    integers (integers become their decimal string); ``ts`` is integral epoch milliseconds
+    between 2000 and 2100.
+    """
+    obj = parse_json_object(value, limits)
+    if isinstance(obj, Rejection):
+        return obj
     for name in REQUIRED:
         if name not in obj:
             return Rejection("missing_field", f"missing field {name!r}")
@@ -67,7 +76,7 @@ def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event
             return Rejection("null_field", f"field {name!r} is null")
     fields: dict[str, str] = {}
     for name in ("user_id", "item_id", "event_type"):
-        checked = _identifier(name, obj[name], limits, allow_int=name != "event_type")
+        checked = parse_identifier(name, obj[name], limits, allow_int=name != "event_type")
         if isinstance(checked, Rejection):
             return checked
         fields[name] = checked
@@ -91,7 +100,9 @@ def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event
     return Event(fields["user_id"], fields["item_id"], fields["event_type"], int(ts), extra)
 
 
-def _identifier(name: str, value: object, limits: Limits, allow_int: bool) -> str | Rejection:
+def parse_identifier(name: str, value: object, limits: Limits, allow_int: bool) -> str | Rejection:
+    """A user, item or request id: a non-empty string (or an integer, as its decimal string)
+    within the size limit."""
     if isinstance(value, bool) or not (
         isinstance(value, str) or allow_int and isinstance(value, int)
     ):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -40,24 +41,8 @@ class WorkerProcess:
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Start the worker and return once ``/health`` answers 200 (model loaded)."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", self.settings.log_level],
-            env=settings_env(self.settings),
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log}")
-            if self.healthy():
-                return
-            time.sleep(0.5)
-        self.stop(signal.SIGKILL)
-        raise RuntimeError(f"worker not healthy after {timeout_s:.0f}s; see {self.log}")
+        command = ["worker", "-l", self.settings.log_level]
+        self.process = start_child(command, self.settings, self.log, self.healthy, timeout_s)
 
     def healthy(self) -> bool:
         try:
@@ -80,6 +65,35 @@ class WorkerProcess:
 
     def _url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.web_port}{path}"
+
+
+def start_child(
+    command: list[str],
+    settings: Settings,
+    log: Path,
+    ready: Callable[[], bool],
+    timeout_s: float,
+) -> subprocess.Popen:
+    """Start ``rtrank COMMAND`` reading ``settings``, output appended to ``log``, and return
+    it once ``ready()``; raise (pointing at the log) when it exits or is not ready in time."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams", *command],
+        env=settings_env(settings),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}; see {log}")
+        if ready():
+            return process
+        time.sleep(0.3)
+    stop_child(process, signal.SIGKILL, 10.0)
+    raise RuntimeError(f"{command[0]} not ready after {timeout_s:.0f}s; see {log}")
 
 
 def stop_child(process: subprocess.Popen | None, sig: int, timeout_s: float) -> int | None:
@@ -121,28 +135,13 @@ class TrainerProcess:
     READY = b"trainer ready at version"
 
     def start(self, timeout_s: float = 120.0) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         already = self.log.stat().st_size if self.log.exists() else 0
-        command = [sys.executable, "-m", "streams", "trainer"]
-        if self.checkpoint:
-            command += ["--checkpoint", self.checkpoint]
-        self.process = subprocess.Popen(
-            command,
-            env=settings_env(self.settings),
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"trainer exited with {self.process.returncode}; see {self.log}")
-            if self.READY in self.log.read_bytes()[already:]:
-                return
-            time.sleep(0.3)
-        self.stop(signal.SIGKILL)
-        raise RuntimeError(f"trainer not ready after {timeout_s:.0f}s; see {self.log}")
+        command = ["trainer"] + (["--checkpoint", self.checkpoint] if self.checkpoint else [])
+
+        def ready() -> bool:
+            return self.READY in self.log.read_bytes()[already:]
+
+        self.process = start_child(command, self.settings, self.log, ready, timeout_s)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
         """Send ``sig`` and wait; SIGKILL after ``timeout_s``. Returns the exit code."""

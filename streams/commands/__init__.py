@@ -14,6 +14,14 @@ from streams.commands.training import eval_command, train_command
 
 
 def register(cli: click.Group) -> None:
-    for command in (kafka, produce, tail, demo, train_command, eval_command, bench,
-                    trainer_command):
+    for command in (
+        kafka,
+        produce,
+        tail,
+        demo,
+        train_command,
+        eval_command,
+        bench,
+        trainer_command,
+    ):
         cli.add_command(command)

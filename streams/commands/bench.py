@@ -81,14 +81,10 @@ def pipeline(
     base = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
-    settings = base.replace(
-        app_id=f"rtrank-bench-{tag}",
+    settings = base.isolated(
+        f"bench-{tag}",
         data_dir=Path(tmp) / "state",
         web_port=free_port(),
-        events_topic=f"bench-{tag}-events",
-        recommendations_topic=f"bench-{tag}-recommendations",
-        dlq_topic=f"bench-{tag}-dlq",
-        training_topic=f"bench-{tag}-training",
         standby_replicas=0,
         top_k=10,
         checkpoint=checkpoint or _random_checkpoint(Path(tmp) / "model.safetensors", items),
@@ -154,12 +150,7 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
     """Messages/s of a bare aiokafka consume -> produce loop over the same messages."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    source = settings.replace(
-        events_topic=f"{tag}-pass-in",
-        recommendations_topic=f"{tag}-pass-out",
-        dlq_topic=f"{tag}-pass-dlq",
-        training_topic=f"{tag}-pass-training",
-    )
+    source = settings.isolated(f"{tag}-pass")
     ensure_topics(source)
     send_events(source, events)
     consumer = AIOKafkaConsumer(

@@ -130,15 +130,10 @@ def replay_run(
 ) -> tuple[dict, dict[int, int]]:
     """One run on fresh topics; returns (second-half quality, freshness histogram)."""
     tag = uuid.uuid4().hex[:8]
-    s = base.replace(
-        app_id=f"rtrank-bench-online-{tag}",
+    s = base.isolated(
+        f"bench-online-{tag}",
         data_dir=tmp / f"state-{tag}",
         web_port=free_port(),
-        events_topic=f"bo-{tag}-events",
-        recommendations_topic=f"bo-{tag}-recommendations",
-        dlq_topic=f"bo-{tag}-dlq",
-        training_topic=f"bo-{tag}-training",
-        model_updates_topic=f"bo-{tag}-model-updates",
         standby_replicas=0,
         checkpoint=checkpoint,
         log_level="warn",

@@ -147,8 +147,12 @@ def plot_tradeoff(rows: list[Row], path: str, title: str) -> None:
 @click.option("--users", type=int, default=3000, show_default=True, help="test users evaluated")
 @click.option("--candidates", type=int, default=50, show_default=True, help="model top-N")
 @click.option("--lambdas", default=DEFAULT_LAMBDAS, show_default=True)
-@click.option("--save", type=click.Path(dir_okay=False), default=None,
-              help="also write the trained model here (reuse it with --checkpoint)")
+@click.option(
+    "--save",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="also write the trained model here (reuse it with --checkpoint)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="trade-off PNG")
 def rerank_command(

@@ -53,15 +53,10 @@ def demo(users: int, items: int, events: int, rate: float, seed: int) -> None:
     tag = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     run_dir = DEMO_DIR / "runs" / tag
     base = Settings.from_env()
-    settings = base.replace(
-        app_id=f"rtrank-demo-{tag}",
+    settings = base.isolated(
+        f"demo-{tag}",
         data_dir=run_dir / "state",
         web_port=free_port(),
-        events_topic=f"demo-{tag}.events",
-        recommendations_topic=f"demo-{tag}.recommendations",
-        dlq_topic=f"demo-{tag}.events.dlq",
-        training_topic=f"demo-{tag}.training-examples",
-        model_updates_topic=f"demo-{tag}.model-updates",
         standby_replicas=0,
         log_level="warn",
         checkpoint=str(demo_model(items, seed)),
@@ -183,15 +178,20 @@ def _summary(
         ("wall time", f"{seconds:.1f} s"),
     ]
     quality = online_quality(metrics)
-    rows.append((
-        "online Hit@10 / NDCG@10",
-        f"{quality['hit@10']:.3f} / {quality['ndcg@10']:.3f} (rolling, "
-        f"{quality['evaluated']:,} events tested before training on them)",
-    ))
+    rows.append(
+        (
+            "online Hit@10 / NDCG@10",
+            f"{quality['hit@10']:.3f} / {quality['ndcg@10']:.3f} (rolling, "
+            f"{quality['evaluated']:,} events tested before training on them)",
+        )
+    )
     for version, q in quality["by_version"].items():
-        rows.append((
-            f"  model version {version}",
-            f"Hit@10 {q['hit@10']:.3f}  NDCG@10 {q['ndcg@10']:.3f}  ({q['evaluated']:,} events)",
-        ))
+        rows.append(
+            (
+                f"  model version {version}",
+                f"Hit@10 {q['hit@10']:.3f}  NDCG@10 {q['ndcg@10']:.3f}  "
+                f"({q['evaluated']:,} events)",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\nsummary\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

@@ -172,8 +172,13 @@ def eval_command(
 @format_option
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
 @click.option("--plot", type=click.Path(dir_okay=False), help="write the training curve PNG here")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="also save the trained model (a checkpoint) here"
+)
 @_training_options
-def quality_command(path: str, fmt: str, as_json: bool, plot: str | None, **options) -> None:
+def quality_command(
+    path: str, fmt: str, as_json: bool, plot: str | None, out: str | None, **options
+) -> None:
     """Train the model and the popularity/transition baselines on PATH; compare them."""
     if not as_json:
         _log_to_stderr()
@@ -181,7 +186,7 @@ def quality_command(path: str, fmt: str, as_json: bool, plot: str | None, **opti
         resolve_device(options["device"])
         data = load_dataset(path, fmt)
         model_cfg, train_cfg = _configs(len(data.vocab), options)
-        report = run_quality(data, model_cfg, train_cfg)
+        report = run_quality(data, model_cfg, train_cfg, out=out)
         if plot:
             plot_history(report.history, plot, title=f"rtrank on {data.name}")
     if as_json:

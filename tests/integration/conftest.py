@@ -38,20 +38,10 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_kaf
 def settings(kafka_broker: local_kafka.Broker, tmp_path: Path) -> Settings:
     """Settings of a fresh, isolated pipeline on the session broker."""
     tag = uuid.uuid4().hex[:8]
-    return Settings(
-        broker=f"kafka://{kafka_broker.bootstrap}",
-        app_id=f"rtrank-test-{tag}",
+    return Settings(broker=f"kafka://{kafka_broker.bootstrap}").isolated(
+        f"test-{tag}",
         data_dir=tmp_path / "worker",
         web_port=local_kafka.free_port(),
-        events_topic=f"events-{tag}",
-        recommendations_topic=f"recommendations-{tag}",
-        dlq_topic=f"events.dlq-{tag}",
-        training_topic=f"training-examples-{tag}",
-        model_updates_topic=f"model-updates-{tag}",
-        items_topic=f"items-{tag}",
-        items_dlq_topic=f"items.dlq-{tag}",
-        rank_requests_topic=f"rank-requests-{tag}",
-        rank_responses_topic=f"rank-responses-{tag}",
         partitions=8,
         standby_replicas=0,
         session_timeout_s=10.0,

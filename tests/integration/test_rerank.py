@@ -37,20 +37,10 @@ EXPLORE_SLOTS = 2
 @pytest.fixture(scope="module")
 def rerank_settings(kafka_broker, synthetic_checkpoint, tmp_path_factory) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(
-        broker=f"kafka://{kafka_broker.bootstrap}",
-        app_id=f"rtrank-rerank-{tag}",
+    return Settings(broker=f"kafka://{kafka_broker.bootstrap}").isolated(
+        f"rerank-{tag}",
         data_dir=tmp_path_factory.mktemp("rerank-worker"),
         web_port=local_kafka.free_port(),
-        events_topic=f"events-{tag}",
-        recommendations_topic=f"recommendations-{tag}",
-        dlq_topic=f"events.dlq-{tag}",
-        training_topic=f"training-examples-{tag}",
-        model_updates_topic=f"model-updates-{tag}",
-        items_topic=f"items-{tag}",
-        items_dlq_topic=f"items.dlq-{tag}",
-        rank_requests_topic=f"rank-requests-{tag}",
-        rank_responses_topic=f"rank-responses-{tag}",
         partitions=4,
         standby_replicas=0,
         session_timeout_s=10.0,

@@ -52,6 +52,14 @@ def test_quality_table_names_the_machine(events_file):
     assert "transitions" in result.output and "machine:" in result.output
 
 
+def test_quality_can_keep_the_model_it_trained(events_file, tmp_path):
+    ckpt = tmp_path / "quality.safetensors"
+    result = CliRunner().invoke(quality_command, [str(events_file), "--out", str(ckpt), *FAST])
+    assert result.exit_code == 0, result.output
+    evaluated = CliRunner().invoke(eval_command, [str(events_file), "--checkpoint", str(ckpt)])
+    assert evaluated.exit_code == 0, evaluated.output
+
+
 def test_bad_line_is_a_one_line_error_naming_it(write_file, tmp_path):
     bad = write_file("bad.txt", "1 2\n1 3\n1 2 3 4\n")
     result = CliRunner().invoke(

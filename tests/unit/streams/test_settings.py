@@ -41,3 +41,13 @@ def test_readme_documents_every_setting() -> None:
     text = README.read_text()
     missing = [name for name, _ in documented_settings() if f"`{name}`" not in text]
     assert not missing
+
+
+def test_an_isolated_run_renames_every_topic_and_the_app_id() -> None:
+    base = Settings()
+    run = base.isolated("demo-1", partitions=2)
+    topics = [f for f in vars(base) if f.endswith("_topic")]
+    assert len(topics) >= 9
+    assert all(getattr(run, f) == f"demo-1.{getattr(base, f)}" for f in topics)
+    assert run.app_id == "rtrank-demo-1"
+    assert run.partitions == 2

@@ -7,9 +7,13 @@ import json
 from streams.commands.tail import render
 
 REC = {
-    "user_id": "u1", "items": [{"item_id": f"i{n}", "score": 1.0 - n / 10} for n in range(7)],
-    "model_version": 4, "based_on": {"topic": "events", "partition": 2, "offset": 17, "ts": 1},
-    "emitted_at": 2, "timings": {"queued": 1.5, "inference": 3.0, "total": 9.0}, "batch_size": 3,
+    "user_id": "u1",
+    "items": [{"item_id": f"i{n}", "score": 1.0 - n / 10} for n in range(7)],
+    "model_version": 4,
+    "based_on": {"topic": "events", "partition": 2, "offset": 17, "ts": 1},
+    "emitted_at": 2,
+    "timings": {"queued": 1.5, "inference": 3.0, "total": 9.0},
+    "batch_size": 3,
 }
 
 
