@@ -70,6 +70,13 @@ class Vocabulary:
             raise IndexError(f"row {row} is not an item row (1..{len(self._items) - 1})")
         return self._items[row]
 
+    def ids(self, rows: Iterable[int]) -> list[str]:
+        """The external ids of many rows at once (row 0, padding, gives ""); the hot path of
+        turning a top-k into ids, so rows are not range-checked: they must come from this
+        vocabulary's model."""
+        items = self._items
+        return [items[r] for r in rows]
+
     def items(self) -> list[str]:
         """External ids in row order, starting at row 1."""
         return self._items[1:]

@@ -34,7 +34,7 @@ from streams.batching import next_batch
 from streams.metrics import Metrics
 from streams.model_updates import UpdateFeed
 from streams.online_eval import OnlineQuality
-from streams.ranker import Ranker  # re-rank hook (issue 6)
+from streams.ranker import Ranker
 from streams.records import Event, Recommendation, SourceRef, TrainingExample
 from streams.rerank import RankedItem
 from streams.scoring import Scorer, ScoreRequest
@@ -103,7 +103,7 @@ def register_agents(
     queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtrank-model")
     serving = Serving(executor=executor)
-    ranker = ranker or Ranker(settings)  # re-rank hook (issue 6): filters, rules, cold start
+    ranker = ranker or Ranker(settings)
     quality = OnlineQuality(metrics, settings.eval_window)
 
     def rejected(reason: str, detail: str) -> None:
@@ -127,11 +127,9 @@ def register_agents(
 
     def score(scorer: Scorer, requests: list[ScoreRequest], fresh: list[Event]) -> tuple[int, list]:
         apply_pending(scorer)
-        # --- re-rank hook (issue 6): popularity, model top-N, then streams.rerank ---
         ranker.observe(fresh)
         top_n = scorer.recommend(requests, ranker.candidates)
         return scorer.version, ranker.rerank_lists(scorer, requests, top_n)
-        # --- end re-rank hook ---
 
     @app.agent(topics.events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -156,13 +154,13 @@ def register_agents(
             prefix = None
             if is_applied(state, message.offset):
                 metrics.events.labels("redelivered").inc()
-            elif not ranker.policy.enters_sequence(parsed.event_type):  # re-rank hook (issue 6)
+            elif not ranker.policy.enters_sequence(parsed.event_type):
                 metrics.events.labels("outside_sequence").inc()
             else:
                 metrics.events.labels("valid").inc()
                 prefix = state.history
                 quality.observe(state.last_list, state.last_list_version, parsed.item_id)
-                before = state.seen  # re-rank hook (issue 6): repeats allowed per event type
+                before = state.seen  # repeats allowed per event type
                 state = apply_event(
                     state, parsed, message.offset, settings.history_len, settings.seen_len
                 )
@@ -197,7 +195,7 @@ def register_agents(
             batch = await next_batch(queue, settings.batch_max_events, settings.batch_max_ms / 1000)
             started = time.monotonic()
             answered, requests = requests_for(batch, settings.allow_repeats)
-            fresh = [p.parsed for p in batch if p.prefix is not None]  # re-rank hook (issue 6)
+            fresh = [p.parsed for p in batch if p.prefix is not None]
             version, lists = await loop.run_in_executor(executor, score, scorer, requests, fresh)
             inference_ms = (time.monotonic() - started) * 1000
             metrics.batch_size.observe(len(batch))
@@ -206,7 +204,7 @@ def register_agents(
             send = app.producer.send
             for pending in batch:
                 if pending.prefix is not None:
-                    weight = ranker.policy.weight(pending.parsed.event_type)  # issue 6
+                    weight = ranker.policy.weight(pending.parsed.event_type)
                     example = training_example(pending, weight)
                     await send(
                         settings.training_topic,
@@ -287,7 +285,7 @@ def recommendation(
     now_ms = int(time.time() * 1000)
     return Recommendation(
         user_id=pending.parsed.user_id,
-        items=[i.to_json() for i in items],  # streams.rerank.RankedItem (issue 6)
+        items=[i.to_json() for i in items],
         model_version=version,
         based_on=SourceRef(
             topic=message.topic,

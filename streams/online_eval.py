@@ -44,7 +44,9 @@ class OnlineQuality:
 
     metrics: Metrics
     window: int = 1000
-    _recent: deque = field(default_factory=deque)
+    _recent: deque = field(default_factory=deque)  # (hit, ndcg) of the last `window` events
+    _hits: float = 0.0  # running sums over _recent
+    _ndcg: float = 0.0
     _versions: deque = field(default_factory=deque)
 
     def observe(self, last_list: list[str], last_version: int, item_id: str) -> None:
@@ -52,11 +54,15 @@ class OnlineQuality:
             return  # nothing was recommended to this user yet: nothing to test
         hit, ndcg = gains(rank_of(last_list, item_id))
         self._recent.append((hit, ndcg))
+        self._hits += hit
+        self._ndcg += ndcg
         while len(self._recent) > self.window:
-            self._recent.popleft()
+            old_hit, old_ndcg = self._recent.popleft()
+            self._hits -= old_hit
+            self._ndcg -= old_ndcg
         n = len(self._recent)
-        self.metrics.online_hit.set(sum(h for h, _ in self._recent) / n)
-        self.metrics.online_ndcg.set(sum(g for _, g in self._recent) / n)
+        self.metrics.online_hit.set(self._hits / n)
+        self.metrics.online_ndcg.set(max(0.0, self._ndcg) / n)
         label = str(last_version)
         if label not in self._versions:
             self._versions.append(label)

@@ -34,6 +34,7 @@ from streams.settings import Settings
 from streams.trending import Trending
 
 EXPLAIN_TOP = 3
+TRENDING_REFRESH_S = 1.0
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -129,6 +130,7 @@ class Ranker:
         self.policy = EventPolicy.from_settings(settings)
         self.catalogue = catalogue if catalogue is not None else Catalogue()
         self.trending = Trending(settings.trending_half_life_s * 1000)
+        self._trending_top: tuple[float, list[tuple[str, float]]] | None = None
         self.candidates = max(settings.rerank_candidates, settings.top_k)
         self.cold_start_max_history = settings.cold_start_max_history
         self.explain = settings.explain
@@ -154,15 +156,12 @@ class Ranker:
         now_ms = int(time.time() * 1000)
         fresh = self.catalogue.fresh(now_ms, self.config.fresh_age_ms)
         popularity = {i.item_id: self.trending.score(i.item_id) for i in fresh}
-        trending: list[tuple[str, float]] | None = None  # computed once, if a user is cold
         out = []
         for n, (request, model_items) in enumerate(zip(requests, top_n, strict=True)):
             user_seen = seen[n] if seen is not None else dict.fromkeys(request.exclude, "")
             candidates = [Candidate(i, s) for i, s in model_items]
             if self.is_cold(scorer, request.history):
-                if trending is None:
-                    trending = self.trending.top(self.candidates + 4 * self.config.k)
-                candidates = cold_start_candidates(trending, model_items)
+                candidates = cold_start_candidates(self.trending_top(), model_items)
             vectors, because = self._model_side(scorer, request.history, candidates)
             if because:
                 candidates = [replace(c, because=because.get(c.item_id, ())) for c in candidates]
@@ -179,6 +178,15 @@ class Ranker:
                 )
             )
         return out
+
+    def trending_top(self) -> list[tuple[str, float]]:
+        """The most popular items for cold lists, recomputed at most every
+        ``TRENDING_REFRESH_S``: ranking the whole catalogue costs milliseconds, and
+        popularity with a half-life of minutes or hours barely moves within a second."""
+        now = time.monotonic()
+        if self._trending_top is None or now - self._trending_top[0] > TRENDING_REFRESH_S:
+            self._trending_top = (now, self.trending.top(self.candidates + 4 * self.config.k))
+        return self._trending_top[1]
 
     def rank_candidates(
         self, scorer: Scorer, history: Sequence[str], candidates: Sequence[str]
@@ -266,11 +274,13 @@ def cold_start_candidates(
     trending: Sequence[tuple[str, float]], model_items: Sequence[tuple[str, float]]
 ) -> list[Candidate]:
     """Trending items first, then the model's; scores by rank (their scales differ)."""
-    ordered = _unique(
-        [Candidate(i, 0.0, "trending") for i, _ in trending]
-        + [Candidate(i, 0.0) for i, _ in model_items]
-    )
-    return [replace(c, score=float(len(ordered) - n)) for n, c in enumerate(ordered)]
+    from_trending = [i for i, _ in trending]
+    ordered = list(dict.fromkeys(from_trending + [i for i, _ in model_items]))
+    trending_ids = set(from_trending)
+    return [
+        Candidate(i, float(len(ordered) - rank), "trending" if i in trending_ids else "model")
+        for rank, i in enumerate(ordered)
+    ]
 
 
 def _unique(candidates: list[Candidate]) -> list[Candidate]:

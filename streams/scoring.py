@@ -105,14 +105,10 @@ class Scorer:
         with torch.inference_mode():
             scores, rows = self.model.top_k(self.model.encode(seqs), k, exclude=exclude)
         lists = []
+        excluded = float("-inf")
         for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
-            lists.append(
-                [
-                    (self.vocab.item(row), score)
-                    for row, score in zip(row_items, row_scores, strict=True)
-                    if score != float("-inf")
-                ]
-            )
+            ids = self.vocab.ids(row_items)
+            lists.append([(i, s) for i, s in zip(ids, row_scores, strict=True) if s != excluded])
         return lists
 
     def _learn_items(self, requests: list[ScoreRequest]) -> None:

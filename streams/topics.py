@@ -7,6 +7,7 @@ one-partition topic behind our back (local brokers run with auto-creation off).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import faust
@@ -86,9 +87,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
                 )
             except TopicAlreadyExistsError:
                 pass  # another process created them in between: fine
-        counts = {
-            d["name"]: len(d["partitions"]) for d in admin.describe_topics(topic_names(settings))
-        }
+        counts = _partition_counts(admin, topic_names(settings), timeout_s)
     finally:
         admin.close()
     if counts.get(settings.events_topic, settings.partitions) != settings.partitions:
@@ -98,3 +97,16 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
             "with it: set RTRANK_PARTITIONS to match or recreate the topic"
         )
     return counts
+
+
+def _partition_counts(
+    admin: KafkaAdminClient, names: list[str], timeout_s: float
+) -> dict[str, int]:
+    """name -> partitions, waiting while a topic just created still shows none (the
+    broker answers create before its metadata lists the new partitions)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(names)}
+        if all(counts.get(n) for n in names) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)

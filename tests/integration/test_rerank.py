@@ -1,4 +1,4 @@
-"""Re-ranking against a real broker and one real worker (issue 6).
+"""Re-ranking against a real broker and one real worker.
 
 One worker serves the whole module (start-up is the slow part); each test uses its own
 users and items, so the tests do not see each other's data.

@@ -46,6 +46,11 @@ def test_item_maps_a_row_back_and_rejects_padding():
         v.item(0)
 
 
+def test_ids_maps_many_rows_back_in_order():
+    v = Vocabulary(["a", "b", "c"])
+    assert v.ids([3, 1, 2]) == ["c", "a", "b"]
+
+
 def test_json_round_trip_keeps_every_row():
     v = Vocabulary(["x", "7", "é"])
     assert Vocabulary.from_json(v.to_json()) == v
