@@ -42,6 +42,7 @@ class Example:
     prefix: tuple[str, ...]
     item_id: str
     ts: int = 0  # event time, epoch ms (for freshness)
+    weight: float = 1.0  # how much it counts in a step (> 0; e.g. a purchase more than a view)
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,9 @@ class OnlineLearner:
             self._t = torch.cat([self._t, torch.zeros(extra)])
 
     def step(self, fresh: list[Example]) -> float | None:
-        """One gradient step on ``fresh`` plus replayed examples; ``fresh`` then joins the
-        buffer. Returns the loss, or None when no example has a known prefix."""
+        """One gradient step on ``fresh`` plus replayed examples, each counted by its weight
+        (a weighted mean of the examples' losses); ``fresh`` then joins the buffer. Returns
+        the loss, or None when no example has a known prefix."""
         self.observe(fresh)
         n_replay = round(len(fresh) * self.config.replay_ratio)
         batch = [e for e in fresh if e.prefix] + [
@@ -161,7 +163,8 @@ class OnlineLearner:
         h = model.hidden(seqs)[:, -1, :]  # (B, D): the latest position's output
         logits = h @ model.item_emb.weight.T  # (B, V): full softmax, as offline training
         logits[:, 0] = float("-inf")
-        loss = F.cross_entropy(logits, targets)
+        weights = torch.tensor([e.weight for e in batch])  # (B,)
+        loss = (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum()
         self._dense_opt.zero_grad(set_to_none=True)
         model.item_emb.weight.grad = None
         loss.backward()

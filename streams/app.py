@@ -20,7 +20,7 @@ from faust.utils.terminal import SpinnerHandler
 
 from streams.agents import register_agents
 from streams.metrics import Metrics
-from streams.rerank_app import ensure_rerank_topics, register_catalogue, register_rerank_views
+from streams.rerank_app import register_catalogue, register_rerank_views
 from streams.settings import Settings
 from streams.topics import declare_topics, ensure_topics
 
@@ -53,7 +53,6 @@ class RtrankApp(faust.App):
         await super().on_first_start()
         if not self.settings.broker.startswith("memory://"):
             counts = await asyncio.to_thread(ensure_topics, self.settings)
-            await asyncio.to_thread(ensure_rerank_topics, self.settings)
             log.info("topics ready: %s", counts)
 
     async def on_started(self) -> None:

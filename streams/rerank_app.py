@@ -22,9 +22,6 @@ from __future__ import annotations
 import logging
 
 import faust
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from streams.catalogue import Catalogue, parse_item
 from streams.metrics import Metrics
@@ -32,59 +29,10 @@ from streams.rank_requests import register_rank_requests
 from streams.ranker import Ranker
 from streams.settings import Settings
 from streams.state import UserState
+from streams.topics import RAW
 from streams.validation import Limits, Rejection
 
 log = logging.getLogger(__name__)
-
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
-
-def rerank_topic_names(settings: Settings) -> list[str]:
-    return [
-        settings.items_topic,
-        settings.items_dlq_topic,
-        settings.rank_requests_topic,
-        settings.rank_responses_topic,
-        catalogue_changelog(settings),
-    ]
-
-
-def catalogue_changelog(settings: Settings) -> str:
-    return f"{settings.app_id}-item_to_info-changelog"
-
-
-def ensure_rerank_topics(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Create the missing re-rank topics; ``items`` and the changelog are compacted.
-
-    The GlobalTable's changelog is created here, before the worker subscribes: left to
-    Faust, it was created during the first rebalance, missing from the metadata the
-    assignor read, and the worker hung in recovery (seen under load).
-    """
-    compacted = {settings.items_topic, catalogue_changelog(settings)}
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-    )
-    try:
-        existing = set(admin.list_topics())
-        missing = [
-            NewTopic(
-                name,
-                settings.partitions,
-                1,
-                topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
-            )
-            for name in rerank_topic_names(settings)
-            if name not in existing
-        ]
-        if missing:
-            try:
-                admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                pass  # another process created them in between: fine
-    finally:
-        admin.close()
 
 
 def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> Ranker:

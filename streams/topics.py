@@ -17,6 +17,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
 
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
 
 class TopicLayoutError(RuntimeError):
     """An existing topic has a partition count that would break co-partitioning."""
@@ -33,35 +35,51 @@ class Topics:
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
     """Every topic carries raw bytes: events as producers wrote them, the rest as JSON
     that `streams.records` serialises."""
-    raw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
     return Topics(
-        events=app.topic(settings.events_topic, partitions=settings.partitions, **raw),
+        events=app.topic(settings.events_topic, partitions=settings.partitions, **RAW),
         recommendations=app.topic(
-            settings.recommendations_topic, partitions=settings.partitions, **raw
+            settings.recommendations_topic, partitions=settings.partitions, **RAW
         ),
-        dlq=app.topic(settings.dlq_topic, partitions=settings.partitions, **raw),
-        training=app.topic(settings.training_topic, partitions=settings.partitions, **raw),
+        dlq=app.topic(settings.dlq_topic, partitions=settings.partitions, **RAW),
+        training=app.topic(settings.training_topic, partitions=settings.partitions, **RAW),
     )
 
 
+def catalogue_changelog(settings: Settings) -> str:
+    """The changelog of the ``item_to_info`` GlobalTable (Faust's naming)."""
+    return f"{settings.app_id}-item_to_info-changelog"
+
+
 def topic_names(settings: Settings) -> list[str]:
+    """Every topic rtrank reads or writes, created up front by `ensure_topics`.
+
+    The catalogue's changelog is among them: left to Faust, it was created during the first
+    rebalance, missing from the metadata the assignor read, and the worker hung in recovery
+    (seen under load).
+    """
     return [
         settings.events_topic,
         settings.recommendations_topic,
         settings.dlq_topic,
         settings.training_topic,
         settings.model_updates_topic,
+        settings.items_topic,
+        settings.items_dlq_topic,
+        settings.rank_requests_topic,
+        settings.rank_responses_topic,
+        catalogue_changelog(settings),
     ]
 
 
 def partitions_of(settings: Settings, name: str) -> int:
     """Model updates have one partition: a version must follow its base."""
     return 1 if name == settings.model_updates_topic else settings.partitions
+
+
+def configs_of(settings: Settings, name: str) -> dict[str, str]:
+    """The catalogue and its changelog are compacted: the latest record per item is the item."""
+    compacted = {settings.items_topic, catalogue_changelog(settings)}
+    return {"cleanup.policy": "compact"} if name in compacted else {}
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
@@ -82,7 +100,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
         if missing:
             try:
                 admin.create_topics(
-                    [NewTopic(name, partitions_of(settings, name), 1) for name in missing],
+                    [
+                        NewTopic(
+                            name,
+                            partitions_of(settings, name),
+                            1,
+                            topic_configs=configs_of(settings, name),
+                        )
+                        for name in missing
+                    ],
                     timeout_ms=int(timeout_s * 1000),
                 )
             except TopicAlreadyExistsError:

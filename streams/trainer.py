@@ -53,13 +53,18 @@ def parse_example(value: bytes | None) -> Example | None:
     try:
         obj = json.loads(value)
         prefix, item, ts = obj["prefix"], obj["item_id"], obj.get("ts", 0)
-    except (TypeError, ValueError, KeyError):
+        weight = obj.get("weight", 1.0)
+    except (TypeError, ValueError, KeyError, AttributeError):
         return None
     if not (isinstance(prefix, list) and all(isinstance(i, str) and i for i in prefix)):
         return None
     if not (isinstance(item, str) and item and isinstance(ts, int)):
         return None
-    return Example(tuple(prefix), item, ts)
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        return None
+    if not 0 < weight < math.inf:
+        return None
+    return Example(tuple(prefix), item, ts, float(weight))
 
 
 def online_config(settings: Settings) -> OnlineConfig:

@@ -23,7 +23,6 @@ from kafka import KafkaProducer
 from deploy.kafka import broker as local_kafka
 from model.synthetic import item_id
 from streams.commands.produce import send_events
-from streams.rerank_app import ensure_rerank_topics
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
@@ -54,7 +53,6 @@ def rerank_settings(kafka_broker, synthetic_checkpoint, tmp_path_factory) -> Set
 @pytest.fixture(scope="module")
 def rerank_worker(rerank_settings: Settings, tmp_path_factory) -> Iterator[WorkerProcess]:
     ensure_topics(rerank_settings)
-    ensure_rerank_topics(rerank_settings)
     proc = WorkerProcess(rerank_settings, Path(tmp_path_factory.mktemp("logs")) / "worker.log")
     proc.start()
     try:

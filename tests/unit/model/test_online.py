@@ -162,3 +162,19 @@ def test_learning_from_the_stream_makes_a_planted_transition_rank_first() -> Non
     rows = vocab.rows(["item-3", "new-a"])
     _, top = model.top_k(model.encode(torch.tensor([rows])), 1)
     assert vocab.item(int(top[0, 0])) == "new-b"
+
+
+def test_an_example_of_weight_two_counts_as_that_example_twice() -> None:
+    def learner() -> OnlineLearner:
+        torch.manual_seed(0)
+        vocab = Vocabulary(ITEMS)
+        model = SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.0))
+        return OnlineLearner(model, vocab, 1, OnlineConfig(replay_ratio=0.0, rows_per_step=4))
+
+    heavy, light = Example(("item-1",), "item-2", weight=2.0), Example(("item-3",), "item-4")
+    weighted, repeated = learner(), learner()
+    loss_weighted = weighted.step([heavy, light])
+    loss_repeated = repeated.step([Example(("item-1",), "item-2")] * 2 + [light])
+    assert loss_weighted == pytest.approx(loss_repeated, rel=1e-5)
+    a, b = weighted.model.state_dict(), repeated.model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
