@@ -1,0 +1,44 @@
+"""`rtrank demo`, the README's first command, run end to end on the session broker."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from deploy.kafka.broker import jar_dir
+
+pytestmark = pytest.mark.integration
+
+
+def figure(summary: str, label: str) -> int:
+    found = re.search(rf"^\s+{re.escape(label)}\s+([\d,]+)", summary, re.MULTILINE)
+    assert found, f"{label!r} missing from the summary:\n{summary}"
+    return int(found.group(1).replace(",", ""))
+
+
+def test_the_demo_replays_a_stream_shows_lists_and_summarises(kafka_broker, tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTRANK_")}
+    env |= {
+        "HOME": str(tmp_path),  # the demo's model cache and run folders
+        "RTRANK_KAFKA_CACHE": str(jar_dir().parent),
+        "RTRANK_BROKER": f"kafka://{kafka_broker.bootstrap}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "demo", "--users", "60", "--items", "40"]
+        + ["--events", "600", "--rate", "300"],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "using the running broker" in done.stdout
+    summary = done.stdout[done.stdout.index("\nsummary\n") :]
+    assert figure(summary, "events processed") >= 600
+    assert figure(summary, "dead letters (events.dlq)") > 0
+    assert figure(summary, "recommendation lists") > 0
+    assert "online Hit@10 / NDCG@10" in summary
