@@ -1,7 +1,6 @@
 """Offline training of the sequence model.
 
     rtrank train /work/shared/data/amazon_games.txt --out games.safetensors
-    python -m model.train /work/shared/data/amazon_games.txt --out games.safetensors
 
 Reads the data, builds the vocabulary, splits leave-one-out, trains on the training part
 with next-item loss at every position, validates after each epoch (NDCG@10, sampled-100
@@ -16,7 +15,6 @@ width does not change the model's output, and most Amazon histories are short.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import math
@@ -234,47 +232,3 @@ def train(
     model.eval()
     result.seconds = time.monotonic() - start
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("path")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--format", default="auto")
-    defaults = TrainConfig()
-    for name in ("epochs", "batch_size", "seed", "patience"):
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
-        )
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes)
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--dropout", type=float, default=SASRecConfig.dropout)
-    parser.add_argument("--loss", default=SASRecConfig.loss)
-    parser.add_argument("--negatives", type=int, default=SASRecConfig.num_negatives)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    data = load_dataset(args.path, args.format)
-    mcfg = SASRecConfig(
-        num_items=len(data.vocab),
-        dim=args.dim,
-        dropout=args.dropout,
-        loss=args.loss,
-        num_negatives=args.negatives,
-    )
-    tcfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        max_minutes=args.max_minutes,
-        patience=args.patience,
-    )
-    result = train(data, mcfg, tcfg, out=args.out)
-    log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_valid, result.seconds)
-
-
-if __name__ == "__main__":
-    main()
