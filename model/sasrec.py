@@ -180,18 +180,28 @@ class SASRec(nn.Module):
             return logits, None
         targets = targets[:, -h.shape[1] :]
         at = targets != 0
-        hs, tgt = h[at], targets[at]  # (N, D), (N,)
+        logits, labels = self.loss_logits(h[at], targets[at])
+        return logits, F.cross_entropy(logits, labels)
+
+    def loss_logits(self, hs: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels of the training loss (the configured ``loss``) for outputs
+        ``hs`` (N, D) whose next items are ``tgt`` (N,); offline and online training share it.
+
+        "ce": (N, num_items), labels = tgt. "sampled": (N, 1 + num_negatives), the target in
+        column 0 (labels = 0) and negatives drawn uniformly, shared by the N rows, with
+        accidental hits masked.
+        """
+        weight = self.item_emb.weight
         if self.config.loss == "ce":
             logits = hs @ weight.T  # (N, V)
             logits[:, 0] = float("-inf")
-            return logits, F.cross_entropy(logits, tgt)
-        negs = torch.randint(1, weight.shape[0], (self.config.num_negatives,), device=h.device)
+            return logits, tgt
+        negs = torch.randint(1, weight.shape[0], (self.config.num_negatives,), device=hs.device)
         pos_logit = (hs * weight[tgt]).sum(-1, keepdim=True)  # (N, 1)
         neg_logits = hs @ weight[negs].T  # (N, n)
         neg_logits = neg_logits.masked_fill(negs[None, :] == tgt[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logits], dim=1)  # (N, 1 + n)
-        zeros = torch.zeros(len(tgt), dtype=torch.long, device=h.device)
-        return logits, F.cross_entropy(logits, zeros)
+        return logits, torch.zeros(len(tgt), dtype=torch.long, device=hs.device)
 
     # --- serving ---------------------------------------------------------------------
 

@@ -168,7 +168,8 @@ def test_an_example_of_weight_two_counts_as_that_example_twice() -> None:
     def learner() -> OnlineLearner:
         torch.manual_seed(0)
         vocab = Vocabulary(ITEMS)
-        model = SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.0))
+        config = SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.0, loss="ce")
+        model = SASRec(config)
         return OnlineLearner(model, vocab, 1, OnlineConfig(replay_ratio=0.0, rows_per_step=4))
 
     heavy, light = Example(("item-1",), "item-2", weight=2.0), Example(("item-3",), "item-4")
