@@ -94,11 +94,19 @@ def build_app(settings: Settings) -> RtrankApp:
 
     @app.page("/health")
     async def health(web, request):  # noqa: ANN001 - Faust view signature
-        ready = serving.scorer is not None
-        body = {"status": "ok" if ready else "starting"}
+        """200 once the worker can answer: the model is loaded and its first partition
+        assignment is recovered (before that, events would only queue up). Later
+        rebalances show in ``rebalancing`` but keep the status: the worker is alive."""
+        ready = serving.scorer is not None and app.tables.recovery.completed.is_set()
+        body = {"status": "ok" if ready else "starting", "rebalancing": app.rebalancing}
         if ready:
             body["model_version"] = serving.scorer.version
             body["device"] = str(serving.scorer.device)
+            body["events_partitions"] = sorted(
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic == settings.events_topic
+            )
         return web.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

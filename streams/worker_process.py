@@ -3,6 +3,7 @@ benchmarks and the tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +51,11 @@ class WorkerProcess:
                 return response.status == 200
         except OSError:
             return False
+
+    def health(self) -> dict:
+        """The body of ``/health`` (raises when the worker does not answer 200)."""
+        with urllib.request.urlopen(self._url("/health"), timeout=5) as response:
+            return json.loads(response.read())
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self._url("/metrics"), timeout=5) as response:

@@ -61,6 +61,13 @@ def test_every_user_gets_k_unseen_items_answering_their_last_event(
     assert worker.running
 
 
+def test_a_healthy_lone_worker_owns_every_events_partition(settings, worker) -> None:
+    worker.start()
+    health = worker.health()
+    assert health["status"] == "ok" and health["model_version"] >= 0
+    assert health["events_partitions"] == list(range(settings.partitions))
+
+
 def test_worker_creates_its_topics_with_the_configured_partitions(settings, worker) -> None:
     worker.start()
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
