@@ -131,6 +131,10 @@ def register_agents(
         top_n = scorer.recommend(requests, ranker.candidates)
         return scorer.version, ranker.rerank_lists(scorer, requests, top_n)
 
+    async def emit(topic: str, user_id: str, value: bytes) -> None:
+        """Send one of our JSON records, keyed by its user (key/value already bytes)."""
+        await app.producer.send(topic, user_id.encode(), value, None, None, None)
+
     @app.agent(topics.events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         manual = stream.noack()
@@ -201,29 +205,14 @@ def register_agents(
             metrics.batch_size.observe(len(batch))
             metrics.inference_seconds.observe(inference_ms / 1000)
             metrics.catalogue_items.set(len(scorer.vocab) - 1)
-            send = app.producer.send
             for pending in batch:
                 if pending.prefix is not None:
                     weight = ranker.policy.weight(pending.parsed.event_type)
                     example = training_example(pending, weight)
-                    await send(
-                        settings.training_topic,
-                        example.user_id.encode(),
-                        example.to_json(),
-                        None,
-                        None,
-                        None,
-                    )
+                    await emit(settings.training_topic, example.user_id, example.to_json())
             for pending, items in zip(answered, lists, strict=True):
                 rec = recommendation(pending, items, version, started, inference_ms, len(batch))
-                await send(
-                    settings.recommendations_topic,
-                    rec.user_id.encode(),
-                    rec.to_json(),
-                    None,
-                    None,
-                    None,
-                )
+                await emit(settings.recommendations_topic, rec.user_id, rec.to_json())
                 remember_list(user_to_history, pending, [i.item_id for i in items], version)
             metrics.recommendations.inc(len(answered))
             done = time.monotonic()

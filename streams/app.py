@@ -22,7 +22,7 @@ from streams.agents import register_agents
 from streams.metrics import Metrics
 from streams.rerank_app import register_catalogue, register_rerank_views
 from streams.settings import Settings
-from streams.topics import declare_topics, ensure_topics
+from streams.topics import declare_topics, ensure_topics, json_table_schema
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def build_app(settings: Settings) -> RtrankApp:
         "user_to_history",
         default=None,
         partitions=settings.partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        schema=json_table_schema(),
         help="user_id -> UserState (recent items, seen items, last applied offset)",
     )
     metrics = Metrics()

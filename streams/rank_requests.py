@@ -23,7 +23,12 @@ from typing import Any
 
 import faust
 
-from streams.records import _dumps
+from streams.agents import Serving
+from streams.ranker import Ranker
+from streams.records import compact_json
+from streams.scoring import Scorer
+from streams.settings import Settings
+from streams.state import UserState
 from streams.validation import Limits, Rejection, parse_identifier, parse_json_object
 
 log = logging.getLogger(__name__)
@@ -90,22 +95,20 @@ def request_id_of(value: bytes | None, key: bytes | None) -> str | None:
 
 
 def error_response(request_id: str | None, rejection: Rejection) -> bytes:
-    return _dumps(
+    return compact_json(
         {"request_id": request_id, "error": {"code": rejection.code, "detail": rejection.detail}}
     )
 
 
 def register_rank_requests(
     app: faust.App,
-    settings: Any,
+    settings: Settings,
     topic: faust.TopicT,
-    serving: Any,
-    ranker: Any,
+    serving: Serving,
+    ranker: Ranker,
     user_to_history: faust.Table,
 ) -> None:
     """Attach the ``rank`` agent: one response per request on ``rank_responses_topic``."""
-    from streams.state import UserState
-
     limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
 
     @app.agent(topic, name="rank")
@@ -144,14 +147,14 @@ def register_rank_requests(
             await app.producer.send(
                 settings.rank_responses_topic,
                 parsed.request_id.encode(),
-                _dumps(body),
+                compact_json(body),
                 None,
                 None,
                 None,
             )
 
 
-def _rank(scorer: Any, ranker: Any, history: list[str], candidates: list[str]) -> tuple:
+def _rank(scorer: Scorer, ranker: Ranker, history: list[str], candidates: list[str]) -> tuple:
     """Runs in the model thread."""
     ranked, filtered = ranker.rank_candidates(scorer, history, candidates)
     return scorer.version, ranked, filtered

@@ -54,7 +54,7 @@ class Recommendation:
 
     def to_json(self) -> bytes:
         src = self.based_on
-        return _dumps(
+        return compact_json(
             {
                 "user_id": self.user_id,
                 "items": self.items,
@@ -84,7 +84,7 @@ class TrainingExample:
     weight: float = 1.0  # how much the example counts (RTRANK_EVENT_WEIGHTS by event type)
 
     def to_json(self) -> bytes:
-        return _dumps(
+        return compact_json(
             {
                 "user_id": self.user_id,
                 "prefix": self.prefix,
@@ -96,7 +96,7 @@ class TrainingExample:
         )
 
 
-def _dumps(obj: dict[str, Any]) -> bytes:
+def compact_json(obj: dict[str, Any]) -> bytes:
     """Compact JSON; built from explicit dicts because ``dataclasses.asdict`` deep-copies
     (it showed up in the worker's profile)."""
     return json.dumps(obj, separators=(",", ":")).encode()

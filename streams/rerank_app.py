@@ -23,13 +23,14 @@ import logging
 
 import faust
 
+from streams.agents import Serving
 from streams.catalogue import Catalogue, parse_item
 from streams.metrics import Metrics
 from streams.rank_requests import register_rank_requests
 from streams.ranker import Ranker
 from streams.settings import Settings
 from streams.state import UserState
-from streams.topics import RAW
+from streams.topics import RAW, json_table_schema
 from streams.validation import Limits, Rejection
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> 
         "item_to_info",
         default=None,
         partitions=settings.partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        schema=json_table_schema(),
         help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
     )
     # In memory (recovered from the changelog at start): small, and read per candidate from
@@ -82,7 +83,7 @@ def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> 
 def register_rerank_views(
     app: faust.App,
     settings: Settings,
-    serving: object,
+    serving: Serving,
     ranker: Ranker,
     user_to_history: faust.Table,
 ) -> None:

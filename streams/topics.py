@@ -20,6 +20,11 @@ from streams.settings import Settings
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
+def json_table_schema() -> faust.Schema:
+    """Tables keyed by a UTF-8 id (user or item) whose values are JSON objects."""
+    return faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+
+
 class TopicLayoutError(RuntimeError):
     """An existing topic has a partition count that would break co-partitioning."""
 

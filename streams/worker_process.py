@@ -61,6 +61,27 @@ class WorkerProcess:
         with urllib.request.urlopen(self._url("/metrics"), timeout=5) as response:
             return response.read().decode()
 
+    def drain(self, total: int, timeout_s: float = 600.0) -> float:
+        """Wait until the worker has answered ``total`` events in all; return its events/s.
+
+        Counted from the worker's own metric of answered events, from the first answered
+        batch seen to the last, so start-up time is not counted.
+
+        Raises:
+            RuntimeError: ``total`` not reached within ``timeout_s``.
+        """
+        first = None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answered = metric_value(self.metrics(), "rtrank_answer_seconds_count")
+            now = time.monotonic()
+            if first is None and answered > 0:
+                first = (now, answered)
+            if answered >= total:
+                return (answered - first[1]) / max(now - first[0], 1e-9)
+            time.sleep(0.05)
+        raise RuntimeError(f"the worker did not answer {total} events in {timeout_s:.0f}s")
+
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int | None:
         """Send ``sig`` and wait; SIGKILL after ``timeout_s``. Returns the exit code."""
         return stop_child(self.process, sig, timeout_s)

@@ -36,7 +36,7 @@ from streams.recommendation_reader import RecommendationReader
 from streams.replay import synthetic_replay
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess, metric_value
+from streams.worker_process import WorkerProcess
 
 GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
 
@@ -123,7 +123,7 @@ def _run_pipeline_bench(
     worker = WorkerProcess(settings.replace(log_level="warn"), tmp / "worker.log")
     worker.start()
     try:
-        pipeline_eps = _drain_rate(worker, events)
+        pipeline_eps = worker.drain(events)
         click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
         latencies = _latency_at(settings, users, items, rate, latency_seconds)
     finally:
@@ -180,25 +180,6 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
     finally:
         await consumer.stop()
         await producer.stop()
-
-
-def _drain_rate(worker: WorkerProcess, total: int, timeout_s: float = 600.0) -> float:
-    """Events/s while the worker works through a backlog of ``total`` events.
-
-    Counted from the worker's own metric of answered events, from the first answered batch
-    to the last, so start-up time is not counted.
-    """
-    first = None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        answered = metric_value(worker.metrics(), "rtrank_answer_seconds_count")
-        now = time.monotonic()
-        if first is None and answered > 0:
-            first = (now, answered)
-        if answered >= total:
-            return (answered - first[1]) / max(now - first[0], 1e-9)
-        time.sleep(0.05)
-    raise click.ClickException(f"the worker did not answer {total} events in {timeout_s:.0f}s")
 
 
 def _latency_at(

@@ -146,14 +146,14 @@ def replay_run(
     worker.start()
     try:
         send_events(s, stream.first, progress=False)
-        _drain(worker, len(stream.first))
+        worker.drain(len(stream.first))
         if online:
             trainer.start()
         before = cumulative(worker.metrics())
         click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
         started = time.monotonic()
         send_events(s, stream.second, rate=rate, progress=False)
-        _drain(worker, len(stream.first) + len(stream.second))
+        worker.drain(len(stream.first) + len(stream.second))
         seconds = time.monotonic() - started
         after = cumulative(worker.metrics())
         version = metric_value(worker.metrics(), "rtrank_model_version")
@@ -170,14 +170,6 @@ def replay_run(
     }
     click.echo(f"{label}: {quality}", err=True)
     return quality, (_lag_histogram(s) if online else {})
-
-
-def _drain(worker: WorkerProcess, total: int, timeout_s: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while metric_value(worker.metrics(), "rtrank_answer_seconds_count") < total:
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"the worker did not answer {total} events in time")
-        time.sleep(0.2)
 
 
 def _lag_histogram(settings: Settings) -> dict[int, int]:

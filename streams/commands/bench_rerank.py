@@ -16,7 +16,6 @@ says how many were evaluated.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import click
@@ -25,6 +24,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.data import FORMATS
+from model.evaluate import ndcg_at_k
 from model.sasrec import SASRecConfig
 from model.serving import pad_batch
 from model.train import Dataset, TrainConfig, load_dataset, train
@@ -74,16 +74,12 @@ def evaluate_lambdas(
     emb = model.item_emb.weight.detach().float().cpu().numpy()  # (V, D)
     num_items = emb.shape[0] - 1
     lists: dict[float, list[list[int]]] = {lam: [] for lam in lambdas}
-    gains: dict[float, list[float]] = {lam: [] for lam in lambdas}
+    ranks: dict[float, list[int]] = {lam: [] for lam in lambdas}  # K = not in the list
     for start in range(0, len(order), 256):
         idx = order[start : start + 256]
         hist = [histories[i] for i in idx]
         seqs = pad_batch(hist, model.config.max_len, model.device)
-        with torch.no_grad():
-            scores = model.scores(model.encode(seqs)).float().cpu()  # (B, V)
-        for row, h in enumerate(hist):
-            scores[row, h] = float("-inf")
-        top_scores, top_rows = scores.topk(candidates, dim=1)  # (B, N)
+        top_scores, top_rows = model.top_k(model.encode(seqs), candidates, exclude=hist)
         for b, i in enumerate(idx):
             cands = [
                 Candidate(str(r), s)
@@ -96,14 +92,18 @@ def evaluate_lambdas(
                     for x in rerank(cands, RerankConfig(k=K, lam=lam), vectors=vectors)
                 ]
                 lists[lam].append(shown)
-                rank = shown.index(targets[i]) if targets[i] in shown else None
-                gains[lam].append(0.0 if rank is None else 1.0 / math.log2(rank + 2))
+                ranks[lam].append(shown.index(targets[i]) if targets[i] in shown else K)
     rows = []
     for lam in lambdas:
         ils = [intra_list_similarity(emb[shown]) for shown in lists[lam]]
         covered = {r for shown in lists[lam] for r in shown}
         rows.append(
-            Row(lam, float(np.mean(gains[lam])), float(np.mean(ils)), len(covered) / num_items)
+            Row(
+                lam,
+                ndcg_at_k(torch.tensor(ranks[lam]), K),
+                float(np.mean(ils)),
+                len(covered) / num_items,
+            )
         )
     return rows, len(order)
 
