@@ -159,16 +159,15 @@ class Ranker:
         out = []
         for n, (request, model_items) in enumerate(zip(requests, top_n, strict=True)):
             user_seen = seen[n] if seen is not None else dict.fromkeys(request.exclude, "")
+            candidates = [Candidate(i, s) for i, s in model_items]
             if self.is_cold(scorer, request.history):
                 candidates = cold_start_candidates(self.trending_top(), model_items)
-            else:
-                candidates = [Candidate(i, s) for i, s in model_items]
             vectors, because = self._model_side(scorer, request.history, candidates)
             if because:
                 candidates = [replace(c, because=because.get(c.item_id, ())) for c in candidates]
             out.append(
                 rerank(
-                    candidates,
+                    _unique(candidates),
                     self.config,
                     seen=user_seen,
                     lookup=self.catalogue.get,
@@ -282,3 +281,13 @@ def cold_start_candidates(
         Candidate(i, float(len(ordered) - rank), "trending" if i in trending_ids else "model")
         for rank, i in enumerate(ordered)
     ]
+
+
+def _unique(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.item_id not in seen:
+            seen.add(c.item_id)
+            out.append(c)
+    return out
