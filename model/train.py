@@ -11,6 +11,17 @@ when ``max_minutes`` of wall time are spent (checked before every batch).
 Batches are bucketed by length (a shuffled window of batches is sorted by length) and
 trimmed to their longest history: positions count back from the latest item, so the
 width does not change the model's output, and most Amazon histories are short.
+
+Two regularisers are on by default: each input item is replaced by a random item with
+probability ``item_noise`` (0.2), and validation (hence the kept model) uses an exponential
+moving average of the weights (``ema_decay``). Measured on Games (sampled-100, best epoch
+by validation NDCG@10; valid -> test, one torch thread each, two runs sharing the cores):
+neither 0.7433/0.5588 -> 0.7082/0.5225; average only 0.7452/0.5619 -> 0.7105/0.5248;
+noise 0.1 0.7468/0.5655 -> 0.7144/0.5317; noise 0.2 0.7523/0.5687 -> 0.7201/0.5347
+(best at epoch 20 instead of 10: noise slows training down, the budget has room).
+Test scores lower than validation because more test items are rarely seen in training
+(21% of test targets have fewer than 5 training occurrences, 17% of validation targets;
+Hit@10 on those is ~0.25 against ~0.9 on items seen 20+ times).
 """
 
 from __future__ import annotations
@@ -49,6 +60,8 @@ class TrainConfig:
     eval_protocol: str = "sampled100"  # protocol of the per-epoch validation
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     bucket_batches: int = 50  # batches per length-sorted window
+    item_noise: float = 0.2  # share of input items replaced by random ones (SSE regulariser)
+    ema_decay: float = 0.998  # validate and keep a moving average of the weights (0: off)
 
 
 @dataclass
@@ -116,6 +129,32 @@ def training_arrays(
     return x, y, lengths
 
 
+class WeightAverage:
+    """Exponential moving average of a model's parameters and buffers (warm-up as in
+    TensorFlow's: the decay grows from 0.1 towards ``decay`` over the first steps)."""
+
+    def __init__(self, model: SASRec, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: SASRec) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.avg[k].lerp_(v, 1 - d)
+
+
+def replace_items(seqs: torch.Tensor, share: float, num_items: int) -> torch.Tensor:
+    """``seqs`` with each item (not padding) replaced by a uniformly random item row with
+    probability ``share``: the input-side Stochastic Shared Embeddings regulariser (Wu et
+    al., 2019), which keeps the model from leaning on any single history item."""
+    swap = (torch.rand(seqs.shape, device=seqs.device) < share) & (seqs != 0)
+    return torch.where(swap, torch.randint_like(seqs, 1, num_items), seqs)
+
+
 def bucketed_batches(
     lengths: np.ndarray, batch_size: int, window: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -159,6 +198,7 @@ def train(
         raise ValueError("model_config.num_items must equal len(data.vocab)")
     model = SASRec(model_config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     x, y, lengths = training_arrays(data.split.train, model_config.max_len)
     if len(x) == 0:
         raise ValueError("no user has 2 training items: nothing to train on")
@@ -179,14 +219,21 @@ def train(
             width = int(lengths[idx].max())
             seqs = xt[idx, -width:].to(device)  # (B, W): trimmed to the longest history
             targets = yt[idx, -width:].to(device)
+            if cfg.item_noise > 0:
+                seqs = replace_items(seqs, cfg.item_noise, model_config.num_items)
             _, loss = model(seqs, targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(model)
             total += loss.item()
             count += 1
         if count == 0:
             break
+        if ema is not None:  # validate (and keep) the average; train on from the raw weights
+            raw = copy.deepcopy(model.state_dict())
+            model.load_state_dict(ema.avg)
         metrics = evaluate(model_scorer(model), valid_set)
         entry = {
             "epoch": epoch,
@@ -225,6 +272,8 @@ def train(
             stale += 1
             for group in opt.param_groups:
                 group["lr"] *= cfg.lr_decay
+        if ema is not None:
+            model.load_state_dict(raw)
         if out_of_time or stale >= cfg.patience:
             break
     if best_state is not None:

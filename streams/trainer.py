@@ -70,6 +70,7 @@ def parse_example(value: bytes | None) -> Example | None:
 def online_config(settings: Settings) -> OnlineConfig:
     return OnlineConfig(
         lr=settings.trainer_lr,
+        dense_lr=settings.trainer_dense_lr,
         replay_ratio=settings.trainer_replay_ratio,
         recent_size=settings.trainer_recent_size,
         reservoir_size=settings.trainer_reservoir_size,

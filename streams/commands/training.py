@@ -60,6 +60,20 @@ def _training_options(fn):
             show_default=True,
             help="epochs without validation gain before stopping",
         ),
+        click.option(
+            "--item-noise",
+            type=float,
+            default=_TRAIN.item_noise,
+            show_default=True,
+            help="share of input items replaced by random ones (regulariser)",
+        ),
+        click.option(
+            "--ema-decay",
+            type=float,
+            default=_TRAIN.ema_decay,
+            show_default=True,
+            help="keep a moving average of the weights (0 = off)",
+        ),
         click.option("--dim", type=int, default=_MODEL.dim, show_default=True),
         click.option("--blocks", type=int, default=_MODEL.num_blocks, show_default=True),
         click.option("--max-len", type=int, default=_MODEL.max_len, show_default=True),
@@ -99,6 +113,8 @@ def _configs(num_items: int, o: dict) -> tuple[SASRecConfig, TrainConfig]:
         max_minutes=o["max_minutes"],
         patience=o["patience"],
         threads=o["threads"],
+        item_noise=o["item_noise"],
+        ema_decay=o["ema_decay"],
     )
     return model_cfg, train_cfg
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from model.checkpoint import load_checkpoint
 from model.evaluate import evaluate, make_eval_set, model_scorer
-from model.sasrec import SASRecConfig
+from model.sasrec import SASRec, SASRecConfig
 from model.synthetic import generate
-from model.train import TrainConfig, bucketed_batches, make_dataset, train, training_arrays
+from model.train import (
+    TrainConfig,
+    WeightAverage,
+    bucketed_batches,
+    make_dataset,
+    replace_items,
+    train,
+    training_arrays,
+)
 
 SMALL = TrainConfig(epochs=8, batch_size=32, lr=5e-3, device="cpu", max_minutes=1.0, patience=3)
 
@@ -75,3 +84,36 @@ def test_bucketed_batches_cover_every_example_once():
     lengths = np.arange(100) % 7
     batches = bucketed_batches(lengths, batch_size=8, window=3, rng=np.random.default_rng(0))
     assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+
+
+def test_weight_average_moves_towards_the_weights_by_its_warm_up_decay():
+    model = SASRec(SASRecConfig(num_items=5, dim=4, max_len=3))
+    avg = WeightAverage(model, decay=0.99)
+    before = model.item_emb.weight.detach().clone()
+    with torch.no_grad():
+        model.item_emb.weight.add_(1.0)
+    avg.update(model)  # first step: decay min(0.99, 2/11)
+    d = 2 / 11
+    expected = d * before + (1 - d) * (before + 1.0)
+    assert torch.allclose(avg.avg["item_emb.weight"], expected)
+
+
+def test_training_with_weight_averaging_keeps_the_average_not_the_raw_weights(planted, tmp_path):
+    cfg = SASRecConfig(num_items=len(planted.vocab), dim=16, max_len=20)
+    out = tmp_path / "avg.safetensors"
+    raw = train(planted, cfg, TrainConfig(epochs=1, device="cpu"))
+    avg = train(planted, cfg, TrainConfig(epochs=1, ema_decay=0.9, device="cpu"), out=str(out))
+    kept, saved = avg.model.state_dict(), load_checkpoint(out).model.state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in kept.items())
+    assert not torch.equal(kept["item_emb.weight"], raw.model.state_dict()["item_emb.weight"])
+    valid = make_eval_set(planted.split, "valid", "sampled100", len(planted.vocab))
+    assert evaluate(model_scorer(avg.model), valid).ndcg == avg.best_valid.ndcg
+
+
+def test_replace_items_keeps_padding_and_swaps_about_the_given_share():
+    torch.manual_seed(0)
+    seqs = torch.cat([torch.zeros(200, 10, dtype=torch.long), torch.full((200, 40), 7)], dim=1)
+    out = replace_items(seqs, 0.2, num_items=1000)
+    assert (out[:, :10] == 0).all()
+    assert ((out[:, 10:] >= 1) & (out[:, 10:] < 1000)).all()
+    assert 0.17 < (out[:, 10:] != 7).float().mean().item() < 0.23
