@@ -48,6 +48,11 @@ class Metrics:
         self.model_version = Gauge(
             "rtrank_model_version", "Version of the served model", registry=r
         )
+        self.gc_frozen_objects = Gauge(
+            "rtrank_gc_frozen_objects",
+            "Objects alive at start-up that the cyclic garbage collector no longer scans",
+            registry=r,
+        )
         self.catalogue_items = Gauge(
             "rtrank_catalogue_items", "Items the served model can recommend", registry=r
         )

@@ -14,6 +14,7 @@ from kafka import KafkaAdminClient
 
 from streams.commands.produce import send_events
 from streams.replay import synthetic_replay
+from streams.worker_process import metric_value
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,14 @@ def test_a_healthy_lone_worker_owns_every_events_partition(settings, worker) -> 
     health = worker.health()
     assert health["status"] == "ok" and health["model_version"] >= 0
     assert health["events_partitions"] == list(range(settings.partitions))
+
+
+def test_a_serving_worker_keeps_its_start_up_objects_out_of_garbage_collection(
+    settings, worker
+) -> None:
+    worker.start()
+    worker.health()
+    assert metric_value(worker.metrics(), "rtrank_gc_frozen_objects") > 100_000
 
 
 def test_worker_creates_its_topics_with_the_configured_partitions(settings, worker) -> None:
