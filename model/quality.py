@@ -9,7 +9,8 @@ training split, and ranks every user's test item under both protocols
 On Amazon Games the test stage scores lower than validation for every model: the test
 items are each user's latest, and popularity learnt from the training part fits them
 less (the popularity baseline's sampled-100 Hit@10 falls from 0.503 on validation to
-0.471 on test; the default model's from 0.742 to 0.704).
+0.471 on test; the default model's from 0.753 to 0.722: 21% of test targets occur fewer than
+5 times in training, 17% of validation targets, and those are rarely hit).
 """
 
 from __future__ import annotations
