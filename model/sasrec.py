@@ -136,18 +136,20 @@ class SASRec(nn.Module):
     def device(self) -> torch.device:
         return self.item_emb.weight.device
 
-    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
+    def hidden(self, seqs: torch.Tensor, item_weight: torch.Tensor | None = None) -> torch.Tensor:
         """Runs the trunk over left-padded rows ``seqs`` (B, L); returns (B, L', D).
 
         Histories longer than ``max_len`` are cut to their latest ``max_len`` items
-        (L' = min(L, max_len)). Outputs at pad positions are meaningless.
+        (L' = min(L, max_len)). Outputs at pad positions are meaningless. ``item_weight``
+        replaces the item table (rows of ``seqs`` index it; its row 0 must be padding).
         """
         seqs = seqs[:, -self.config.max_len :]
         B, L = seqs.shape
         keep = seqs != 0  # (B, L)
         # Positions counted back from the last column: independent of the padding width.
         pos = torch.arange(L - 1, -1, -1, device=seqs.device)  # (L,)
-        x = self.item_emb(seqs) * math.sqrt(self.config.dim) + self.pos_emb(pos)
+        items = self.item_emb(seqs) if item_weight is None else F.embedding(seqs, item_weight)
+        x = items * math.sqrt(self.config.dim) + self.pos_emb(pos)
         x = self.emb_drop(x) * keep.unsqueeze(-1)
         causal = torch.ones(L, L, dtype=torch.bool, device=seqs.device).tril()
         # query i attends key j when j <= i and j is an item; a pad query attends itself
@@ -183,25 +185,38 @@ class SASRec(nn.Module):
         logits, labels = self.loss_logits(h[at], targets[at])
         return logits, F.cross_entropy(logits, labels)
 
-    def loss_logits(self, hs: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_logits(
+        self,
+        hs: torch.Tensor,
+        tgt: torch.Tensor,
+        item_weight: torch.Tensor | None = None,
+        negs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and labels of the training loss (the configured ``loss``) for outputs
         ``hs`` (N, D) whose next items are ``tgt`` (N,); offline and online training share it.
 
-        "ce": (N, num_items), labels = tgt. "sampled": (N, 1 + num_negatives), the target in
+        "ce": (N, rows), labels = tgt. "sampled": (N, 1 + num_negatives), the target in
         column 0 (labels = 0) and negatives drawn uniformly, shared by the N rows, with
-        accidental hits masked.
+        accidental hits masked. ``item_weight`` replaces the item table and ``negs`` the
+        drawn negatives (both index it), so a caller can train on a subset of the rows.
         """
-        weight = self.item_emb.weight
+        weight = self.item_emb.weight if item_weight is None else item_weight
         if self.config.loss == "ce":
             logits = hs @ weight.T  # (N, V)
             logits[:, 0] = float("-inf")
             return logits, tgt
-        negs = torch.randint(1, weight.shape[0], (self.config.num_negatives,), device=hs.device)
+        if negs is None:
+            negs = self.sample_negatives(hs.device)
         pos_logit = (hs * weight[tgt]).sum(-1, keepdim=True)  # (N, 1)
         neg_logits = hs @ weight[negs].T  # (N, n)
         neg_logits = neg_logits.masked_fill(negs[None, :] == tgt[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logits], dim=1)  # (N, 1 + n)
         return logits, torch.zeros(len(tgt), dtype=torch.long, device=hs.device)
+
+    def sample_negatives(self, device: torch.device | None = None) -> torch.Tensor:
+        """``num_negatives`` item rows drawn uniformly (padding never), shared by a batch."""
+        rows = self.item_emb.weight.shape[0]
+        return torch.randint(1, rows, (self.config.num_negatives,), device=device)
 
     # --- serving ---------------------------------------------------------------------
 
