@@ -74,17 +74,26 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Attention output at every position, or (``last_only``) at the last one only
+        (B, 1, D): serving needs no other, and then no other query is computed."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)
-        # (B, L, D) -> (B, nh, L, hs)
+        if last_only:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -1:], w[:D], b[:D])  # (B, 1, D)
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=2)
+            mask = mask[:, :, -1:, :]  # (B, 1, 1, L)
+        else:
+            q, k, v = self.qkv(x).split(D, dim=2)
+        # (B, T, D) -> (B, nh, T, hs)
         q, k, v = (
-            t.view(B, L, self.num_heads, D // self.num_heads).transpose(1, 2) for t in (q, k, v)
+            t.view(B, t.shape[1], self.num_heads, D // self.num_heads).transpose(1, 2)
+            for t in (q, k, v)
         )
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
-        y = y.transpose(1, 2).contiguous().view(B, L, D)  # (B, nh, L, hs) -> (B, L, D)
+        y = y.transpose(1, 2).contiguous().view(B, q.shape[2], D)  # (B, nh, T, hs) -> (B, T, D)
         return self.resid_drop(self.proj(y))
 
 
@@ -104,8 +113,10 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), or (B, 1, D) for the last position with ``last_only``."""
+        a = self.attn(self.ln1(x), mask, last_only)
+        x = (x[:, -1:] if last_only else x) + a
         return x + self.ffn(self.ln2(x))
 
 
@@ -136,12 +147,16 @@ class SASRec(nn.Module):
     def device(self) -> torch.device:
         return self.item_emb.weight.device
 
-    def hidden(self, seqs: torch.Tensor, item_weight: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(
+        self, seqs: torch.Tensor, item_weight: torch.Tensor | None = None, last_only: bool = False
+    ) -> torch.Tensor:
         """Runs the trunk over left-padded rows ``seqs`` (B, L); returns (B, L', D).
 
         Histories longer than ``max_len`` are cut to their latest ``max_len`` items
         (L' = min(L, max_len)). Outputs at pad positions are meaningless. ``item_weight``
         replaces the item table (rows of ``seqs`` index it; its row 0 must be padding).
+        ``last_only``: the last block computes the last position only (L' = 1), which is
+        all a user vector needs (encode of a Games-like batch: see `model.throughput`).
         """
         seqs = seqs[:, -self.config.max_len :]
         B, L = seqs.shape
@@ -156,8 +171,8 @@ class SASRec(nn.Module):
         # so that no attention row is empty (an empty row would give NaN).
         mask = (causal & keep[:, None, :]) | torch.eye(L, dtype=torch.bool, device=seqs.device)
         mask = mask.unsqueeze(1)  # (B, 1, L, L): broadcast over heads
-        for block in self.blocks:
-            x = block(x, mask)
+        for n, block in enumerate(self.blocks, 1):
+            x = block(x, mask, last_only and n == len(self.blocks))
         return self.ln_f(x)
 
     def forward(
@@ -229,7 +244,7 @@ class SASRec(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self.hidden(seqs.to(self.device))[:, -1, :]
+            return self.hidden(seqs.to(self.device), last_only=True)[:, -1, :]
         finally:
             self.train(was_training)
 

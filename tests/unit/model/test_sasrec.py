@@ -92,3 +92,23 @@ def test_config_rejects_unknown_loss():
 def test_new_model_keeps_padding_row_zero():
     model = SASRec(SASRecConfig(num_items=10))
     assert model.item_emb.weight[0].abs().sum() == 0
+
+
+def test_serving_the_last_position_only_gives_the_full_trunks_last_output(tiny_model):
+    model = tiny_model(num_items=30).eval()
+    seqs = torch.tensor([[0, 0, 3, 4, 9], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    with torch.no_grad():
+        full = model.hidden(seqs)[:, -1, :]
+        last = model.hidden(seqs, last_only=True)
+    assert last.shape == (3, 1, full.shape[1])
+    torch.testing.assert_close(last[:, 0, :], full, rtol=1e-5, atol=1e-6)
+
+
+def test_a_row_subset_table_gives_the_same_output_as_the_whole_table(tiny_model):
+    model = tiny_model(num_items=30).eval()
+    used = torch.tensor([0, 3, 4, 9])  # sorted, padding first
+    seqs = torch.tensor([[0, 3, 4, 9], [0, 0, 9, 3]])
+    with torch.no_grad():
+        whole = model.hidden(seqs)
+        subset = model.hidden(torch.searchsorted(used, seqs), model.item_emb.weight[used])
+    torch.testing.assert_close(subset, whole)
