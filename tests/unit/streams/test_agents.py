@@ -1,15 +1,20 @@
-"""What a micro-batch answers: one list per user, from that user's latest state."""
+"""What a micro-batch answers (one list per user, from that user's latest state), and how
+the answered state reaches the table."""
 
 from __future__ import annotations
 
-from streams.agents import Pending, requests_for
+from streams.agents import Pending, requests_for, write_state
 from streams.records import Event
 from streams.state import UserState
 
 
+class FakeEvent:
+    """Stands for the Faust event whose partition a table write goes to."""
+
+
 def pending(user: str, item: str, history: list[str]) -> Pending:
     state = UserState(history=history, seen=history)
-    return Pending(None, None, Event(user, item, "view", 1_700_000_000_000), state, 0.0)
+    return Pending(None, FakeEvent(), Event(user, item, "view", 1_700_000_000_000), state, 0.0)
 
 
 def test_one_request_per_user_from_their_latest_event() -> None:
@@ -28,3 +33,23 @@ def test_one_request_per_user_from_their_latest_event() -> None:
 def test_allowing_repeats_excludes_nothing() -> None:
     _, requests = requests_for([pending("a", "1", ["1"])], allow_repeats=True)
     assert requests[0].exclude == []
+
+
+def test_the_answered_state_is_written_with_its_list_and_leaves_the_unwritten_ones() -> None:
+    table: dict = {}
+    answered = pending("a", "2", ["1", "2"])
+    unwritten = {"a": answered.state}
+    write_state(table, unwritten, answered, ["9", "8"], version=3)
+    assert table["a"]["history"] == ["1", "2"]
+    assert (table["a"]["last_list"], table["a"]["last_list_version"]) == (["9", "8"], 3)
+    assert unwritten == {}
+
+
+def test_a_state_ingested_after_the_answered_one_stays_unwritten_and_learns_the_list() -> None:
+    table: dict = {}
+    answered = pending("a", "2", ["1", "2"])
+    newer = UserState(history=["1", "2", "3"], seen=["1", "2", "3"])
+    unwritten = {"a": newer}
+    write_state(table, unwritten, answered, ["9"], version=3)
+    assert table["a"]["history"] == ["1", "2"]
+    assert unwritten["a"] is newer and newer.last_list == ["9"]
