@@ -177,6 +177,11 @@ def register_agents(
                 )
                 state.seen = ranker.policy.seen_after(before, state.seen, parsed)
                 unwritten[parsed.user_id] = state
+                # The trainer gets the example now, not after the batch is answered: under
+                # load that saves the queue's wait (up to 4 batches) from model freshness.
+                weight = ranker.policy.weight(parsed.event_type)
+                example = training_example(parsed, prefix, weight)
+                await emit(settings.training_topic, example.user_id, example.to_json())
             await queue.put(Pending(manual, event, parsed, state, time.monotonic(), prefix))
 
     @app.task
@@ -217,11 +222,6 @@ def register_agents(
             metrics.batch_size.observe(len(batch))
             metrics.inference_seconds.observe(inference_ms / 1000)
             metrics.catalogue_items.set(len(scorer.vocab) - 1)
-            for pending in batch:
-                if pending.prefix is not None:
-                    weight = ranker.policy.weight(pending.parsed.event_type)
-                    example = training_example(pending, weight)
-                    await emit(settings.training_topic, example.user_id, example.to_json())
             for pending, items in zip(answered, lists, strict=True):
                 rec = recommendation(pending, items, version, started, inference_ms, len(batch))
                 await emit(settings.recommendations_topic, rec.user_id, rec.to_json())
@@ -282,11 +282,10 @@ def write_state(
         table[user] = state.to_json()
 
 
-def training_example(pending: Pending, weight: float = 1.0) -> TrainingExample:
-    e = pending.parsed
+def training_example(e: Event, prefix: list[str], weight: float = 1.0) -> TrainingExample:
     return TrainingExample(
         user_id=e.user_id,
-        prefix=pending.prefix,
+        prefix=prefix,
         item_id=e.item_id,
         event_type=e.event_type,
         ts=e.ts,
