@@ -32,12 +32,10 @@ trainer lags the stream by seconds) rows at 3e-3 recovered from drift far less t
 replay predicts (Hit@10 0.138), and rows at 5e-3 (0.347) cost Games no more (online within
 1-3% of frozen for both, run-to-run noise of frozen itself ~3%), hence 5e-3.
 
-Steps run without dropout (``OnlineConfig.dropout``): pretraining regularised the model
-already, and each fresh example is seen once. In the same offline replay (2026-12-02, a
-model pretrained for 2 minutes on one shared thread; frozen Games 0.0470, drift 0.0188
-Hit@10), steps with dropout scored Games 0.0450 / drift 0.154 and steps without it
-0.0474 / 0.163, and a Games-like step of 256 fresh + 64 replayed examples took 280 ms
-instead of 415 ms on one thread (drawing dropout masks was a third of it).
+Steps keep the model's dropout, although drawing its masks is a third of a step: without
+it an offline replay scored no worse (2026-12-02: Games 0.0450 -> 0.0474, drift 0.154 ->
+0.163 Hit@10), but on the real system Games fell well below the frozen model (online
+0.0496, frozen 0.0569, `rtrank bench online`, one run) while drift recovered as before.
 
 A delta should carry only the
 embedding rows that changed, so item rows are updated by a *lazy*, sparsified Adam: the
@@ -88,7 +86,6 @@ class OnlineConfig:
     reservoir_size: int = 20_000  # uniform sample of everything older (long-term memory)
     recent_share: float = 0.5  # share of replayed examples drawn from the recent pool
     rows_per_step: int = 1024  # item rows updated per step (largest gradients) besides targets
-    dropout: bool = False  # steps without dropout: no worse offline (docstring), ~25% cheaper
     seed: int = 0
 
 
@@ -205,7 +202,7 @@ class OnlineLearner:
         a third of the step's time (a Games-like step on one thread: 579 ms -> 415 ms).
         """
         model = self.model
-        model.train(self.config.dropout)
+        model.train()
         batch = sorted(batch, key=lambda e: len(e.prefix))
         prefixes = [self.vocab.rows(e.prefix) for e in batch]
         targets = torch.tensor([self.vocab.row(e.item_id) for e in batch])  # (B,)
