@@ -62,6 +62,31 @@ def test_every_user_gets_k_unseen_items_answering_their_last_event(
     assert worker.running
 
 
+def test_every_applied_event_sends_one_training_example_with_the_history_before_it(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
+    worker.settings = settings
+    worker.start()
+    replay = synthetic_replay(users=200, items=SYNTHETIC_ITEMS, events=2_000, seed=6)
+    send_events(settings, replay.events, progress=False)
+
+    read_topic(settings.bootstrap_servers, settings.training_topic, expected=2_000)
+    records = read_topic(settings.bootstrap_servers, settings.training_topic)  # all of it
+    examples: dict[str, list[dict]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        examples.setdefault(record.key.decode(), []).append(json.loads(record.value))
+    expected: dict[str, list[tuple[list[str], str]]] = {}
+    history: dict[str, list[str]] = {}
+    for e in replay.events:
+        before = history.setdefault(e["user_id"], [])
+        kept = before[-settings.history_len :]
+        expected.setdefault(e["user_id"], []).append((kept, e["item_id"]))
+        before.append(e["item_id"])
+    assert len(records) == 2_000
+    assert {u: [(x["prefix"], x["item_id"]) for x in xs] for u, xs in examples.items()} == expected
+
+
 def test_a_healthy_lone_worker_owns_every_events_partition(settings, worker) -> None:
     worker.start()
     health = worker.health()
