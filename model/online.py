@@ -230,7 +230,7 @@ class OnlineLearner:
             loss.backward()
             total += float(loss.detach())
         self._dense_opt.step()
-        self._lazy_adam(weight, used, sub.grad, targets)
+        self._lazy_adam(weight, used, sub.grad, local_targets)
         return total
 
     @torch.no_grad()
@@ -239,15 +239,16 @@ class OnlineLearner:
         weight: torch.nn.Parameter,
         used: torch.Tensor,
         grad: torch.Tensor,
-        targets: torch.Tensor,
+        local_targets: torch.Tensor,
     ) -> None:
         """Adam on the targets' rows and the ``rows_per_step`` rows with the largest
         gradient; every other row stays bit-identical (so a delta carries only these).
-        ``grad`` (R, D) is the gradient of rows ``used`` (R,), sorted, row 0 first."""
+        ``grad`` (R, D) is the gradient of rows ``used`` (R,), sorted, row 0 first;
+        ``local_targets`` index ``used``."""
         norms = grad.norm(dim=1)  # (R,)
         norms[0] = 0.0
         top = norms.topk(min(self.config.rows_per_step, len(norms))).indices
-        local = torch.unique(torch.cat([top, torch.searchsorted(used, targets)]))
+        local = torch.unique(torch.cat([top, local_targets]))
         local = local[norms[local] > 0]
         if not len(local):
             return

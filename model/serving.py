@@ -11,7 +11,6 @@ Typical use from the stream (one micro-batch)::
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,15 +50,10 @@ def pad_batch(
     so narrow batches stay cheap. Row 0 pads on the left.
     """
     kept = [list(r)[-max_len:] if max_len > 0 else [] for r in rows_lists]
-    lengths = np.fromiter((len(r) for r in kept), dtype=np.int64, count=len(kept))
-    width = max(int(lengths.max(initial=0)), 1)
-    out = np.zeros((len(kept), width), dtype=np.int64)
-    total = int(lengths.sum())
-    if total:
-        flat = np.fromiter(itertools.chain.from_iterable(kept), dtype=np.int64, count=total)
-        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)  # each item's row start
-        rows = np.repeat(np.arange(len(kept)), lengths)
-        cols = width - np.repeat(lengths, lengths) + (np.arange(total) - starts)
-        out[rows, cols] = flat
+    width = max([len(r) for r in kept] + [1])
+    out = np.zeros((len(kept), width), dtype=np.int64)  # numpy: no tensor per row
+    for i, r in enumerate(kept):
+        if r:
+            out[i, width - len(r) :] = r
     seqs = torch.from_numpy(out)
     return seqs if device is None else seqs.to(device)

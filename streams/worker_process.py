@@ -79,7 +79,7 @@ class WorkerProcess:
                 first = (now, answered)
             if answered >= total:
                 return (answered - first[1]) / max(now - first[0], 1e-9)
-            time.sleep(0.2)  # each scrape costs the worker's event loop (~2% at 20/s)
+            time.sleep(0.2)  # a scrape renders every metric on the worker's event loop
         raise RuntimeError(f"the worker did not answer {total} events in {timeout_s:.0f}s")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int | None:

@@ -14,6 +14,7 @@ from kafka import KafkaAdminClient
 
 from streams.commands.produce import send_events
 from streams.replay import synthetic_replay
+from streams.settings import Settings
 from streams.worker_process import metric_value
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
@@ -26,12 +27,18 @@ def final_state_of_users(settings) -> dict[str, dict]:
     return latest_by_key(read_topic(settings.bootstrap_servers, changelog), json_keys=True)
 
 
+def start_serving(settings, worker, checkpoint) -> Settings:
+    """Start ``worker`` on ``checkpoint``; returns the settings it runs with."""
+    settings = settings.replace(checkpoint=str(checkpoint))
+    worker.settings = settings
+    worker.start()
+    return settings
+
+
 def test_every_user_gets_k_unseen_items_answering_their_last_event(
     settings, worker, synthetic_checkpoint
 ) -> None:
-    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
-    worker.settings = settings
-    worker.start()
+    settings = start_serving(settings, worker, synthetic_checkpoint)
     replay = synthetic_replay(users=2000, items=SYNTHETIC_ITEMS, events=20_000, seed=5)
     send_events(settings, replay.events, progress=False)
 
@@ -65,9 +72,7 @@ def test_every_user_gets_k_unseen_items_answering_their_last_event(
 def test_every_applied_event_sends_one_training_example_with_the_history_before_it(
     settings, worker, synthetic_checkpoint
 ) -> None:
-    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
-    worker.settings = settings
-    worker.start()
+    settings = start_serving(settings, worker, synthetic_checkpoint)
     replay = synthetic_replay(users=200, items=SYNTHETIC_ITEMS, events=2_000, seed=6)
     send_events(settings, replay.events, progress=False)
 
@@ -197,9 +202,7 @@ def test_malformed_events_go_to_the_dlq_and_good_ones_are_answered(
 ) -> None:
     from kafka import KafkaProducer
 
-    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
-    worker.settings = settings
-    worker.start()
+    settings = start_serving(settings, worker, synthetic_checkpoint)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     good_users = []
     for n, (key, value) in enumerate(BAD_EVENTS):
@@ -246,9 +249,7 @@ def test_malformed_events_go_to_the_dlq_and_good_ones_are_answered(
 def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicates(
     settings, worker, synthetic_checkpoint
 ) -> None:
-    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
-    worker.settings = settings
-    worker.start()
+    settings = start_serving(settings, worker, synthetic_checkpoint)
     replay = synthetic_replay(users=300, items=SYNTHETIC_ITEMS, events=6000, seed=9)
     producer = threading.Thread(target=send_events, args=(settings, replay.events, 200.0, False))
     producer.start()
