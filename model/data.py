@@ -167,6 +167,10 @@ class Split:
     valid: dict[str, int]
     test: dict[str, int]
 
+    def before_test(self) -> dict[str, list[int]]:
+        """Every user's items but the test one: the training part plus the validation item."""
+        return {u: (s + [self.valid[u]]) if u in self.valid else s for u, s in self.train.items()}
+
     def eval_inputs(self, stage: str) -> tuple[list[str], list[list[int]], list[int]]:
         """Returns (users, input histories, targets) for ``stage`` ``valid`` or ``test``.
 

@@ -8,7 +8,6 @@ error, not a traceback.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 
@@ -74,6 +73,14 @@ def _training_options(fn):
             show_default=True,
             help="keep a moving average of the weights (0 = off)",
         ),
+        click.option(
+            "--refit-epochs",
+            type=int,
+            default=_TRAIN.refit_epochs,
+            show_default=True,
+            help="after the best epoch: epochs on training + validation items (0 = none)",
+        ),
+        click.option("--refit-lr", type=float, default=_TRAIN.refit_lr, show_default=True),
         click.option("--dim", type=int, default=_MODEL.dim, show_default=True),
         click.option("--blocks", type=int, default=_MODEL.num_blocks, show_default=True),
         click.option("--max-len", type=int, default=_MODEL.max_len, show_default=True),
@@ -115,6 +122,8 @@ def _configs(num_items: int, o: dict) -> tuple[SASRecConfig, TrainConfig]:
         threads=o["threads"],
         item_noise=o["item_noise"],
         ema_decay=o["ema_decay"],
+        refit_epochs=o["refit_epochs"],
+        refit_lr=o["refit_lr"],
     )
     return model_cfg, train_cfg
 
@@ -151,8 +160,9 @@ def train_command(path: str, out: str, fmt: str, **options) -> None:
     v = result.best_valid
     click.echo(
         f"best epoch {result.best_epoch}: valid {train_cfg.eval_protocol} hit@10 {v.hit:.4f} "
-        f"ndcg@10 {v.ndcg:.4f} mrr {v.mrr:.4f}; {result.seconds:.0f}s on {result.device}; "
-        f"saved {out}"
+        f"ndcg@10 {v.ndcg:.4f} mrr {v.mrr:.4f}"
+        + (f", then {len(result.refit)} refit epochs" if result.refit else "")
+        + f"; {result.seconds:.0f}s on {result.device}; saved {out}"
     )
 
 
@@ -206,10 +216,6 @@ def quality_command(
         if plot:
             plot_history(report.history, plot, title=f"rtrank on {data.name}")
     if as_json:
-        click.echo(
-            json.dumps(
-                {"dataset": report.dataset, "results": report.results, "machine": report.machine}
-            )
-        )
+        click.echo(report.to_json())
     else:
         click.echo(report.table())

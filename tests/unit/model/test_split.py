@@ -20,3 +20,8 @@ def test_test_input_includes_the_validation_item():
     split = leave_one_out({"u": [1, 2, 3, 4]})
     assert split.eval_inputs("valid") == (["u"], [[1, 2]], [3])
     assert split.eval_inputs("test") == (["u"], [[1, 2, 3]], [4])
+
+
+def test_before_test_adds_the_validation_item_to_the_training_part():
+    split = leave_one_out({"u": [1, 2, 3, 4], "short": [5, 6]})
+    assert split.before_test() == {"u": [1, 2, 3], "short": [5, 6]}

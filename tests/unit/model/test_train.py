@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -52,7 +54,7 @@ def test_history_has_one_validation_entry_per_epoch(trained):
 
 def test_same_seed_trains_the_same_model(planted):
     cfg = SASRecConfig(num_items=len(planted.vocab), dim=16, max_len=20)
-    quick = TrainConfig(epochs=1, batch_size=64, device="cpu")
+    quick = TrainConfig(epochs=1, batch_size=64, device="cpu", refit_epochs=0)
     a, b = train(planted, cfg, quick), train(planted, cfg, quick)
     assert a.history[0]["loss"] == b.history[0]["loss"]
 
@@ -101,8 +103,9 @@ def test_weight_average_moves_towards_the_weights_by_its_warm_up_decay():
 def test_training_with_weight_averaging_keeps_the_average_not_the_raw_weights(planted, tmp_path):
     cfg = SASRecConfig(num_items=len(planted.vocab), dim=16, max_len=20)
     out = tmp_path / "avg.safetensors"
-    raw = train(planted, cfg, TrainConfig(epochs=1, ema_decay=0.0, device="cpu"))
-    avg = train(planted, cfg, TrainConfig(epochs=1, ema_decay=0.9, device="cpu"), out=str(out))
+    once = TrainConfig(epochs=1, device="cpu", refit_epochs=0)
+    raw = train(planted, cfg, replace(once, ema_decay=0.0))
+    avg = train(planted, cfg, replace(once, ema_decay=0.9), out=str(out))
     kept, saved = avg.model.state_dict(), load_checkpoint(out).model.state_dict()
     assert all(torch.equal(v, saved[k]) for k, v in kept.items())
     assert not torch.equal(kept["item_emb.weight"], raw.model.state_dict()["item_emb.weight"])
@@ -117,3 +120,41 @@ def test_replace_items_keeps_padding_and_swaps_about_the_given_share():
     assert (out[:, :10] == 0).all()
     assert ((out[:, 10:] >= 1) & (out[:, 10:] < 1000)).all()
     assert 0.17 < (out[:, 10:] != 7).float().mean().item() < 0.23
+
+
+@pytest.fixture(scope="module")
+def unseen_validation():
+    """Planted transitions, but every user's validation item is "V", which the training
+    part never holds: only a model that trained on validation items can predict it."""
+    data = generate(num_users=300, num_items=200, min_len=6, max_len=12, noise=0.05, seed=2)
+    seqs = {u: [i for i, _ in evs] for u, evs in data.items()}
+    return make_dataset({u: s[:-1] + ["V", s[-1]] for u, s in seqs.items()})
+
+
+def _valid_hit(model, data) -> float:
+    valid = make_eval_set(data.split, "valid", "full", len(data.vocab))
+    return evaluate(model_scorer(model), valid).hit
+
+
+def test_refit_learns_the_validation_items_the_selection_never_trained_on(unseen_validation):
+    cfg = SASRecConfig(num_items=len(unseen_validation.vocab), dim=32, max_len=20, dropout=0.1)
+    result = train(unseen_validation, cfg, replace(SMALL, refit_epochs=3, refit_lr=5e-3))
+    assert len(result.refit) == 3
+    assert _valid_hit(result.selected, unseen_validation) < 0.2
+    assert _valid_hit(result.model, unseen_validation) > 0.9
+
+
+def test_no_refit_keeps_the_selected_model(planted):
+    cfg = SASRecConfig(num_items=len(planted.vocab), dim=16, max_len=20)
+    result = train(planted, cfg, TrainConfig(epochs=1, device="cpu", refit_epochs=0))
+    assert result.selected is None and result.refit == []
+
+
+def test_checkpoint_holds_the_refit_model(planted, tmp_path):
+    cfg = SASRecConfig(num_items=len(planted.vocab), dim=16, max_len=20)
+    out = tmp_path / "refit.safetensors"
+    result = train(planted, cfg, TrainConfig(epochs=1, device="cpu", refit_epochs=1), out=str(out))
+    ckpt = load_checkpoint(out)
+    assert ckpt.meta["extra"]["refit_epochs"] == 1
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(ckpt.model.state_dict()[name], tensor), name
