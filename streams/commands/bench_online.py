@@ -5,16 +5,20 @@
 For PATH and for a synthetic stream whose item transitions change mid-stream ("drift"):
 
 1. pretrain a model on the first 50% of every user's history (offline, `model.train`);
-2. for (a) a worker alone (frozen) and (b) a worker plus a trainer (online), each on fresh
-   topics of the local broker: replay the first halves of the replayed users as fast as
-   possible (builds their state; not measured), then the second halves at ``--rate``
-   events/s, and read the worker's prequential Hit@10/NDCG@10 over the second half (the
-   difference of its cumulative counters before and after);
+2. for (a) frozen and (b) online, each on fresh topics of the local broker, a worker and a
+   trainer: replay the first halves of the replayed users as fast as possible (builds their
+   state; not measured), then the second halves at ``--rate`` events/s, and read the
+   worker's prequential Hit@10/NDCG@10 over the second half (the difference of its
+   cumulative counters before and after). In (a) the trainer publishes to a topic the worker
+   does not read, so the worker keeps the pretrained model under the same load as in (b)
+   and the runs differ only in the served model (load matters: an event that arrives
+   before its user's previous one is answered is judged by the list before that one, and
+   a busier worker lags more);
 3. freshness: from an event's timestamp (stamped when sent) to the publication of the
    first model version trained on it, from the lag histograms the trainer puts in every
    version (100 ms resolution).
 
-The trainer of (b) starts after the first halves, reading only new examples: the pretrained
+The trainer starts after the first halves, reading only new examples: the pretrained
 model already learned those. Only ``--users`` users of PATH are replayed (all their
 events), so a run takes minutes; the pretraining uses every user's first half.
 """
@@ -125,6 +129,15 @@ def pretrain(stream: Stream, out: Path, minutes: float, device: str) -> str:
     return str(out)
 
 
+def trainer_settings(worker: Settings, online: bool) -> Settings:
+    """The trainer's settings in a run whose worker has ``worker``: for a frozen run it
+    publishes where the worker does not read, so both runs carry the same load and only the
+    served model differs."""
+    if online:
+        return worker
+    return worker.replace(model_updates_topic=f"{worker.model_updates_topic}.unread")
+
+
 def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
 ) -> tuple[dict, dict[int, int]]:
@@ -141,14 +154,15 @@ def replay_run(
     )
     ensure_topics(s)
     worker = WorkerProcess(s, tmp / f"worker-{tag}.log")
-    trainer = TrainerProcess(s, tmp / f"trainer-{tag}.log", checkpoint=checkpoint)
+    trainer = TrainerProcess(
+        trainer_settings(s, online), tmp / f"trainer-{tag}.log", checkpoint=checkpoint
+    )
     label = f"[{stream.name}] {'online' if online else 'frozen'}"
     worker.start()
     try:
         send_events(s, stream.first, progress=False)
         worker.drain(len(stream.first))
-        if online:
-            trainer.start()
+        trainer.start()
         before = cumulative(worker.metrics())
         click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
         started = time.monotonic()

@@ -1,0 +1,29 @@
+"""The pieces of ``rtrank bench online`` that decide what is measured."""
+
+from __future__ import annotations
+
+from streams.commands.bench_online import halves, percentile, trainer_settings
+from streams.settings import Settings
+
+
+def test_halves_split_each_user_at_half_its_events_keeping_stream_order():
+    events = [{"user_id": u, "item_id": i} for u, i in [("a", 1), ("b", 1), ("a", 2), ("a", 3)]]
+    events.append({"user_id": "a", "item_id": 4})
+    first, second = halves(events)
+    assert [(e["user_id"], e["item_id"]) for e in first] == [("a", 1), ("a", 2)]
+    assert [(e["user_id"], e["item_id"]) for e in second] == [("b", 1), ("a", 3), ("a", 4)]
+
+
+def test_percentile_of_a_lag_histogram_is_the_top_of_its_bucket_in_seconds():
+    hist = {0: 50, 100: 40, 900: 10}  # 100 ms buckets
+    assert percentile(hist, 50) == 0.1
+    assert percentile(hist, 90) == 0.2
+    assert percentile(hist, 99) == 1.0
+
+
+def test_frozen_runs_trainer_publishes_where_the_worker_does_not_read():
+    worker = Settings().isolated("run")
+    frozen, online = trainer_settings(worker, False), trainer_settings(worker, True)
+    assert frozen.model_updates_topic != worker.model_updates_topic
+    assert frozen.training_topic == worker.training_topic
+    assert online == worker
