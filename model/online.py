@@ -32,7 +32,8 @@ trainer lags the stream by seconds) rows at 3e-3 recovered from drift far less t
 replay predicts (Hit@10 0.138), and rows at 5e-3 (0.347) cost Games no more (online within
 1-3% of frozen for both, run-to-run noise of frozen itself ~3%), hence 5e-3.
 
-Steps keep the model's dropout, although drawing its masks is a third of a step: without
+Steps keep the model's dropout, although drawing its masks was a third of a step (less
+since `model.sasrec.Dropout`: a Games-like step 275 -> 245 ms on one thread): without
 it an offline replay scored no worse (2026-12-02: Games 0.0450 -> 0.0474, drift 0.154 ->
 0.163 Hit@10), but on the real system Games fell well below the frozen model (online
 0.0496, frozen 0.0569, `rtrank bench online`, one run) while drift recovered as before.

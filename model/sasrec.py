@@ -60,9 +60,30 @@ class SASRecConfig:
             raise ValueError("dim must be divisible by num_heads")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with its mask drawn by `torch.rand_like`: the same distribution as
+    `nn.Dropout`, whose CPU masks (``bernoulli_``) cost three times as much (40x50x128
+    floats, one thread: forward+backward 3.5 -> 1.6 ms); masks were a third of an online
+    step. Attention weights keep `F.scaled_dot_product_attention`'s own dropout."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class CausalSelfAttention(nn.Module):
@@ -72,7 +93,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
         self.dropout = cfg.dropout
-        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.resid_drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Attention output at every position, or (``last_only``) at the last one only
@@ -108,9 +129,9 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(cfg.dim, cfg.dim),
             nn.ReLU(),
-            nn.Dropout(cfg.dropout),
+            Dropout(cfg.dropout),
             nn.Linear(cfg.dim, cfg.dim),
-            nn.Dropout(cfg.dropout),
+            Dropout(cfg.dropout),
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
@@ -133,7 +154,7 @@ class SASRec(nn.Module):
         D = config.dim
         self.item_emb = nn.Embedding(config.num_items, D, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, D)
-        self.emb_drop = nn.Dropout(config.dropout)
+        self.emb_drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
         self.ln_f = nn.LayerNorm(D)
         # Small init (as nanoGPT): with std D**-0.5 the random embeddings took epochs to

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.sasrec import SASRec, SASRecConfig
+from model.sasrec import Dropout, SASRec, SASRecConfig
 
 
 def test_forward_without_targets_gives_latest_position_logits_with_padding_at_minus_inf(tiny_model):
@@ -112,3 +112,18 @@ def test_a_row_subset_table_gives_the_same_output_as_the_whole_table(tiny_model)
         whole = model.hidden(seqs)
         subset = model.hidden(torch.searchsorted(used, seqs), model.item_emb.weight[used])
     torch.testing.assert_close(subset, whole)
+
+
+def test_dropout_zeroes_about_its_share_and_keeps_the_mean_in_training_only():
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(200, 500)
+    out = drop(x)
+    assert abs((out == 0).float().mean().item() - 0.3) < 0.01
+    assert abs(out.mean().item() - 1.0) < 0.02
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_dropout_of_one_is_rejected():
+    with pytest.raises(ValueError, match="dropout"):
+        SASRecConfig(num_items=5, dropout=1.0)
