@@ -56,7 +56,6 @@ class Settings:
     trainer_reservoir_size: int = 20_000  # uniform sample of all older examples kept for replay
     trainer_rows_per_step: int = 1024  # item rows a step updates (largest gradients): sparse deltas
     trainer_publish_s: float = 1.0  # at most one version per this long: freshness vs volume
-    trainer_max_wait_s: float = 0.5  # a step waits this long at most for a full batch
     trainer_examples_from: str = "earliest"  # where a trainer with no published version starts
     trainer_threads: int = 1  # torch CPU threads of the trainer; leave cores to worker and broker
     eval_window: int = 1000  # events in the rolling online Hit@10 / NDCG@10

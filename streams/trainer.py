@@ -11,12 +11,11 @@ published. With nothing published yet, it starts from ``--checkpoint`` (or from 
 model) and publishes that as a snapshot first, so late workers and later restarts have a
 base.
 
-Then, in a loop: poll examples (no consumer group: positions travel in the versions),
-take a gradient step per ``trainer_batch_size`` of them, or on fewer once the oldest has
-waited ``trainer_max_wait_s`` (`PendingExamples`; `model.online.OnlineLearner`: each fresh
-example once, mixed with replayed ones), and publish a version at most every
-``trainer_publish_s`` seconds (checked after every poll): a delta, or a full snapshot
-every ``snapshot_every`` versions. After a restart the replay buffer is
+Then, in a loop: poll at most two batches of examples (no consumer group: positions travel
+in the versions), take gradient steps (`model.online.OnlineLearner`: each fresh example
+once, mixed with replayed ones), and publish a version at most every ``trainer_publish_s``
+seconds (checked after every round of at most two steps): a delta, or a
+full snapshot every ``snapshot_every`` versions. After a restart the replay buffer is
 refilled from the examples just before the resumed position. Adam's moments are not
 published: a restarted trainer begins them afresh.
 
@@ -32,7 +31,7 @@ import logging
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,46 +81,6 @@ def online_config(settings: Settings) -> OnlineConfig:
         rows_per_step=settings.trainer_rows_per_step,
         seed=settings.seed,
     )
-
-
-@dataclass
-class PendingExamples:
-    """Polled training records not yet stepped on, in arrival order.
-
-    Steps take ``trainer_batch_size`` examples, or fewer once the oldest has waited
-    ``trainer_max_wait_s``: a trainer that keeps up with the stream would otherwise step on
-    whatever one poll returned, and with Adam every step moves the item rows it touches by
-    about the learning rate whatever the batch size, so a faster trainer would learn
-    faster (and forget more). A version's offsets cover only what its steps took, so a
-    restarted trainer reads what was pending again.
-    """
-
-    # (partition, next offset, example or None when malformed, monotonic arrival time)
-    entries: deque[tuple[int, int, Example | None, float]] = field(default_factory=deque)
-    examples: int = 0  # entries holding an example
-
-    def add(self, partition: int, next_offset: int, example: Example | None) -> None:
-        self.entries.append((partition, next_offset, example, time.monotonic()))
-        self.examples += example is not None
-
-    def ready(self, batch: int, max_wait_s: float) -> bool:
-        """A full batch is here, or the oldest entry has waited ``max_wait_s``."""
-        if self.examples >= batch:
-            return True
-        return bool(self.entries) and time.monotonic() - self.entries[0][3] >= max_wait_s
-
-    def take(self, batch: int) -> tuple[list[Example], dict[int, int]]:
-        """Up to ``batch`` examples from the front (with the malformed records among them),
-        and the next offset per partition once they are done."""
-        examples: list[Example] = []
-        offsets: dict[int, int] = {}
-        while self.entries and len(examples) < batch:
-            partition, next_offset, example, _ = self.entries.popleft()
-            offsets[partition] = next_offset
-            if example is not None:
-                examples.append(example)
-        self.examples -= len(examples)
-        return examples, offsets
 
 
 @dataclass
@@ -248,11 +207,12 @@ class Trainer:
         self, stop: threading.Event, consumer: KafkaConsumer, producer: KafkaProducer
     ) -> None:
         s = self.settings
-        pending = PendingExamples()
-        trained_ts: list[int] = []  # event times of the examples trained since last version
+        lags: list[int] = []  # ms from event to publish, per example trained since last version
+        trained_ts: list[int] = []
         last_publish = time.monotonic()
         bad = 0
         while not stop.is_set():
+            fresh: list[Example] = []
             for tp, records in consumer.poll(
                 timeout_ms=100, max_records=2 * s.trainer_batch_size
             ).items():
@@ -267,13 +227,12 @@ class Trainer:
                             r.offset,
                             bad,
                         )
-                    pending.add(tp.partition, r.offset + 1, example)
-            while pending.ready(s.trainer_batch_size, s.trainer_max_wait_s):
-                examples, offsets = pending.take(s.trainer_batch_size)
-                if examples:
-                    self.learner.step(examples)
-                self.offsets.update(offsets)
-                trained_ts.extend(e.ts for e in examples)
+                    else:
+                        fresh.append(example)
+                    self.offsets[tp.partition] = r.offset + 1
+            for start in range(0, len(fresh), s.trainer_batch_size):
+                self.learner.step(fresh[start : start + s.trainer_batch_size])
+            trained_ts.extend(e.ts for e in fresh)
             if time.monotonic() - last_publish >= s.trainer_publish_s and self.learner.has_changes:
                 snapshot = self.versions_since_snapshot + 1 >= s.snapshot_every
                 now = int(time.time() * 1000)
