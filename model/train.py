@@ -308,14 +308,7 @@ def train(
             best_state = copy.deepcopy(kept.state_dict())
             result.best_epoch, result.best_valid = epoch, metrics
             if out:
-                save_checkpoint(
-                    out,
-                    kept,
-                    data.vocab,
-                    version=1,
-                    data_fingerprint=data.fingerprint,
-                    extra={"epoch": epoch, "valid": metrics.as_dict(), "data": data.name},
-                )
+                _save(out, kept, data, {"epoch": epoch, "valid": metrics.as_dict()})
         else:
             stale += 1
             for group in opt.param_groups:
@@ -325,22 +318,13 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
         if cfg.refit_epochs > 0 and data.split.valid:
-            result.selected = copy.deepcopy(model).eval()
+            selected = copy.deepcopy(model).eval()
             result.refit = refit(model, data.split, cfg, rng, deadline, device)
-            if out and result.refit:
-                save_checkpoint(
-                    out,
-                    model,
-                    data.vocab,
-                    version=1,
-                    data_fingerprint=data.fingerprint,
-                    extra={
-                        "epoch": result.best_epoch,
-                        "valid": result.best_valid.as_dict(),
-                        "refit_epochs": len(result.refit),
-                        "data": data.name,
-                    },
-                )
+            if result.refit:
+                result.selected = selected
+                if out:
+                    extra = {"epoch": result.best_epoch, "valid": result.best_valid.as_dict()}
+                    _save(out, model, data, {**extra, "refit_epochs": len(result.refit)})
     model.eval()
     result.seconds = time.monotonic() - start
     return result
@@ -377,6 +361,17 @@ def refit(
         if out_of_time:
             break
     return entries
+
+
+def _save(out: str, model: SASRec, data: Dataset, extra: dict) -> None:
+    save_checkpoint(
+        out,
+        model,
+        data.vocab,
+        version=1,
+        data_fingerprint=data.fingerprint,
+        extra={**extra, "data": data.name},
+    )
 
 
 def _tensors(arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Arrays:
