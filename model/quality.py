@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from model.baselines import Popular, Transitions
-from model.evaluate import PROTOCOLS, Scorer, evaluate, make_eval_set, model_scorer
+from model.evaluate import PROTOCOLS, Metrics, Scorer, evaluate, make_eval_set, model_scorer
 from model.sasrec import SASRecConfig
 from model.train import Dataset, TrainConfig, train
 
@@ -62,15 +62,12 @@ class QualityReport:
             f"{'train_s':>8}  device"
         )
         lines = [f"dataset: {self.dataset}", head, "-" * len(head)]
-        for r in self.results:
+        for label, r in [(r["model"], r) for r in self.results] + [
+            ("(selected)", r) for r in self.selected
+        ]:
             lines.append(
-                f"{r['model']:<12} {r['protocol']:<11} {r['hit@10']:>7.4f} {r['ndcg@10']:>8.4f} "
+                f"{label:<12} {r['protocol']:<11} {r['hit@10']:>7.4f} {r['ndcg@10']:>8.4f} "
                 f"{r['mrr']:>7.4f} {r['train_seconds']:>8.1f}  {r['device']}"
-            )
-        for r in self.selected:
-            lines.append(
-                f"{'(selected)':<12} {r['protocol']:<11} {r['hit@10']:>7.4f} {r['ndcg@10']:>8.4f} "
-                f"{r['mrr']:>7.4f}"
             )
         if self.refit_epochs:
             lines.append(
@@ -120,30 +117,28 @@ def run_quality(
         start = time.monotonic()
         scorer = cls(known.values(), n)
         scorers.append((name, scorer, time.monotonic() - start, "cpu"))
-    if result.selected is not None:
-        scorers.append(("selected", model_scorer(result.selected), result.seconds, result.device))
-    rows = []
+    selected = [] if result.selected is None else [model_scorer(result.selected)]
+    rows, selected_rows = [], []
     for protocol in PROTOCOLS:
         test_set = make_eval_set(data.split, "test", protocol, n, train_config.seed)
         for name, scorer, seconds, device in scorers:
+            rows.append(_row(name, protocol, evaluate(scorer, test_set), seconds, device))
+        for scorer in selected:
             m = evaluate(scorer, test_set)
-            rows.append(
-                {
-                    "model": name,
-                    "protocol": protocol,
-                    **m.as_dict(),
-                    "train_seconds": round(seconds, 2),
-                    "device": device,
-                }
-            )
+            selected_rows.append(_row("selected", protocol, m, result.seconds, result.device))
     return QualityReport(
-        data.name,
-        [r for r in rows if r["model"] != "selected"],
-        machine_info(),
-        result.history,
-        len(result.refit),
-        [r for r in rows if r["model"] == "selected"],
+        data.name, rows, machine_info(), result.history, len(result.refit), selected_rows
     )
+
+
+def _row(model: str, protocol: str, m: Metrics, seconds: float, device: str) -> dict[str, Any]:
+    return {
+        "model": model,
+        "protocol": protocol,
+        **m.as_dict(),
+        "train_seconds": round(seconds, 2),
+        "device": device,
+    }
 
 
 def plot_history(history: list[dict[str, Any]], path: str, title: str = "") -> None:
