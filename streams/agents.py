@@ -194,6 +194,7 @@ def register_agents(
             settings.device,
             settings.seed,
             settings.torch_threads,
+            settings.score_max_users,
         )
         metrics.model_version.set(scorer.version)
         if not settings.broker.startswith("memory://"):

@@ -33,18 +33,32 @@ class ScoreRequest:
 
 
 class Scorer:
-    """Owns the served model, its vocabulary and version; one thread uses it at a time."""
+    """Owns the served model, its vocabulary and version; one thread uses it at a time.
+
+    ``max_users`` caps the users of one model call: a backlogged worker's batches reach
+    thousands of users, and their score matrix (users x catalogue floats) must stay small.
+    """
 
     def __init__(
-        self, model: SASRec, vocab: Vocabulary, version: int, grows_with_stream: bool
+        self,
+        model: SASRec,
+        vocab: Vocabulary,
+        version: int,
+        grows_with_stream: bool,
+        max_users: int = 256,
     ) -> None:
+        if max_users < 1:
+            raise ValueError(f"at least one user per model call, not {max_users}")
         self.model = model.eval()
         self.vocab = vocab
         self.version = version
         self.grows_with_stream = grows_with_stream
+        self.max_users = max_users
 
     @classmethod
-    def setup(cls, checkpoint: str, device: str, seed: int = 0, threads: int = 1) -> Scorer:
+    def setup(
+        cls, checkpoint: str, device: str, seed: int = 0, threads: int = 1, max_users: int = 256
+    ) -> Scorer:
         """Load ``checkpoint`` onto ``device`` (``auto`` = CUDA when present).
 
         ``threads`` caps torch's CPU threads for this process: on a small machine, more
@@ -52,7 +66,7 @@ class Scorer:
 
         Raises:
             model.checkpoint.CheckpointError: the checkpoint cannot be loaded.
-            ValueError: the device is unknown or unavailable.
+            ValueError: the device is unknown or unavailable, or ``max_users`` < 1.
         """
         target = resolve_device(device)
         torch.set_num_threads(max(1, threads))
@@ -65,11 +79,11 @@ class Scorer:
                 target,
                 len(ckpt.vocab) - 1,
             )
-            return cls(ckpt.model, ckpt.vocab, ckpt.version, grows_with_stream=False)
+            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users)
         torch.manual_seed(seed)
         model = SASRec(SASRecConfig(num_items=2)).to(target)
         log.warning("no checkpoint: serving a randomly initialised model on %s", target)
-        return cls(model, Vocabulary(), version=0, grows_with_stream=True)
+        return cls(model, Vocabulary(), 0, True, max_users)
 
     @property
     def device(self) -> torch.device:
@@ -92,13 +106,17 @@ class Scorer:
     def recommend(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item_id, score) per request, best first, excluded items never returned.
 
-        One padded batch, one model call; a list is shorter than k only when the catalogue
-        minus exclusions is smaller than k.
+        One padded batch and one model call per ``max_users`` requests; a list is shorter
+        than k only when the catalogue minus exclusions is smaller than k.
         """
-        if not requests:
-            return []
         if self.grows_with_stream:
             self._learn_items(requests)
+        lists = []
+        for start in range(0, len(requests), self.max_users):
+            lists += self._top_k(requests[start : start + self.max_users], k)
+        return lists
+
+    def _top_k(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
         histories = [self.vocab.rows(r.history) for r in requests]
         exclude = [self.vocab.rows(r.exclude) for r in requests]
         seqs = pad_batch(histories, self.model.config.max_len, self.device)

@@ -37,11 +37,12 @@ class Settings:
     history_len: int = 50  # items kept per user and fed to the model
     seen_len: int = 500  # items remembered per user for the seen-item filter
     allow_repeats: bool = False  # True lets already-seen items be recommended again
-    batch_max_events: int = 256  # N: a micro-batch closes at this many events ...
+    batch_max_events: int = 4096  # N (only a backlog fills it): a batch closes at N events ...
     batch_max_ms: float = 20.0  # ... or T ms after its first event, whichever comes first
 
     device: str = "auto"  # auto = CUDA when present, else CPU
     torch_threads: int = 1  # CPU threads for inference; 1 leaves a core to the event loop
+    score_max_users: int = 256  # users per model call: bounds the (users x catalogue) scores
     checkpoint: str = ""  # model to serve; empty = randomly initialised, grows with the stream
     seed: int = 0  # for the randomly initialised model
 

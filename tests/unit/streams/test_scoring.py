@@ -15,14 +15,18 @@ from streams.scoring import Scorer, ScoreRequest
 ITEMS = [f"item-{n}" for n in range(40)]
 
 
-@pytest.fixture
-def scorer(tmp_path: Path) -> Scorer:
+def small_checkpoint(tmp_path: Path) -> str:
     torch.manual_seed(0)
     vocab = Vocabulary(ITEMS)
     model = SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.0))
     path = tmp_path / "model.safetensors"
     save_checkpoint(path, model, vocab, version=3, data_fingerprint="test")
-    return Scorer.setup(str(path), "cpu")
+    return str(path)
+
+
+@pytest.fixture
+def scorer(tmp_path: Path) -> Scorer:
+    return Scorer.setup(small_checkpoint(tmp_path), "cpu")
 
 
 def requests() -> list[ScoreRequest]:
@@ -40,6 +44,22 @@ def test_batched_and_one_by_one_inference_give_the_same_lists(scorer: Scorer) ->
     assert [[i for i, _ in lst] for lst in batched] == [[i for i, _ in lst] for lst in single]
     for a, b in zip(batched, single, strict=True):
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+
+
+def test_batches_of_more_users_than_one_model_call_takes_give_the_same_lists(
+    tmp_path: Path,
+) -> None:
+    path = small_checkpoint(tmp_path)
+    whole = Scorer.setup(path, "cpu", max_users=len(requests()))
+    in_calls_of_one = Scorer.setup(path, "cpu", max_users=1)
+    chunked = in_calls_of_one.recommend(requests(), k=10)
+    at_once = whole.recommend(requests(), k=10)
+    assert [[i for i, _ in lst] for lst in chunked] == [[i for i, _ in lst] for lst in at_once]
+
+
+def test_a_model_call_needs_room_for_one_user() -> None:
+    with pytest.raises(ValueError, match="at least one user"):
+        Scorer.setup("", "cpu", max_users=0)
 
 
 def test_lists_have_k_distinct_items_none_excluded(scorer: Scorer) -> None:
