@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,12 +34,13 @@ from streams.commands.bench_online import online_command
 from streams.commands.bench_rerank import rerank_command
 from streams.commands.produce import send_events
 from streams.commands.training import quality_command
+from streams.faust_passthrough import RESULT as FAUST_RESULT
 from streams.local_stack import local_kafka_for
 from streams.recommendation_reader import RecommendationReader
 from streams.replay import synthetic_replay
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, settings_env, stop_child
 
 GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
 
@@ -114,6 +118,8 @@ def _run_pipeline_bench(
     stamped = [{**e, "ts": int(time.time() * 1000)} for e in stream]
     click.echo(f"(a) pass-through: {events} messages through aiokafka consume -> produce", err=True)
     passthrough_eps = asyncio.run(_passthrough(settings, stamped, tag=settings.app_id))
+    click.echo(f"(a') pass-through: {events} events forwarded by a Faust agent", err=True)
+    faust_eps = faust_passthrough_rate(settings, stamped, tmp / "faust-passthrough.log")
 
     click.echo(
         f"(b) pipeline: {events} events, {items} items, K={settings.top_k}, one worker", err=True
@@ -132,6 +138,8 @@ def _run_pipeline_bench(
         "passthrough_eps": round(passthrough_eps, 1),
         "pipeline_eps": round(pipeline_eps, 1),
         "ratio": round(pipeline_eps / passthrough_eps, 3),
+        "faust_passthrough_eps": round(faust_eps, 1),
+        "ratio_to_faust": round(pipeline_eps / faust_eps, 3),
         "latency_ms": {
             "p50": round(float(np.percentile(latencies, 50)), 1),
             "p99": round(float(np.percentile(latencies, 99)), 1),
@@ -182,6 +190,36 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
         await producer.stop()
 
 
+def faust_passthrough_rate(
+    settings: Settings, events: list[dict], log_path: Path, timeout_s: float = 300.0
+) -> float:
+    """Events/s of a Faust agent that only forwards (`streams.faust_passthrough`), reading
+    the same messages on topics of its own with the worker's settings."""
+    source = settings.isolated("faust-pass", log_level="warn")
+    ensure_topics(source)
+    send_events(source, events, progress=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.faust_passthrough", str(len(events))],
+        env=settings_env(source),
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = FAUST_RESULT.search(log_path.read_text(errors="replace"))
+            if found:
+                return float(found.group(1))
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"the Faust pass-through gave no result; see {log_path}")
+    finally:
+        stop_child(process, signal.SIGTERM, 30.0)
+
+
 def _latency_at(
     settings: Settings, users: int, items: int, rate: float, seconds: float
 ) -> list[float]:
@@ -221,8 +259,10 @@ def _pipeline_table(r: dict) -> str:
     return "\n".join(
         [
             f"{'pass-through (aiokafka)':<34}{r['passthrough_eps']:>12,.0f} events/s",
+            f"{'pass-through (Faust agent)':<34}{r['faust_passthrough_eps']:>12,.0f} events/s",
             f"{'pipeline (1 worker, ' + r['device'] + ')':<34}{r['pipeline_eps']:>12,.0f} events/s",
             f"{'ratio':<34}{r['ratio']:>12.1%}",
+            f"{'ratio to the Faust pass-through':<34}{r['ratio_to_faust']:>12.1%}",
             f"{'latency p50 @ ' + rate:<34}{r['latency_ms']['p50']:>12.1f} ms",
             f"{'latency p99 @ ' + rate:<34}{r['latency_ms']['p99']:>12.1f} ms",
             f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",

@@ -1,0 +1,23 @@
+"""The bench's Faust pass-through: a real Faust agent forwards every event untouched."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from streams.commands.bench import faust_passthrough_rate
+from streams.replay import synthetic_replay
+from tests.integration.conftest import read_topic
+
+
+def test_the_faust_passthrough_forwards_every_event_once_and_reports_its_rate(
+    settings, tmp_path
+) -> None:
+    events = synthetic_replay(50, 40, 600, seed=3).events
+    rate = faust_passthrough_rate(settings, events, tmp_path / "faust-passthrough.log")
+    source = settings.isolated("faust-pass")
+    sent = read_topic(settings.bootstrap_servers, source.events_topic, expected=len(events))
+    forwarded = read_topic(
+        settings.bootstrap_servers, source.recommendations_topic, expected=len(events)
+    )
+    assert rate > 0
+    assert Counter((r.key, r.value) for r in forwarded) == Counter((r.key, r.value) for r in sent)
