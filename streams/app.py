@@ -46,6 +46,8 @@ class RtrankApp(faust.App):
             broker_session_timeout=settings.session_timeout_s,
             producer_linger=settings.producer_linger_ms / 1000,
             autodiscover=False,
+            stream_buffer_maxsize=settings.stream_buffer_max,
+            broker_max_poll_records=settings.consumer_max_poll_records,
         )
         self.settings = settings
 

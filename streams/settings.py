@@ -32,6 +32,8 @@ class Settings:
     standby_replicas: int = 1  # warm table copies on other workers (needs 2+ workers)
     session_timeout_s: float = 30.0  # a worker silent this long loses its partitions
     producer_linger_ms: float = 5.0  # fewer, larger produce requests for a little latency
+    consumer_max_poll_records: int = 10_000  # records per consumer poll
+    stream_buffer_max: int = 32_768  # events buffered per stream before fetching pauses
 
     top_k: int = 10  # K items per recommendation list
     history_len: int = 50  # items kept per user and fed to the model

@@ -1,0 +1,18 @@
+"""The Faust app is configured from the one Settings object."""
+
+from __future__ import annotations
+
+from streams.app import RtrankApp
+from streams.settings import Settings
+
+
+def test_consumer_poll_size_and_stream_buffer_come_from_the_settings(tmp_path) -> None:
+    settings = Settings(
+        broker="memory://",
+        store="memory://",
+        data_dir=tmp_path,
+        consumer_max_poll_records=123,
+        stream_buffer_max=77,
+    )
+    app = RtrankApp(settings)
+    assert (app.conf.broker_max_poll_records, app.conf.stream_buffer_maxsize) == (123, 77)
