@@ -106,19 +106,28 @@ class Scorer:
     def recommend(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item_id, score) per request, best first, excluded items never returned.
 
-        One padded batch and one model call per ``max_users`` requests; a list is shorter
-        than k only when the catalogue minus exclusions is smaller than k.
+        One model call per ``max_users`` requests, the requests taken in order of history
+        length so that each call pads only to its own longest history (outputs do not depend
+        on padding); a list is shorter than k only when the catalogue minus exclusions is
+        smaller than k.
         """
         if self.grows_with_stream:
             self._learn_items(requests)
-        lists = []
-        for start in range(0, len(requests), self.max_users):
-            lists += self._top_k(requests[start : start + self.max_users], k)
+        max_len = self.model.config.max_len
+        histories = [self.vocab.rows(r.history)[-max_len:] for r in requests]
+        by_length = sorted(range(len(requests)), key=lambda n: len(histories[n]))
+        lists: list[list[tuple[str, float]]] = [[] for _ in requests]
+        for start in range(0, len(by_length), self.max_users):
+            part = by_length[start : start + self.max_users]
+            exclude = [self.vocab.rows(requests[n].exclude) for n in part]
+            found = self._top_k([histories[n] for n in part], exclude, k)
+            for n, items in zip(part, found, strict=True):
+                lists[n] = items
         return lists
 
-    def _top_k(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
-        histories = [self.vocab.rows(r.history) for r in requests]
-        exclude = [self.vocab.rows(r.exclude) for r in requests]
+    def _top_k(
+        self, histories: list[list[int]], exclude: list[list[int]], k: int
+    ) -> list[list[tuple[str, float]]]:
         seqs = pad_batch(histories, self.model.config.max_len, self.device)
         with torch.inference_mode():
             scores, rows = self.model.top_k(self.model.encode(seqs), k, exclude=exclude)
