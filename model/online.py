@@ -44,6 +44,15 @@ batch's targets plus the ``rows_per_step`` rows with the largest gradient; every
 keeps its exact bits. Dense parameters use ordinary Adam and travel whole in every delta.
 Then ``apply(delta)`` to the base reproduces the trainer's weights exactly (tested).
 
+By default a step moves only its targets' rows (``rows_per_step`` 0). Adam's first steps on
+a row are about ``lr`` in every dimension whatever the gradient's size, so the prefix and
+negative rows a step also touched, most with tiny gradients, were moved as far as the
+targets: noise on a pretrained catalogue. `rtrank bench online`, same code, 2026-12-02
+(Hit@10 frozen / online): with 1024 extra rows Games 0.0612 / 0.0543 and 0.0621 / 0.0553,
+drift 0.022 / 0.484 and 0.022 / 0.477; targets only, Games 0.0592 / 0.0596 and
+0.0584 / 0.0581, drift 0.022 / 0.108 and 0.022 / 0.111. Drift recovers less but still several
+times the frozen model; Games no longer loses to it.
+
 What an update carries and how it is applied is `model.updates`; no Kafka here (the wire
 format, chunks and checksums, is `streams.model_updates`).
 """
@@ -86,7 +95,7 @@ class OnlineConfig:
     recent_size: int = 5_000  # newest examples kept verbatim (recent half of the replay mix)
     reservoir_size: int = 20_000  # uniform sample of everything older (long-term memory)
     recent_share: float = 0.5  # share of replayed examples drawn from the recent pool
-    rows_per_step: int = 1024  # item rows updated per step (largest gradients) besides targets
+    rows_per_step: int = 0  # item rows updated per step (largest gradients) besides targets
     seed: int = 0
 
 

@@ -57,7 +57,7 @@ class Settings:
     trainer_replay_ratio: float = 0.25  # replayed examples per fresh one: guards against forgetting
     trainer_recent_size: int = 5_000  # newest examples kept for replay
     trainer_reservoir_size: int = 20_000  # uniform sample of all older examples kept for replay
-    trainer_rows_per_step: int = 1024  # item rows a step updates (largest gradients): sparse deltas
+    trainer_rows_per_step: int = 0  # rows a step updates besides its targets (largest gradients)
     trainer_publish_s: float = 1.0  # at most one version per this long: freshness vs volume
     trainer_examples_from: str = "earliest"  # where a trainer with no published version starts
     trainer_threads: int = 1  # torch CPU threads of the trainer; leave cores to worker and broker
