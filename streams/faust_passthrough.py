@@ -34,16 +34,14 @@ def build_passthrough(settings: Settings, count: int) -> faust.App:
 
     app = RtrankApp(settings)
     source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-    first: list[float] = []
-    forwarded = 0
 
     @app.agent(source, name="forward")
     async def forward(stream: faust.StreamT) -> None:
-        nonlocal forwarded
         manual = stream.noack()
+        forwarded, started = 0, 0.0
         async for event in manual.events():
-            if not first:
-                first.append(time.monotonic())
+            if not forwarded:
+                started = time.monotonic()
             message = event.message
             await app.producer.send(
                 settings.recommendations_topic, message.key, message.value, None, None, None
@@ -51,7 +49,7 @@ def build_passthrough(settings: Settings, count: int) -> faust.App:
             await manual.ack(event)
             forwarded += 1
             if forwarded == count:
-                rate = count / max(time.monotonic() - first[0], 1e-9)
+                rate = count / max(time.monotonic() - started, 1e-9)
                 log.warning("forwarded %d events at %.1f events/s", count, rate)
 
     return app

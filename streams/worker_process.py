@@ -100,27 +100,30 @@ def start_child(
     log: Path,
     ready: Callable[[], bool],
     timeout_s: float,
+    module: str = "streams",
 ) -> subprocess.Popen:
-    """Start ``rtrank COMMAND`` reading ``settings``, output appended to ``log``, and return
-    it once ``ready()``; raise (pointing at the log) when it exits or is not ready in time."""
+    """Start ``python -m MODULE COMMAND`` (by default ``rtrank COMMAND``) reading
+    ``settings``, output appended to ``log``, and return it once ``ready()``; raise
+    (pointing at the log) when it exits or is not ready in time."""
     log.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams", *command],
+        [sys.executable, "-m", module, *command],
         env=settings_env(settings),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    name = " ".join([module, *command])
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{command[0]} exited with {process.returncode}; see {log}")
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
         if ready():
             return process
         time.sleep(0.3)
     stop_child(process, signal.SIGKILL, 10.0)
-    raise RuntimeError(f"{command[0]} not ready after {timeout_s:.0f}s; see {log}")
+    raise RuntimeError(f"{name} not ready after {timeout_s:.0f}s; see {log}")
 
 
 def stop_child(process: subprocess.Popen | None, sig: int, timeout_s: float) -> int | None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,7 +39,7 @@ from streams.recommendation_reader import RecommendationReader
 from streams.replay import synthetic_replay
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess, settings_env, stop_child
+from streams.worker_process import WorkerProcess, start_child, stop_child
 
 GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
 
@@ -198,24 +197,20 @@ def faust_passthrough_rate(
     source = settings.isolated("faust-pass", log_level="warn")
     ensure_topics(source)
     send_events(source, events, progress=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streams.faust_passthrough", str(len(events))],
-        env=settings_env(source),
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+
+    def result() -> re.Match | None:
+        return FAUST_RESULT.search(log_path.read_text(errors="replace"))
+
+    process = start_child(
+        [str(len(events))],
+        source,
+        log_path,
+        lambda: result() is not None,
+        timeout_s,
+        module="streams.faust_passthrough",
     )
     try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = FAUST_RESULT.search(log_path.read_text(errors="replace"))
-            if found:
-                return float(found.group(1))
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise RuntimeError(f"the Faust pass-through gave no result; see {log_path}")
+        return float(result().group(1))
     finally:
         stop_child(process, signal.SIGTERM, 30.0)
 
