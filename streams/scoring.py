@@ -54,6 +54,7 @@ class Scorer:
         self.version = version
         self.grows_with_stream = grows_with_stream
         self.max_users = max_users
+        self.item_matrix = self.model.item_matrix()  # renewed whenever the item table changes
 
     @classmethod
     def setup(
@@ -100,6 +101,7 @@ class Scorer:
             self.model, self.vocab, self.version, update, self.device
         )
         self.model, self.vocab, self.version = model.eval(), vocab, version
+        self.item_matrix = self.model.item_matrix()
         if isinstance(update, Snapshot):
             self.grows_with_stream = False  # the trainer's vocabulary is the truth now
 
@@ -130,7 +132,8 @@ class Scorer:
     ) -> list[list[tuple[str, float]]]:
         seqs = pad_batch(histories, self.model.config.max_len, self.device)
         with torch.inference_mode():
-            scores, rows = self.model.top_k(self.model.encode(seqs), k, exclude=exclude)
+            vecs = self.model.encode(seqs)
+            scores, rows = self.model.top_k(vecs, k, exclude, self.item_matrix)
         lists = []
         excluded = float("-inf")
         for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
@@ -144,3 +147,4 @@ class Scorer:
                 self.vocab.add(item_id)
         if len(self.vocab) > self.model.config.num_items:
             self.model.grow(len(self.vocab))
+            self.item_matrix = self.model.item_matrix()

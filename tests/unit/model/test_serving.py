@@ -31,6 +31,15 @@ def test_batched_inference_equals_one_by_one(tiny_model):
         torch.testing.assert_close(s1[0], scores[i], rtol=1e-5, atol=1e-5)
 
 
+def test_top_k_from_a_kept_item_matrix_equals_top_k_from_the_table(tiny_model):
+    model = tiny_model(num_items=30)
+    vecs = model.encode(pad_batch([[1, 2, 3], [4]], 10))
+    scores, rows = model.top_k(vecs, 5, [[1], [4]])
+    kept_scores, kept_rows = model.top_k(vecs, 5, [[1], [4]], model.item_matrix())
+    assert kept_rows.tolist() == rows.tolist()
+    torch.testing.assert_close(kept_scores, scores)
+
+
 def test_top_k_never_returns_padding_or_excluded_rows(tiny_model):
     model = tiny_model(num_items=30)
     vecs = model.encode(pad_batch([[1, 2], [3]], 10))

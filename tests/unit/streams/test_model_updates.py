@@ -105,6 +105,20 @@ def test_the_scorer_serves_a_delta_with_new_items_and_recommends_them(learner) -
     assert items[0][0] == "new-b"
 
 
+def test_the_scorer_serves_the_rows_a_delta_changed(learner) -> None:
+    scorer = scorer_at_base(learner)
+    request = [ScoreRequest(["item-1", "item-2"], [])]
+    scorer.recommend(request, k=10)
+    learner.config = OnlineConfig(lr=1e-2, rows_per_step=16)
+    for _ in range(20):
+        learner.step([Example(("item-1", "item-2"), "item-7")])
+    [delta] = assemble_all(to_messages(learner.publish(2, snapshot=False), LIMIT))
+    scorer.apply(delta)
+    trained = Scorer(copy.deepcopy(learner.model), Vocabulary(learner.vocab.items()), 2, False)
+    assert scorer.recommend(request, k=10) == trained.recommend(request, k=10)
+    assert scorer.recommend(request, k=10)[0][0][0] == "item-7"
+
+
 def test_the_scorer_rejects_an_out_of_order_delta_and_keeps_its_version(learner) -> None:
     scorer = scorer_at_base(learner)
     learner.step([Example(("item-1",), "item-2")])
