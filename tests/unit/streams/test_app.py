@@ -16,3 +16,10 @@ def test_consumer_poll_size_and_stream_buffer_come_from_the_settings(tmp_path) -
     )
     app = RtrankApp(settings)
     assert (app.conf.broker_max_poll_records, app.conf.stream_buffer_maxsize) == (123, 77)
+
+
+def test_producer_linger_comes_from_the_settings_in_seconds(tmp_path) -> None:
+    settings = Settings(
+        broker="memory://", store="memory://", data_dir=tmp_path, producer_linger_ms=40.0
+    )
+    assert RtrankApp(settings).conf.producer_linger == 0.04
