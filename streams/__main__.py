@@ -2,4 +2,5 @@
 
 from streams.app import main
 
-main()
+if __name__ == "__main__":  # not when the model process (spawned) imports it
+    main()

@@ -2,19 +2,20 @@
 
 ``ingest`` is the Faust agent on the events topic. Per event, in partition order, it either
 dead-letters the raw record or applies it to the user's state and queues it. ``answer``
-drains that queue in micro-batches, scores each batch with one model call in an executor
-thread (the event loop never blocks on the model), emits one list per user per batch,
-writes each answered user's state (with that list) to the table once, and only then acks
-the batch's events: an event whose list was not sent is redelivered after a crash, and
-`streams.state.is_applied` keeps the redelivery from changing state twice. Writing once per
-answered user instead of at every event and again for the list halved the table writes
-and changelog messages per event (`write_state`).
+drains that queue in micro-batches, scores each batch with one call to the model process
+(`streams.model_process`: the event loop never waits on the model, nor shares its GIL
+with it), emits one list per user per batch, writes each answered user's state (with that
+list) to the table once, and only then acks the batch's events: an event whose list was
+not sent is redelivered after a crash, and `streams.state.is_applied` keeps the redelivery
+from changing state twice. Writing once per answered user instead of at every event and
+again for the list halved the table writes and changelog messages per event
+(`write_state`).
 
-Model updates (`streams.model_updates.UpdateFeed`, a reader thread) are applied in the model
-thread right before a batch is scored, and by a 1 s timer when no events come: the executor
-has one thread, so an update never lands mid-batch, and every list carries the version
-that scored it. Each emitted list is kept in its user's state (``last_list``) so the user's
-next event can test it (`streams.online_eval`).
+Model updates are read and applied by the model process right before a batch is scored,
+and on a 1 s timer when no events come: it serves one call at a time, so an update never
+lands mid-batch, and every list carries the version that scored it. Each emitted list is
+kept in its user's state (``last_list``) so the user's next event can test it
+(`streams.online_eval`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,15 +33,15 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 
-from model.updates import Snapshot, UpdateError
 from streams.batching import next_batch
+from streams.catalogue import ChangedItems
 from streams.metrics import Metrics
-from streams.model_updates import UpdateFeed
+from streams.model_process import ModelProcess, ModelReport
 from streams.online_eval import OnlineQuality
-from streams.ranker import Ranker
+from streams.ranker import EventPolicy
 from streams.records import Event, Recommendation, SourceRef, TrainingExample
 from streams.rerank import RankedItem
-from streams.scoring import Scorer, ScoreRequest
+from streams.scoring import ScoreRequest
 from streams.settings import Settings
 from streams.state import UserState, apply_event, is_applied
 from streams.topics import Topics
@@ -82,12 +82,51 @@ def requests_for(
     return answered, requests
 
 
-@dataclass
 class Serving:
-    """What the worker serves; ``scorer`` is None until the model has loaded."""
+    """The worker's model process and what it last reported (None until it has loaded).
 
-    scorer: Scorer | None = None
-    executor: ThreadPoolExecutor | None = None  # the model thread; re-rank requests use it too
+    Every call hands over the catalogue changes since the previous one, and every report
+    goes to the metrics and the log: model versions applied, updates rejected.
+    """
+
+    def __init__(self, settings: Settings, items: ChangedItems, metrics: Metrics) -> None:
+        self.model = ModelProcess(settings)
+        self.items = items
+        self.metrics = metrics
+        self.report: ModelReport | None = None
+
+    async def start(self) -> None:
+        self._record(await self.model.start())
+
+    async def score(
+        self, requests: list[ScoreRequest], fresh: list[Event]
+    ) -> tuple[int, list[list[RankedItem]]]:
+        version, lists, report = await self.model.score(requests, fresh, self.items.take_changes())
+        self._record(report)
+        return version, lists
+
+    async def rank(
+        self, history: list[str], candidates: list[str]
+    ) -> tuple[int, list[RankedItem], list[dict]]:
+        version, ranked, filtered, report = await self.model.rank(
+            history, candidates, self.items.take_changes()
+        )
+        self._record(report)
+        return version, ranked, filtered
+
+    async def apply_updates(self) -> None:
+        self._record(await self.model.apply_updates(self.items.take_changes()))
+
+    def _record(self, report: ModelReport) -> None:
+        for reason, detail in report.rejected:
+            self.metrics.model_update_rejections.labels(reason).inc()
+            log.warning("model update rejected (%s); still serving the current version", detail)
+        for kind, version in report.applied:
+            self.metrics.model_updates.labels(kind).inc()
+            log.info("now serving model version %d (%s)", version, kind)
+        self.metrics.model_version.set(report.version)
+        self.metrics.catalogue_items.set(report.items)
+        self.report = report
 
 
 def register_agents(
@@ -96,45 +135,20 @@ def register_agents(
     topics: Topics,
     user_to_history: faust.Table,
     metrics: Metrics,
-    ranker: Ranker | None = None,
+    items: ChangedItems | None = None,
 ) -> Serving:
     """Attach the ingest agent and the answer task to ``app``.
 
-    The model loads when the worker starts (not when the app is built), so commands that
-    only produce or read topics never pay for it.
+    ``items`` is the catalogue the lists are re-ranked with (the ``item_to_info`` table's
+    dict). The model process starts with the worker (not when the app is built), so
+    commands that only produce or read topics never pay for it.
     """
     limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
     queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)
     unwritten: dict[str, UserState] = {}  # users whose applied events are not in the table yet
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtrank-model")
-    serving = Serving(executor=executor)
-    ranker = ranker or Ranker(settings)
+    serving = Serving(settings, items if items is not None else ChangedItems(), metrics)
+    policy = EventPolicy.from_settings(settings)
     quality = OnlineQuality(metrics, settings.eval_window)
-
-    def rejected(reason: str, detail: str) -> None:
-        metrics.model_update_rejections.labels(reason).inc()
-        log.warning("model update rejected (%s); still serving the current version", detail)
-
-    feed = UpdateFeed(settings, rejected)
-
-    def apply_pending(scorer: Scorer) -> None:
-        """Runs in the model thread, between batches."""
-        for update in feed.drain():
-            try:
-                scorer.apply(update)
-            except UpdateError as e:
-                rejected(e.reason, str(e))
-                continue
-            kind = "snapshot" if isinstance(update, Snapshot) else "delta"
-            metrics.model_updates.labels(kind).inc()
-            metrics.model_version.set(scorer.version)
-            log.info("now serving model version %d (%s)", scorer.version, kind)
-
-    def score(scorer: Scorer, requests: list[ScoreRequest], fresh: list[Event]) -> tuple[int, list]:
-        apply_pending(scorer)
-        ranker.observe(fresh)
-        top_n = scorer.recommend(requests, ranker.candidates)
-        return scorer.version, ranker.rerank_lists(scorer, requests, top_n)
 
     async def emit(topic: str, user_id: str, value: bytes) -> None:
         """Send one of our JSON records, keyed by its user (key/value already bytes)."""
@@ -165,7 +179,7 @@ def register_agents(
             prefix = None
             if is_applied(state, message.offset):
                 metrics.events.labels("redelivered").inc()
-            elif not ranker.policy.enters_sequence(parsed.event_type):
+            elif not policy.enters_sequence(parsed.event_type):
                 metrics.events.labels("outside_sequence").inc()
             else:
                 metrics.events.labels("valid").inc()
@@ -175,42 +189,21 @@ def register_agents(
                 state = apply_event(
                     state, parsed, message.offset, settings.history_len, settings.seen_len
                 )
-                state.seen = ranker.policy.seen_after(before, state.seen, parsed)
+                state.seen = policy.seen_after(before, state.seen, parsed)
                 unwritten[parsed.user_id] = state
                 # The trainer gets the example now, not after the batch is answered: under
                 # load that saves the queue's wait (up to 4 batches) from model freshness.
-                weight = ranker.policy.weight(parsed.event_type)
+                weight = policy.weight(parsed.event_type)
                 example = training_example(parsed, prefix, weight)
                 await emit(settings.training_topic, example.user_id, example.to_json())
             await queue.put(Pending(manual, event, parsed, state, time.monotonic(), prefix))
 
     @app.task
     async def answer() -> None:
-        loop = asyncio.get_running_loop()
-        scorer = await loop.run_in_executor(
-            executor,
-            Scorer.setup,
-            settings.checkpoint,
-            settings.device,
-            settings.seed,
-            settings.torch_threads,
-            settings.score_max_users,
-        )
-        metrics.model_version.set(scorer.version)
-        if not settings.broker.startswith("memory://"):
-            feed.start()
-            wait = settings.update_catch_up_s
-            caught_up = await loop.run_in_executor(None, feed.caught_up.wait, wait)
-            if not caught_up:
-                log.warning(
-                    "model updates not read within %.0fs; serving what there is",
-                    settings.update_catch_up_s,
-                )
-            await loop.run_in_executor(executor, apply_pending, scorer)
-        serving.scorer = scorer
-        # Everything alive now (Faust, torch, the model) lives as long as the worker: keep
-        # it out of the cyclic collector's full passes, which otherwise walk ~250k objects
-        # (~150 ms, a pause for every event in flight).
+        await serving.start()
+        # Everything alive now (Faust, the model process's handle) lives as long as the
+        # worker: keep it out of the cyclic collector's full passes, which otherwise walk
+        # ~250k objects (~150 ms, a pause for every event in flight).
         gc.freeze()
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
         while True:
@@ -218,11 +211,10 @@ def register_agents(
             started = time.monotonic()
             answered, requests = requests_for(batch, settings.allow_repeats)
             fresh = [p.parsed for p in batch if p.prefix is not None]
-            version, lists = await loop.run_in_executor(executor, score, scorer, requests, fresh)
+            version, lists = await serving.score(requests, fresh)
             inference_ms = (time.monotonic() - started) * 1000
             metrics.batch_size.observe(len(batch))
             metrics.inference_seconds.observe(inference_ms / 1000)
-            metrics.catalogue_items.set(len(scorer.vocab) - 1)
             for pending, items in zip(answered, lists, strict=True):
                 rec = recommendation(pending, items, version, started, inference_ms, len(batch))
                 await emit(settings.recommendations_topic, rec.user_id, rec.to_json())
@@ -237,9 +229,8 @@ def register_agents(
     @app.timer(1.0)
     async def apply_updates_when_idle() -> None:
         """Without events no batch runs; updates still go live (and show in /health)."""
-        if serving.scorer is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(executor, apply_pending, serving.scorer)
+        if serving.report is not None:
+            await serving.apply_updates()
 
     return serving
 

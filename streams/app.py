@@ -90,20 +90,20 @@ def build_app(settings: Settings) -> RtrankApp:
         help="user_id -> UserState (recent items, seen items, last applied offset)",
     )
     metrics = Metrics()
-    ranker = register_catalogue(app, settings, metrics)
-    serving = register_agents(app, settings, topics, user_to_history, metrics, ranker=ranker)
-    register_rerank_views(app, settings, serving, ranker, user_to_history)
+    items = register_catalogue(app, settings, metrics)
+    serving = register_agents(app, settings, topics, user_to_history, metrics, items=items)
+    register_rerank_views(app, settings, serving, user_to_history)
 
     @app.page("/health")
     async def health(web, request):  # noqa: ANN001 - Faust view signature
         """200 once the worker can answer: the model is loaded and its first partition
         assignment is recovered (before that, events would only queue up). Later
         rebalances show in ``rebalancing`` but keep the status: the worker is alive."""
-        ready = serving.scorer is not None and app.tables.recovery.completed.is_set()
+        ready = serving.report is not None and app.tables.recovery.completed.is_set()
         body = {"status": "ok" if ready else "starting", "rebalancing": app.rebalancing}
         if ready:
-            body["model_version"] = serving.scorer.version
-            body["device"] = str(serving.scorer.device)
+            body["model_version"] = serving.report.version
+            body["device"] = serving.report.device
             body["events_partitions"] = sorted(
                 tp.partition
                 for tp in app.consumer.assignment()

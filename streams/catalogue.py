@@ -113,9 +113,9 @@ def parse_item(key: bytes | None, value: bytes, limits: Limits) -> ItemInfo | Re
 class Catalogue:
     """Read side of the catalogue over a mapping item_id -> ``ItemInfo.to_json()``.
 
-    Reads come from the model thread while the event loop writes the mapping; plain dict
-    reads and ``list(dict.values())`` are atomic under the GIL, so no lock is needed. The
-    fresh-item list is recomputed at most every ``fresh_cache_s`` (it scans the catalogue).
+    The model process keeps one over its copy of the worker's catalogue (`apply` takes the
+    worker's changes in). The fresh-item list is recomputed at most every
+    ``fresh_cache_s`` (it scans the catalogue).
     """
 
     items: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -152,3 +152,65 @@ class Catalogue:
     def invalidate(self) -> None:
         """Forget the fresh-item cache: the next batch sees catalogue changes."""
         self._fresh = (-math.inf, 0, [])
+
+    def apply(self, changes: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Take ``changes`` (item_id -> new entry, None = removed) into ``items``."""
+        if not changes:
+            return
+        for item_id, raw in changes.items():
+            if raw is None:
+                self.items.pop(item_id, None)
+            else:
+                self.items[item_id] = raw
+        self.invalidate()
+
+
+class ChangedItems(dict):
+    """The worker's catalogue dict (the ``item_to_info`` table's memory store) that
+    remembers which items changed, however they changed: the catalogue agent's writes and
+    the table's changelog recovery (other workers' writes) both go through it.
+
+    `take_changes` hands the changes since the last call to the model process, which
+    keeps its own copy of the catalogue (`Catalogue.apply`); a new dict starts with every
+    item changed, so the first hand-over is the whole catalogue.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._changed: set[str] = set(self)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed.add(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._changed.add(key)
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        key, value = super().popitem()
+        self._changed.add(key)
+        return key, value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def clear(self) -> None:
+        self._changed.update(self)
+        super().clear()
+
+    def take_changes(self) -> dict[str, Any]:
+        """item_id -> its entry now (None when removed), for every item changed since the
+        last call."""
+        changed, self._changed = self._changed, set()
+        return {key: self.get(key) for key in changed}

@@ -251,7 +251,7 @@ def read_updates(
 class UpdateFeed:
     """A worker's background reader of model updates (a daemon thread).
 
-    It decodes and verifies in its own thread and queues whole updates; the model thread
+    It decodes and verifies in its own thread and queues whole updates; the model process
     applies them between batches (`drain`). ``caught_up`` is set once everything that was
     on the topic at start has been read.
     """

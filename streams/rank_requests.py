@@ -10,7 +10,7 @@ Keyed by user_id, a request lands on the partition of that user's state, so the 
 reads the user's history from ``user_to_history``; ``context.history`` is used when the
 worker holds no state for the user (or the request was keyed otherwise). Every request
 gets exactly one response (at-least-once: a crash may repeat one); malformed ones get an
-error response, never silence. Scoring runs in the model thread, like the lists.
+error response, never silence. Scoring runs in the model process, like the lists.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from typing import Any
 import faust
 
 from streams.agents import Serving
-from streams.ranker import Ranker
 from streams.records import compact_json
-from streams.scoring import Scorer
 from streams.settings import Settings
 from streams.state import UserState
 from streams.validation import Limits, Rejection, parse_identifier, parse_json_object
@@ -105,7 +103,6 @@ def register_rank_requests(
     settings: Settings,
     topic: faust.TopicT,
     serving: Serving,
-    ranker: Ranker,
     user_to_history: faust.Table,
 ) -> None:
     """Attach the ``rank`` agent: one response per request on ``rank_responses_topic``."""
@@ -129,12 +126,9 @@ def register_rank_requests(
                 continue
             state = user_to_history.get(parsed.user_id)
             history = UserState.from_json(state).history if state else parsed.history
-            while serving.scorer is None or serving.executor is None:
+            while serving.report is None:
                 await asyncio.sleep(0.1)  # the model is still loading
-            loop = asyncio.get_running_loop()
-            version, ranked, filtered = await loop.run_in_executor(
-                serving.executor, _rank, serving.scorer, ranker, history, parsed.candidates
-            )
+            version, ranked, filtered = await serving.rank(history, parsed.candidates)
             if parsed.k is not None:
                 ranked = ranked[: parsed.k]
             body = {
@@ -152,9 +146,3 @@ def register_rank_requests(
                 None,
                 None,
             )
-
-
-def _rank(scorer: Scorer, ranker: Ranker, history: list[str], candidates: list[str]) -> tuple:
-    """Runs in the model thread."""
-    ranked, filtered = ranker.rank_candidates(scorer, history, candidates)
-    return scorer.version, ranked, filtered

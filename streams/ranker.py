@@ -1,10 +1,10 @@
-"""From the model's top-N to emitted lists: cold start, explanations, re-rank (model thread).
+"""From the model's top-N to emitted lists: cold start, explanations, re-rank (model process).
 
-The worker's model thread owns one `Ranker` next to its `streams.scoring.Scorer`: every
-method here runs in that thread (the agents call it through the same one-thread
-executor), so the popularity counts and the model are never touched concurrently.
+The worker's model process (`streams.model_process`) owns one `Ranker` next to its
+`streams.scoring.Scorer` and serves one call at a time, so the popularity counts and the
+model are never touched concurrently.
 
-    ranker = Ranker(settings, Catalogue(item_to_info.data.data))
+    ranker = Ranker(settings, Catalogue(items))
     ranker.observe(events)                                   # each batch, before scoring
     lists = ranker.rerank_lists(scorer, requests, top_n)     # model top-N -> final lists
     order, filtered = ranker.rank_candidates(scorer, history, candidates)  # rank requests
@@ -123,7 +123,7 @@ class EventPolicy:
 
 
 class Ranker:
-    """Re-ranking with its inputs: catalogue, popularity, rules. Model thread only."""
+    """Re-ranking with its inputs: catalogue, popularity, rules. One caller at a time."""
 
     def __init__(self, settings: Settings, catalogue: Catalogue | None = None) -> None:
         self.config = rerank_config(settings)

@@ -1,6 +1,6 @@
 """The re-rank stage: pure functions from the model's top-N to the list a user is shown.
 
-No Kafka, Faust or torch here: `streams.ranker` builds the inputs in the model thread and
+No Kafka, Faust or torch here: `streams.ranker` builds the inputs in the model process and
 calls `rerank`. The order of the stage, and why:
 
 1. filters (`keep`): seen items (unless their event type allows repeats), unavailable

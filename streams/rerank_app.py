@@ -2,15 +2,17 @@
 
 Registered from `streams.app.build_app`:
 
-    ranker = register_catalogue(app, settings, metrics)          # items -> item_to_info
-    serving = register_agents(..., ranker=ranker)                 # lists are re-ranked
-    register_rerank_views(app, settings, serving, ranker, user_to_history)
+    items = register_catalogue(app, settings, metrics)           # items -> item_to_info
+    serving = register_agents(..., items=items)                   # lists are re-ranked
+    register_rerank_views(app, settings, serving, user_to_history)
 
 - ``catalogue`` agent: each record of the compacted ``items`` topic is validated
   (`streams.catalogue.parse_item`); malformed ones go to ``items.dlq`` with their original
   bytes and ``rtrank-reason`` / ``rtrank-source`` headers, good ones are written to the
   ``item_to_info`` GlobalTable (every worker holds the whole catalogue, kept in memory and
-  recovered from its changelog), tombstones delete. The next batch sees the change.
+  recovered from its changelog), tombstones delete. The next batch sees the change: the
+  table's dict is a `streams.catalogue.ChangedItems`, whose changes go to the model process
+  with its next call.
 - ``rank`` agent: `streams.rank_requests`.
 - ``GET /recommendations/{user_id}``: the user's latest list (``UserState.last_list``),
   404 when none; Faust's table routing forwards the request to the worker that owns the
@@ -24,10 +26,9 @@ import logging
 import faust
 
 from streams.agents import Serving
-from streams.catalogue import Catalogue, parse_item
+from streams.catalogue import ChangedItems, parse_item
 from streams.metrics import Metrics
 from streams.rank_requests import register_rank_requests
-from streams.ranker import Ranker
 from streams.settings import Settings
 from streams.state import UserState
 from streams.topics import RAW, json_table_schema
@@ -36,10 +37,10 @@ from streams.validation import Limits, Rejection
 log = logging.getLogger(__name__)
 
 
-def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> Ranker:
-    """The ``item_to_info`` GlobalTable, the ``catalogue`` agent, and the `Ranker` over them."""
+def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> ChangedItems:
+    """The ``item_to_info`` GlobalTable and the ``catalogue`` agent; returns the table's dict."""
     limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
-    items = app.topic(settings.items_topic, partitions=settings.partitions, **RAW)
+    records = app.topic(settings.items_topic, partitions=settings.partitions, **RAW)
     item_to_info = app.GlobalTable(
         "item_to_info",
         default=None,
@@ -47,20 +48,19 @@ def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> 
         schema=json_table_schema(),
         help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
     )
-    # In memory (recovered from the changelog at start): small, and read per candidate from
-    # the model thread. Set directly: Faust drops store="memory://" (a URL that is falsy).
+    # In memory (recovered from the changelog at start): small, and copied to the model
+    # process. Set directly: Faust drops store="memory://" (a URL that is falsy).
     item_to_info._data = item_to_info._new_store_by_url("memory://")
-    catalogue = Catalogue(item_to_info.data.data)
-    ranker = Ranker(settings, catalogue)
+    items = ChangedItems()
+    item_to_info.data.data = items
 
-    @app.agent(items, name="catalogue")
+    @app.agent(records, name="catalogue")
     async def catalogue_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             if message.value is None:  # tombstone: the item left the catalogue
                 if message.key is not None:
                     item_to_info.pop(message.key.decode("utf-8", "replace"), None)
-                    catalogue.invalidate()
                 continue
             parsed = parse_item(message.key, message.value, limits)
             if isinstance(parsed, Rejection):
@@ -75,21 +75,19 @@ def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> 
                 )
                 continue
             item_to_info[parsed.item_id] = parsed.to_json()
-            catalogue.invalidate()
 
-    return ranker
+    return items
 
 
 def register_rerank_views(
     app: faust.App,
     settings: Settings,
     serving: Serving,
-    ranker: Ranker,
     user_to_history: faust.Table,
 ) -> None:
     """The ``rank`` agent and ``GET /recommendations/{user_id}``."""
     requests = app.topic(settings.rank_requests_topic, partitions=settings.partitions, **RAW)
-    register_rank_requests(app, settings, requests, serving, ranker, user_to_history)
+    register_rank_requests(app, settings, requests, serving, user_to_history)
 
     @app.page("/recommendations/{user_id}")
     @app.table_route(table=user_to_history, match_info="user_id")

@@ -1,5 +1,5 @@
 """The model as the stream sees it: ``Scorer.setup(settings)`` once, ``recommend(batch)`` per
-micro-batch. No Faust here; the agents call this from an executor thread.
+micro-batch. No Faust here; the worker's model process (`streams.model_process`) calls it.
 
 Without ``RTRANK_CHECKPOINT`` the worker serves a randomly initialised model whose
 vocabulary grows with the items the stream shows (so lists are valid but not yet learned);
@@ -91,7 +91,7 @@ class Scorer:
         return self.model.device
 
     def apply(self, update: Update) -> None:
-        """Serve ``update`` from now on (call between batches, from the model thread).
+        """Serve ``update`` from now on (call between batches, from the thread that scores).
 
         Raises:
             model.updates.UpdateError: stale, out of order or incompatible; the model served

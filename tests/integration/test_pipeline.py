@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
@@ -293,6 +294,35 @@ def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicate
         timeout_s=120,
         interval_s=3,
         message="not every user's last event was answered after the restarts",
+    )
+
+
+def child_pids(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return {int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()}
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux")
+def test_the_model_process_does_not_outlive_a_killed_worker(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    start_serving(settings, worker, synthetic_checkpoint)
+    children = child_pids(worker.process.pid)
+    assert children, "the worker serves its model from a child process"
+    worker.stop(signal.SIGKILL)
+    wait_for(
+        lambda: not any(running(pid) for pid in children),
+        timeout_s=30,
+        message="the model process outlived its SIGKILLed worker",
     )
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from streams.catalogue import Catalogue, ItemInfo, parse_item
+from streams.catalogue import Catalogue, ChangedItems, ItemInfo, parse_item
 from streams.validation import Limits, Rejection
 
 LIMITS = Limits()
@@ -83,3 +83,50 @@ def test_a_change_is_seen_after_invalidate() -> None:
     items["n"] = ItemInfo("n", created_at=NOW).to_json()
     catalogue.invalidate()
     assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["n"]
+
+
+def test_applied_changes_add_replace_and_remove_items_and_renew_fresh_ones() -> None:
+    catalogue = Catalogue({"old": ItemInfo("old").to_json(), "gone": ItemInfo("gone").to_json()})
+    assert catalogue.fresh(NOW, 1000) == []
+    catalogue.apply(
+        {
+            "old": ItemInfo("old", available=False).to_json(),
+            "gone": None,
+            "n": ItemInfo("n", created_at=NOW).to_json(),
+        }
+    )
+    assert catalogue.get("old").available is False
+    assert catalogue.get("gone") is None
+    assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["n"]
+
+
+def test_changed_items_hand_over_every_item_they_started_with_first() -> None:
+    items = ChangedItems({"a": {"item_id": "a"}})
+    assert items.take_changes() == {"a": {"item_id": "a"}}
+    assert items.take_changes() == {}
+
+
+def test_changed_items_report_each_kind_of_change_once() -> None:
+    items = ChangedItems({"kept": 1, "popped": 2, "deleted": 3, "replaced": 4})
+    items.take_changes()
+    items["set"] = 5
+    items.pop("popped")
+    del items["deleted"]
+    items.update([("replaced", 6), ("updated", 7)])
+    items.setdefault("kept", 0)
+    items.pop("never-there", None)
+    assert items.take_changes() == {
+        "set": 5,
+        "popped": None,
+        "deleted": None,
+        "replaced": 6,
+        "updated": 7,
+        "never-there": None,
+    }
+
+
+def test_clearing_changed_items_removes_every_item() -> None:
+    items = ChangedItems({"a": 1, "b": 2})
+    items.take_changes()
+    items.clear()
+    assert items.take_changes() == {"a": None, "b": None}
