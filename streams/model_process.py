@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
 import multiprocessing
 import signal
@@ -156,6 +157,10 @@ def _load(settings: Settings) -> tuple[bool, ModelReport]:
     global _served
     _served = ServedModel(settings)
     caught_up = _served.catch_up()
+    # As in the worker: torch and the model live as long as the process, so the cyclic
+    # collector's full passes need not walk them (~208k objects) during a batch. Measured:
+    # 300 batches of 45 users, one full pass among them, slowest batch 151 -> 32 ms.
+    gc.freeze()
     return caught_up, _served.report()
 
 
