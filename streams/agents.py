@@ -90,12 +90,14 @@ class Serving:
     """
 
     def __init__(self, settings: Settings, items: ChangedItems, metrics: Metrics) -> None:
-        self.model = ModelProcess(settings)
+        self.settings = settings
         self.items = items
         self.metrics = metrics
+        self.model: ModelProcess | None = None  # started by `start`: the worker's alone
         self.report: ModelReport | None = None
 
     async def start(self) -> None:
+        self.model = ModelProcess(self.settings)
         self._record(await self.model.start())
 
     async def score(
