@@ -99,6 +99,11 @@ class ServedModel:
         self.apply_updates()
         return caught_up
 
+    def catch_up_with(self, changes: dict[str, Any]) -> None:
+        """Take the worker's catalogue changes, then the model updates read meanwhile."""
+        self.ranker.catalogue.apply(changes)
+        self.apply_updates()
+
     def apply_updates(self) -> None:
         for update in self.feed.drain():
             try:
@@ -167,8 +172,7 @@ def _load(settings: Settings) -> tuple[bool, ModelReport]:
 def _score(
     requests: list[ScoreRequest], fresh: list[Event], changes: dict[str, Any]
 ) -> tuple[int, list[list[RankedItem]], ModelReport]:
-    _served.ranker.catalogue.apply(changes)
-    _served.apply_updates()
+    _served.catch_up_with(changes)
     version, lists = _served.score(requests, fresh)
     return version, lists, _served.report()
 
@@ -182,8 +186,7 @@ def _rank(
 
 
 def _apply_updates(changes: dict[str, Any]) -> ModelReport:
-    _served.ranker.catalogue.apply(changes)
-    _served.apply_updates()
+    _served.catch_up_with(changes)
     return _served.report()
 
 
