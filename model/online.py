@@ -38,6 +38,13 @@ it an offline replay scored no worse (2026-12-02: Games 0.0450 -> 0.0474, drift 
 0.163 Hit@10), but on the real system Games fell well below the frozen model (online
 0.0496, frozen 0.0569, `rtrank bench online`, one run) while drift recovered as before.
 
+A step draws ``negatives`` (256) for its sampled softmax, not the model's 4096: a
+Games-like step of 256 fresh examples on one thread took 188 ms with 4096 and 132 ms with
+256. Under Adam a target row moves by about ``lr`` per dimension whatever the gradient's
+size, so fewer negatives change little of what a step does to the rows; `rtrank bench
+online` with 256 (2026-12-03, one run, Hit@10 frozen / online): Games 0.0554 / 0.0567, drift
+0.0219 / 0.0893.
+
 A delta should carry only the
 embedding rows that changed, so item rows are updated by a *lazy*, sparsified Adam: the
 batch's targets plus the ``rows_per_step`` rows with the largest gradient; every other row
@@ -96,6 +103,7 @@ class OnlineConfig:
     reservoir_size: int = 20_000  # uniform sample of everything older (long-term memory)
     recent_share: float = 0.5  # share of replayed examples drawn from the recent pool
     rows_per_step: int = 0  # item rows updated per step (largest gradients) besides targets
+    negatives: int = 256  # sampled-softmax negatives shared by a step (0: the model's own)
     seed: int = 0
 
 
@@ -220,7 +228,11 @@ class OnlineLearner:
         targets = torch.tensor([self.vocab.row(e.item_id) for e in batch])  # (B,)
         weights = torch.tensor([e.weight for e in batch])  # (B,)
         weight = model.item_emb.weight
-        negs = None if model.config.loss == "ce" else model.sample_negatives()
+        negs = (
+            None
+            if model.config.loss == "ce"
+            else model.sample_negatives(count=self.config.negatives)
+        )
         if negs is None:  # the full softmax reads every row
             used = torch.arange(weight.shape[0])
         else:

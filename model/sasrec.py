@@ -250,10 +250,13 @@ class SASRec(nn.Module):
         logits = torch.cat([pos_logit, neg_logits], dim=1)  # (N, 1 + n)
         return logits, torch.zeros(len(tgt), dtype=torch.long, device=hs.device)
 
-    def sample_negatives(self, device: torch.device | None = None) -> torch.Tensor:
-        """``num_negatives`` item rows drawn uniformly (padding never), shared by a batch."""
+    def sample_negatives(
+        self, device: torch.device | None = None, count: int | None = None
+    ) -> torch.Tensor:
+        """``count`` (default ``num_negatives``) item rows drawn uniformly (padding never),
+        shared by a batch."""
         rows = self.item_emb.weight.shape[0]
-        return torch.randint(1, rows, (self.config.num_negatives,), device=device)
+        return torch.randint(1, rows, (count or self.config.num_negatives,), device=device)
 
     # --- serving ---------------------------------------------------------------------
 

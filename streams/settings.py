@@ -58,9 +58,11 @@ class Settings:
     trainer_recent_size: int = 5_000  # newest examples kept for replay
     trainer_reservoir_size: int = 20_000  # uniform sample of all older examples kept for replay
     trainer_rows_per_step: int = 0  # rows a step updates besides its targets (largest gradients)
+    trainer_negatives: int = 256  # sampled-softmax negatives per online step (pretraining: 4096)
     trainer_publish_s: float = 1.0  # at most one version per this long: freshness vs volume
     trainer_examples_from: str = "earliest"  # where a trainer with no published version starts
     trainer_threads: int = 1  # torch CPU threads of the trainer; leave cores to worker and broker
+    trainer_nice: int = 10  # added to the trainer's OS niceness: on a shared machine, serving first
     eval_window: int = 1000  # events in the rolling online Hit@10 / NDCG@10
 
     # re-ranking, cold start, re-rank requests (streams.rerank, streams.ranker)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -82,8 +83,30 @@ def online_config(settings: Settings) -> OnlineConfig:
         recent_size=settings.trainer_recent_size,
         reservoir_size=settings.trainer_reservoir_size,
         rows_per_step=settings.trainer_rows_per_step,
+        negatives=settings.trainer_negatives,
         seed=settings.seed,
     )
+
+
+def lower_priority(niceness: int) -> None:
+    """Add ``niceness`` to this process's nice value, so that on a machine it shares, the
+    worker (whose lists users wait for) gets the CPU first and training takes the rest.
+
+    Linux's autogroups share the CPU fairly between sessions whatever their processes'
+    nice values, so a trainer that leads its own session (as rtrank's launcher starts it)
+    also lowers its autogroup's priority; one started inside a shared session does not,
+    which would slow its neighbours too.
+    """
+    if niceness <= 0:
+        return
+    os.nice(niceness)
+    if os.getsid(0) != os.getpid():
+        return
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(niceness))
+    except OSError:  # no autogroups (another OS, or a kernel without them)
+        pass
 
 
 @dataclass
@@ -134,6 +157,7 @@ class Trainer:
         called with the current version once the trainer is consuming examples."""
         s = self.settings
         torch.set_num_threads(max(1, s.trainer_threads))
+        lower_priority(s.trainer_nice)
         ensure_topics(s)
         state = resume(s, self.checkpoint)
         self.learner, self.next_version = state.learner, state.next_version

@@ -179,3 +179,10 @@ def test_an_example_of_weight_two_counts_as_that_example_twice() -> None:
     assert loss_weighted == pytest.approx(loss_repeated, rel=1e-5)
     a, b = weighted.model.state_dict(), repeated.model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_step_reads_only_the_configured_number_of_negative_rows() -> None:
+    model, vocab = served()  # the model's own num_negatives (4096) would read every row
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(negatives=3, rows_per_step=100))
+    learner.step([Example(("item-1", "item-2"), "item-3")])
+    assert len(learner.delta(2).rows) <= 2 + 1 + 3  # prefix, target, negatives
