@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streams.commands import bench_online
 from streams.commands.bench_online import halves, percentile, trainer_settings
 from streams.settings import Settings
 
@@ -27,3 +28,12 @@ def test_frozen_runs_trainer_publishes_where_the_worker_does_not_read():
     assert frozen.model_updates_topic != worker.model_updates_topic
     assert frozen.training_topic == worker.training_topic
     assert online == worker
+
+
+def test_freshness_is_read_only_once_every_example_of_the_run_was_trained_on(
+    monkeypatch,
+) -> None:
+    published = iter([{100: 3}, {100: 3, 900: 1}, {100: 3, 900: 1, 4000: 1}])
+    monkeypatch.setattr(bench_online, "_lag_histogram", lambda settings: next(published))
+    monkeypatch.setattr(bench_online.time, "sleep", lambda seconds: None)
+    assert bench_online._lags_once_trained(Settings(), expected=5) == {100: 3, 900: 1, 4000: 1}
