@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 import faust
 from aiohttp.web import Response
 from faust.utils.terminal import SpinnerHandler
+from mode import ServiceT
 
 from streams.agents import register_agents
 from streams.metrics import Metrics
@@ -50,6 +52,17 @@ class RtrankApp(faust.App):
             broker_max_poll_records=settings.consumer_max_poll_records,
         )
         self.settings = settings
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        """Faust's services, without its ``Monitor`` among the sensors.
+
+        The monitor keeps Faust's own statistics (its ``/stats`` pages) and runs on every
+        event, send and table access; rtrank's figures are its Prometheus metrics
+        (`streams.metrics`), so the monitor was per-event work nobody read.
+        """
+        services = super().on_init_dependencies()
+        self.sensors.remove(self.monitor)
+        return services
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

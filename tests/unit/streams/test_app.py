@@ -23,3 +23,10 @@ def test_producer_linger_comes_from_the_settings_in_seconds(tmp_path) -> None:
         broker="memory://", store="memory://", data_dir=tmp_path, producer_linger_ms=40.0
     )
     assert RtrankApp(settings).conf.producer_linger == 0.04
+
+
+def test_faust_s_own_monitor_does_not_run_on_every_event(tmp_path) -> None:
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
+    app = RtrankApp(settings)
+    app.on_init_dependencies()  # builds the services (no connection yet)
+    assert app.monitor not in set(app.sensors)
