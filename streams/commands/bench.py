@@ -38,7 +38,7 @@ from streams.local_stack import local_kafka_for
 from streams.recommendation_reader import RecommendationReader
 from streams.replay import synthetic_replay
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import delete_run_topics, ensure_topics
 from streams.worker_process import WorkerProcess, start_child, stop_child
 
 GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
@@ -94,9 +94,12 @@ def pipeline(
     )
     try:
         with local_kafka_for(settings):
-            result = _run_pipeline_bench(
-                settings, Path(tmp), events, users, items, rate, latency_seconds
-            )
+            try:
+                result = _run_pipeline_bench(
+                    settings, Path(tmp), events, users, items, rate, latency_seconds
+                )
+            finally:
+                delete_run_topics(settings, f"bench-{tag}")
     except (BrokerError, RuntimeError) as exc:
         raise click.ClickException(f"{exc} (files kept in {tmp})") from None
     shutil.rmtree(tmp, ignore_errors=True)

@@ -53,7 +53,7 @@ from streams.model_updates import Assembler, parse_chunk, read_range, updates_co
 from streams.online_eval import cumulative
 from streams.replay import from_file, interleave
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import delete_run_topics, ensure_topics
 from streams.worker_process import TrainerProcess, WorkerProcess, metric_value
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,9 @@ def trainer_settings(worker: Settings, online: bool) -> Settings:
 
 def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
-) -> tuple[dict, dict[int, int]]:
-    """One run on fresh topics; returns (second-half quality, freshness histogram)."""
+) -> tuple[dict, dict[int, int], int]:
+    """One run on fresh topics, deleted afterwards; returns (second-half quality, freshness
+    histogram, training examples the run wrote)."""
     tag = uuid.uuid4().hex[:8]
     s = base.isolated(
         f"bench-online-{tag}",
@@ -180,6 +181,7 @@ def replay_run(
     finally:
         trainer.stop()
         worker.stop()
+        delete_run_topics(s, f"bench-online-{tag}")
     tested = after[0] - before[0]
     quality = {
         "hit@10": round((after[1] - before[1]) / max(tested, 1), 4),
