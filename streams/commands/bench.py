@@ -94,12 +94,10 @@ def pipeline(
     )
     try:
         with local_kafka_for(settings):
-            try:
-                result = _run_pipeline_bench(
-                    settings, Path(tmp), events, users, items, rate, latency_seconds
-                )
-            finally:
-                delete_run_topics(settings, f"bench-{tag}")
+            result = _run_pipeline_bench(
+                settings, Path(tmp), events, users, items, rate, latency_seconds
+            )
+            delete_run_topics(settings, f"bench-{tag}")  # kept, like the files, on failure
     except (BrokerError, RuntimeError) as exc:
         raise click.ClickException(f"{exc} (files kept in {tmp})") from None
     shutil.rmtree(tmp, ignore_errors=True)

@@ -144,7 +144,7 @@ def trainer_settings(worker: Settings, online: bool) -> Settings:
 def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
 ) -> tuple[dict, dict[int, int], int]:
-    """One run on fresh topics, deleted afterwards; returns (second-half quality, freshness
+    """One run on fresh topics, deleted when it succeeds; returns (second-half quality, freshness
     histogram, training examples the run wrote)."""
     tag = uuid.uuid4().hex[:8]
     s = base.isolated(
@@ -181,7 +181,7 @@ def replay_run(
     finally:
         trainer.stop()
         worker.stop()
-        delete_run_topics(s, f"bench-online-{tag}")
+    delete_run_topics(s, f"bench-online-{tag}")  # kept, like the files, on failure
     tested = after[0] - before[0]
     quality = {
         "hit@10": round((after[1] - before[1]) / max(tested, 1), 4),
