@@ -93,12 +93,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
     Raises:
         TopicLayoutError: ``events`` exists with another partition count than configured.
     """
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-        bootstrap_timeout_ms=int(timeout_s * 1000),
-    )
+    admin = _admin(settings, timeout_s)
     try:
         existing = set(admin.list_topics())
         missing = [name for name in topic_names(settings) if name not in existing]
@@ -138,11 +133,7 @@ def delete_run_topics(settings: Settings, run: str, timeout_s: float = 30.0) -> 
     day's benchmarking left ~10,000 partitions on the local one, and slowed it). Returns
     the names deleted; the broker removes them shortly after it answers.
     """
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-    )
+    admin = _admin(settings, timeout_s)
     try:
         names = sorted(name for name in admin.list_topics() if run in name)
         if names:
@@ -150,6 +141,15 @@ def delete_run_topics(settings: Settings, run: str, timeout_s: float = 30.0) -> 
         return names
     finally:
         admin.close()
+
+
+def _admin(settings: Settings, timeout_s: float) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+    )
 
 
 def _partition_counts(

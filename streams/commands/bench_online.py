@@ -211,31 +211,52 @@ def _lags_once_trained(
     """The run's freshness histogram once published versions were trained on ``expected``
     examples (or after ``timeout_s``): read as soon as the worker is done, it would leave
     out the examples the trainer had yet to learn from, the least fresh ones."""
+    lags = LagHistogram(settings)
+    try:
+        return wait_for_examples(lags, expected, timeout_s)
+    finally:
+        lags.close()
+
+
+def wait_for_examples(lags: LagHistogram, expected: int, timeout_s: float) -> dict[int, int]:
+    """``lags.read()`` each second until it counts ``expected`` examples or ``timeout_s``
+    passed; returns the last histogram read."""
     deadline = time.monotonic() + timeout_s
     while True:
-        hist = _lag_histogram(settings)
+        hist = lags.read()
         if sum(hist.values()) >= expected or time.monotonic() > deadline:
             return hist
         time.sleep(1.0)
 
 
-def _lag_histogram(settings: Settings) -> dict[int, int]:
-    """Merged ``lag_ms_hist`` of every version on the run's model-updates topic."""
-    consumer, tp = updates_consumer(settings)
-    hist: dict[int, int] = {}
-    try:
-        end = consumer.end_offsets([tp])[tp]
-        assembler = Assembler()
-        for record in read_range(consumer, tp, 0, end):
+class LagHistogram:
+    """Merged ``lag_ms_hist`` of the versions on a run's model-updates topic.
+
+    Each `read` decodes only what was published since the previous one: the trainer being
+    waited for shares the machine, and decoding every version (snapshots included) once a
+    second would slow the very thing measured.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer, self._tp = updates_consumer(settings)
+        self._assembler = Assembler()
+        self._read_to = 0
+        self.hist: dict[int, int] = {}
+
+    def read(self) -> dict[int, int]:
+        end = self._consumer.end_offsets([self._tp])[self._tp]
+        for record in read_range(self._consumer, self._tp, self._read_to, end):
             try:
-                update = assembler.add(parse_chunk(record.value))
+                update = self._assembler.add(parse_chunk(record.value))
             except UpdateError:
                 continue
             for lag, count in (update.meta.get("lag_ms_hist", {}) if update else {}).items():
-                hist[int(lag)] = hist.get(int(lag), 0) + int(count)
-    finally:
-        consumer.close()
-    return hist
+                self.hist[int(lag)] = self.hist.get(int(lag), 0) + int(count)
+        self._read_to = end
+        return dict(self.hist)
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def percentile(hist: dict[int, int], q: float) -> float:

@@ -33,7 +33,15 @@ def test_frozen_runs_trainer_publishes_where_the_worker_does_not_read():
 def test_freshness_is_read_only_once_every_example_of_the_run_was_trained_on(
     monkeypatch,
 ) -> None:
-    published = iter([{100: 3}, {100: 3, 900: 1}, {100: 3, 900: 1, 4000: 1}])
-    monkeypatch.setattr(bench_online, "_lag_histogram", lambda settings: next(published))
+    class Published:
+        histograms = iter([{100: 3}, {100: 3, 900: 1}, {100: 3, 900: 1, 4000: 1}])
+
+        def read(self) -> dict[int, int]:
+            return next(self.histograms)
+
     monkeypatch.setattr(bench_online.time, "sleep", lambda seconds: None)
-    assert bench_online._lags_once_trained(Settings(), expected=5) == {100: 3, 900: 1, 4000: 1}
+    assert bench_online.wait_for_examples(Published(), expected=5, timeout_s=60) == {
+        100: 3,
+        900: 1,
+        4000: 1,
+    }

@@ -1,0 +1,42 @@
+"""``rtrank bench online`` reads the freshness histograms from real published versions."""
+
+from __future__ import annotations
+
+import torch
+from kafka import KafkaProducer
+
+from model.online import Example, OnlineConfig, OnlineLearner
+from model.sasrec import SASRec, SASRecConfig
+from model.vocab import Vocabulary
+from streams.commands.bench_online import LagHistogram
+from streams.model_updates import to_messages
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+
+def publish(settings: Settings, learner: OnlineLearner, version: int, lags: dict) -> None:
+    learner.step([Example(("a", "b"), "c")])
+    update = learner.publish(version, snapshot=False, meta={"lag_ms_hist": lags})
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        for key, value in to_messages(update, settings.update_max_bytes):
+            producer.send(settings.model_updates_topic, key=key, value=value, partition=0)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def test_the_lag_histogram_adds_each_version_once_including_later_ones(settings) -> None:
+    ensure_topics(settings)
+    torch.manual_seed(0)
+    vocab = Vocabulary(["a", "b", "c"])
+    model = SASRec(SASRecConfig(num_items=len(vocab), max_len=4, dim=8))
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(negatives=2))
+    lags = LagHistogram(settings)
+    try:
+        publish(settings, learner, 2, {"100": 2})
+        assert lags.read() == {100: 2}
+        publish(settings, learner, 3, {"100": 1, "900": 4})
+        assert lags.read() == {100: 3, 900: 4}
+    finally:
+        lags.close()
