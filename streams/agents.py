@@ -5,7 +5,8 @@ dead-letters the raw record or applies it to the user's state and queues it. ``a
 drains that queue in micro-batches, scores each batch with one call to the model process
 (`streams.model_process`: the event loop never waits on the model, nor shares its GIL
 with it), emits one list per user per batch, writes each answered user's state (with that
-list) to the table once, and only then acks the batch's events: an event whose list was
+list) to the table once, sends the batch's records without waiting out the producer's
+linger (`streams.send_now`), and only then acks the batch's events: an event whose list was
 not sent is redelivered after a crash, and `streams.state.is_applied` keeps the redelivery
 from changing state twice. Writing once per answered user instead of at every event and
 again for the list halved the table writes and changelog messages per event
@@ -42,6 +43,7 @@ from streams.ranker import EventPolicy
 from streams.records import Event, Recommendation, SourceRef, TrainingExample
 from streams.rerank import RankedItem
 from streams.scoring import ScoreRequest
+from streams.send_now import send_buffered_now
 from streams.settings import Settings
 from streams.state import UserState, apply_event, is_applied
 from streams.topics import Topics
@@ -222,6 +224,7 @@ def register_agents(
                 await emit(settings.recommendations_topic, rec.user_id, rec.to_json())
                 listed = [i.item_id for i in items]
                 write_state(user_to_history, unwritten, pending, listed, version)
+            send_buffered_now(app.producer._producer)  # Faust's aiokafka producer
             metrics.recommendations.inc(len(answered))
             done = time.monotonic()
             for pending in batch:

@@ -354,3 +354,18 @@ def test_producing_before_any_worker_creates_co_partitioned_topics(settings) -> 
     finally:
         admin.close()
     assert len(described["partitions"]) == settings.partitions
+
+
+def test_a_batchs_lists_are_sent_without_waiting_out_the_producer_linger(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    settings = start_serving(
+        settings.replace(producer_linger_ms=120_000), worker, synthetic_checkpoint
+    )
+    replay = synthetic_replay(users=20, items=SYNTHETIC_ITEMS, events=40, seed=7)
+    send_events(settings, replay.events, progress=False)
+
+    records = read_topic(
+        settings.bootstrap_servers, settings.recommendations_topic, expected=20, timeout_s=40
+    )
+    assert {r.key.decode() for r in records} == {e["user_id"] for e in replay.events}

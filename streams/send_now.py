@@ -1,0 +1,28 @@
+"""Handing a producer's buffered records to the broker now, not when its linger expires.
+
+The worker's producer lingers (``RTRANK_PRODUCER_LINGER_MS``) so that a backlogged worker
+sends few, large requests: every recommendation, training example and changelog write is
+a record. A list waiting out the linger is latency the user sees, though, and a batch's
+lists are all emitted at once: so the answer loop sends them as soon as the batch is done
+(`send_buffered_now`), one request per batch, and lingering stays for everything else.
+
+aiokafka has no public "send now" short of ``flush()``, which waits for delivery (a round
+trip per batch in the answer loop). This does the first half of what its
+transactional ``flush_for_commit`` does: close every open batch, so that each is ready,
+and wake the sender. Records sent afterwards open new batches, in order per partition.
+``tests/integration/test_send_now.py`` fails if an aiokafka release changes these parts.
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+
+
+def send_buffered_now(producer: AIOKafkaProducer) -> None:
+    """Make every record ``producer`` holds ready to send, and wake its sender (no await)."""
+    accumulator = producer._message_accumulator
+    for batches in accumulator._batches.values():
+        for batch in batches:
+            batch._builder.close()
+    if not accumulator._waiter_future.done():
+        accumulator._waiter_future.set_result(None)
