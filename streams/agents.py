@@ -64,6 +64,10 @@ class Pending:
     prefix: list[str] | None = None  # history before the event; None when not newly applied
 
 
+def arrival(pending: Pending) -> float:
+    return pending.arrived
+
+
 def requests_for(
     batch: list[Pending], allow_repeats: bool
 ) -> tuple[list[Pending], list[ScoreRequest]]:
@@ -211,7 +215,9 @@ def register_agents(
         gc.freeze()
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
         while True:
-            batch = await next_batch(queue, settings.batch_max_events, settings.batch_max_ms / 1000)
+            batch = await next_batch(
+                queue, settings.batch_max_events, settings.batch_max_ms / 1000, arrival
+            )
             started = time.monotonic()
             answered, requests = requests_for(batch, settings.allow_repeats)
             fresh = [p.parsed for p in batch if p.prefix is not None]

@@ -40,7 +40,7 @@ class Settings:
     seen_len: int = 500  # items remembered per user for the seen-item filter
     allow_repeats: bool = False  # True lets already-seen items be recommended again
     batch_max_events: int = 4096  # N (only a backlog fills it): a batch closes at N events ...
-    batch_max_ms: float = 20.0  # ... or T ms after its first event, whichever comes first
+    batch_max_ms: float = 20.0  # ... or T ms after its first event was read, whichever first
 
     device: str = "auto"  # auto = CUDA when present, else CPU
     torch_threads: int = 1  # CPU threads for inference; 1 leaves a core to the event loop

@@ -1,47 +1,73 @@
-"""Micro-batches close at N items or T ms after their first item."""
+"""Micro-batches close at N items or T ms after their first item was queued."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from streams.batching import next_batch
+
+Item = tuple[str, float]  # (name, time.monotonic() when queued)
+
+
+def queued_at(item: Item) -> float:
+    return item[1]
+
+
+def put(queue: asyncio.Queue[Item], name: str, waited_s: float = 0.0) -> None:
+    queue.put_nowait((name, time.monotonic() - waited_s))
+
+
+def names(batch: list[Item]) -> list[str]:
+    return [name for name, _ in batch]
 
 
 def test_batch_closes_at_max_items_and_keeps_order() -> None:
     async def scenario():
-        queue: asyncio.Queue[int] = asyncio.Queue()
+        queue: asyncio.Queue[Item] = asyncio.Queue()
         for n in range(10):
-            queue.put_nowait(n)
-        return await next_batch(queue, max_items=4, max_wait_s=5), queue.qsize()
+            put(queue, str(n))
+        return await next_batch(queue, 4, 5.0, queued_at), queue.qsize()
 
     batch, left = asyncio.run(scenario())
-    assert batch == [0, 1, 2, 3]
+    assert names(batch) == ["0", "1", "2", "3"]
     assert left == 6
 
 
 def test_batch_closes_after_the_wait_with_what_arrived() -> None:
     async def scenario():
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        queue.put_nowait(1)
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
 
         async def late():
             await asyncio.sleep(0.01)
-            queue.put_nowait(2)
+            put(queue, "2")
             await asyncio.sleep(1.0)
-            queue.put_nowait(3)
+            put(queue, "3")
 
         task = asyncio.create_task(late())
-        batch = await next_batch(queue, max_items=100, max_wait_s=0.2)
+        batch = await next_batch(queue, 100, 0.2, queued_at)
         task.cancel()
         return batch
 
-    assert asyncio.run(scenario()) == [1, 2]
+    assert names(asyncio.run(scenario())) == ["1", "2"]
 
 
 def test_batch_waits_for_its_first_item() -> None:
     async def scenario():
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        asyncio.get_running_loop().call_later(0.05, queue.put_nowait, "first")
-        return await next_batch(queue, max_items=10, max_wait_s=0.01)
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        asyncio.get_running_loop().call_later(0.05, put, queue, "first")
+        return await next_batch(queue, 10, 0.01, queued_at)
 
-    assert asyncio.run(scenario()) == ["first"]
+    assert names(asyncio.run(scenario())) == ["first"]
+
+
+def test_a_batch_whose_first_item_waited_past_the_wait_closes_with_what_is_queued() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "waited", waited_s=0.5)
+        put(queue, "queued")
+        asyncio.get_running_loop().call_later(0.1, put, queue, "later")
+        return await next_batch(queue, 100, 0.3, queued_at)
+
+    assert names(asyncio.run(scenario())) == ["waited", "queued"]
