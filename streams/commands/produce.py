@@ -105,8 +105,8 @@ class Pacer:
     due cost the replaying process six times the CPU of sending (244 vs 40 us per event,
     0.5 of a core at 2,000 events/s with its producer's thread waking up for every event),
     CPU the system under test then lacked in `rtrank bench`. So it sleeps only once the
-    replay is a tick ahead, and sends what became due meanwhile in one burst (93 us per
-    event at 2,000 events/s); events still carry the time they were sent.
+    replay is a tick ahead, and sends what became due meanwhile in one burst (93-97 us
+    per event at 2,000 events/s); events still carry the time they were sent.
     """
 
     rate: float

@@ -12,7 +12,7 @@ from streams.topics import ensure_topics
 
 
 async def send_then_release(settings: Settings) -> tuple[bool, bool]:
-    """(delivered within a second of sending, delivered within 20 s of send_buffered_now)
+    """(still held a second after it was sent, delivered within 20 s of send_buffered_now)
     for one record of a producer that would otherwise linger a minute."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=60_000)
     await producer.start()
