@@ -18,8 +18,14 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 
 
-def send_buffered_now(producer: AIOKafkaProducer) -> None:
-    """Make every record ``producer`` holds ready to send, and wake its sender (no await)."""
+def send_buffered_now(producer: AIOKafkaProducer | None) -> None:
+    """Make every record ``producer`` holds ready to send, and wake its sender (no await).
+
+    None (Faust's producer between stop and start, as while a worker shuts down) holds
+    nothing to send.
+    """
+    if producer is None:
+        return
     accumulator = producer._message_accumulator
     for batches in accumulator._batches.values():
         for batch in batches:
