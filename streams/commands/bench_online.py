@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -183,8 +184,10 @@ def replay_run(
         worker.stop()
     delete_run_topics(s, f"bench-online-{tag}")  # kept, like the files, on failure
     tested = after[0] - before[0]
+    hit_rate = (after[1] - before[1]) / max(tested, 1)
     quality = {
-        "hit@10": round((after[1] - before[1]) / max(tested, 1), 4),
+        "hit@10": round(hit_rate, 4),
+        "hit@10_se": round(standard_error(hit_rate, tested), 4),
         "ndcg@10": round((after[2] - before[2]) / max(tested, 1), 4),
         "tested": int(tested),
         "final_version": int(version),
@@ -257,6 +260,12 @@ class LagHistogram:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def standard_error(rate: float, n: int) -> float:
+    """Binomial standard error of a hit rate over ``n`` tested events: a difference between
+    the frozen and the online model smaller than about twice this is not a result."""
+    return math.sqrt(rate * (1 - rate) / n) if n else float("nan")
 
 
 def percentile(hist: dict[int, int], q: float) -> float:
@@ -356,13 +365,16 @@ def online_command(
 
 
 def table(r: dict) -> str:
-    lines = [f"{'stream':<16}{'model':<8}{'hit@10':>8}{'ndcg@10':>9}{'tested':>8}{'version':>9}"]
+    lines = [
+        f"{'stream':<16}{'model':<8}{'hit@10':>8}{'± se':>8}{'ndcg@10':>9}{'tested':>8}"
+        f"{'version':>9}"
+    ]
     for s in r["streams"]:
         for kind in ("frozen", "online"):
             q = s[kind]
             lines.append(
-                f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['ndcg@10']:>9.4f}"
-                f"{q['tested']:>8}{q['final_version']:>9}"
+                f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['hit@10_se']:>8.4f}"
+                f"{q['ndcg@10']:>9.4f}{q['tested']:>8}{q['final_version']:>9}"
             )
     f, m = r["freshness_s"], r["machine"]
     lines += [

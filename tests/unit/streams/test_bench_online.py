@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from streams.commands import bench_online
-from streams.commands.bench_online import halves, percentile, trainer_settings
+from streams.commands.bench_online import halves, percentile, standard_error, trainer_settings
 from streams.settings import Settings
 
 
@@ -45,3 +49,8 @@ def test_freshness_is_read_only_once_every_example_of_the_run_was_trained_on(
         900: 1,
         4000: 1,
     }
+
+
+def test_the_standard_error_of_a_hit_rate_is_binomial():
+    assert standard_error(0.05, 10_000) == pytest.approx((0.05 * 0.95 / 10_000) ** 0.5)
+    assert math.isnan(standard_error(0.0, 0))
