@@ -4,13 +4,16 @@ The worker's producer lingers (``RTRANK_PRODUCER_LINGER_MS``) so that a backlogg
 sends few, large requests: every recommendation, training example and changelog write is
 a record. A list waiting out the linger is latency the user sees, though, and a batch's
 lists are all emitted at once: so the answer loop sends them as soon as the batch is done
-(`send_buffered_now`), one request per batch, and lingering stays for everything else.
+(`send_buffered_now`), together with whatever else is buffered then, in one request;
+between batches (training examples, as ingest reads events) the producer lingers as before.
 
 aiokafka has no public "send now" short of ``flush()``, which waits for delivery (a round
 trip per batch in the answer loop). This does the first half of what its
 transactional ``flush_for_commit`` does: close every open batch, so that each is ready,
 and wake the sender. Records sent afterwards open new batches, in order per partition.
-``tests/integration/test_send_now.py`` fails if an aiokafka release changes these parts.
+The worker passes Faust's aiokafka producer (``app.producer._producer``). Private parts
+all: ``tests/integration/test_send_now.py`` fails if an aiokafka release changes them, and
+``test_pipeline``'s linger test if Faust does.
 """
 
 from __future__ import annotations

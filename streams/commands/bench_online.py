@@ -145,8 +145,9 @@ def trainer_settings(worker: Settings, online: bool) -> Settings:
 def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
 ) -> tuple[dict, dict[int, int], int]:
-    """One run on fresh topics, deleted when it succeeds; returns (second-half quality, freshness
-    histogram, training examples the run wrote)."""
+    """One run on fresh topics, deleted when it succeeds; returns (second-half quality, and
+    for an online run its freshness histogram and the training examples it wrote; a frozen
+    run's trainer publishes nowhere measured, so those are empty)."""
     tag = uuid.uuid4().hex[:8]
     s = base.isolated(
         f"bench-online-{tag}",
@@ -167,7 +168,7 @@ def replay_run(
     try:
         send_events(s, stream.first, progress=False)
         worker.drain(len(stream.first))
-        examples_before = _examples_written(s)
+        examples_before = _examples_written(s) if online else 0
         trainer.start()
         before = cumulative(worker.metrics())
         click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
@@ -177,8 +178,10 @@ def replay_run(
         seconds = time.monotonic() - started
         after = cumulative(worker.metrics())
         version = metric_value(worker.metrics(), "rtrank_model_version")
-        expected = _examples_written(s) - examples_before
-        lags = _lags_once_trained(s, expected) if online else {}
+        expected, lags = 0, {}
+        if online:
+            expected = _examples_written(s) - examples_before
+            lags = _lags_once_trained(s, expected)
     finally:
         trainer.stop()
         worker.stop()
