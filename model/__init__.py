@@ -3,8 +3,8 @@
 No Kafka or Faust here. What the stream calls:
 
 - `model.checkpoint.load_checkpoint(path, device) -> Checkpoint(model, vocab, version, meta)`
-- `model.serving.resolve_device(name)`, `model.serving.pad_batch(rows_lists, max_len)`
-- `SASRec.encode(seqs) -> (B, D)`, `SASRec.top_k(user_vecs, k, exclude) -> (scores, rows)`
+- `model.serving.resolve_device(name)`, `model.serving.encode_histories(model, rows_lists)`
+- `SASRec.top_k(user_vecs, k, exclude) -> (scores, rows)`
 - `model.vocab.Vocabulary` (external item id <-> embedding row; row 0 is padding)
 - `model.data.iter_records(path, fmt)` (report-and-skip reading for producers)
 - `model.synthetic.generate(...)` / `model.synthetic.events(data)` (demo data)

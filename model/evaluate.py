@@ -27,7 +27,7 @@ import torch
 
 from model.data import Split
 from model.sasrec import SASRec
-from model.serving import pad_batch
+from model.serving import encode_histories
 
 PROTOCOLS = ("sampled100", "full")
 NUM_SAMPLED = 100
@@ -142,8 +142,7 @@ def model_scorer(model: SASRec) -> Scorer:
     """Wraps a model as a `Scorer` (eval mode, no grad, on the model's device)."""
 
     def score(histories: list[list[int]]) -> torch.Tensor:
-        seqs = pad_batch(histories, model.config.max_len, model.device)
-        return model.scores(model.encode(seqs))
+        return model.scores(encode_histories(model, histories))
 
     return score
 

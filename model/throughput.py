@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from model.sasrec import SASRec, SASRecConfig
-from model.serving import pad_batch, resolve_device
+from model.serving import encode_histories, resolve_device
 
 
 def inference_rate(
@@ -29,17 +29,16 @@ def inference_rate(
         rng.integers(1, rows, size=int(rng.integers(1, model.config.max_len + 1))).tolist()
         for _ in range(batch)
     ]
-    seqs = pad_batch(histories, model.config.max_len, model.device)
     cuda = model.device.type == "cuda"
     items = model.item_matrix()  # as a server keeps it
     with torch.inference_mode():
         for _ in range(3):
-            model.top_k(model.encode(seqs), k, histories, items)
+            model.top_k(encode_histories(model, histories), k, histories, items)
         if cuda:
             torch.cuda.synchronize()
         started = time.perf_counter()
         for _ in range(rounds):
-            model.top_k(model.encode(seqs), k, histories, items)
+            model.top_k(encode_histories(model, histories), k, histories, items)
         if cuda:
             torch.cuda.synchronize()
     return batch * rounds / (time.perf_counter() - started)

@@ -17,7 +17,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.sasrec import SASRec, SASRecConfig
-from model.serving import pad_batch, resolve_device
+from model.serving import encode_histories, resolve_device
 from model.updates import Snapshot, Update, apply_update
 from model.vocab import Vocabulary
 
@@ -108,37 +108,28 @@ class Scorer:
     def recommend(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item_id, score) per request, best first, excluded items never returned.
 
-        One model call per ``max_users`` requests, the requests taken in order of history
-        length so that each call pads only to its own longest history (outputs do not depend
-        on padding); a list is shorter than k only when the catalogue minus exclusions is
-        smaller than k.
+        Histories are encoded in groups of similar length (`model.serving.encode_histories`),
+        then scored against the catalogue ``max_users`` at a time; a list is shorter than k
+        only when the catalogue minus exclusions is smaller than k.
         """
         if self.grows_with_stream:
             self._learn_items(requests)
-        max_len = self.model.config.max_len
-        histories = [self.vocab.rows(r.history)[-max_len:] for r in requests]
-        by_length = sorted(range(len(requests)), key=lambda n: len(histories[n]))
-        lists: list[list[tuple[str, float]]] = [[] for _ in requests]
-        for start in range(0, len(by_length), self.max_users):
-            part = by_length[start : start + self.max_users]
-            exclude = [self.vocab.rows(requests[n].exclude) for n in part]
-            found = self._top_k([histories[n] for n in part], exclude, k)
-            for n, items in zip(part, found, strict=True):
-                lists[n] = items
-        return lists
-
-    def _top_k(
-        self, histories: list[list[int]], exclude: list[list[int]], k: int
-    ) -> list[list[tuple[str, float]]]:
-        seqs = pad_batch(histories, self.model.config.max_len, self.device)
-        with torch.inference_mode():
-            vecs = self.model.encode(seqs)
-            scores, rows = self.model.top_k(vecs, k, exclude, self.item_matrix)
-        lists = []
+        histories = [self.vocab.rows(r.history) for r in requests]
+        lists: list[list[tuple[str, float]]] = []
         excluded = float("-inf")
-        for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
-            ids = self.vocab.ids(row_items)
-            lists.append([(i, s) for i, s in zip(ids, row_scores, strict=True) if s != excluded])
+        with torch.inference_mode():
+            vecs = encode_histories(self.model, histories, self.max_users)
+            for start in range(0, len(requests), self.max_users):
+                part = requests[start : start + self.max_users]
+                exclude = [self.vocab.rows(r.exclude) for r in part]
+                scores, rows = self.model.top_k(
+                    vecs[start : start + self.max_users], k, exclude, self.item_matrix
+                )
+                for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
+                    ids = self.vocab.ids(row_items)
+                    lists.append(
+                        [(i, s) for i, s in zip(ids, row_scores, strict=True) if s != excluded]
+                    )
         return lists
 
     def _learn_items(self, requests: list[ScoreRequest]) -> None:

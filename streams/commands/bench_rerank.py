@@ -26,7 +26,7 @@ from model.checkpoint import load_checkpoint
 from model.data import FORMATS
 from model.evaluate import ndcg_at_k
 from model.sasrec import SASRecConfig
-from model.serving import pad_batch
+from model.serving import encode_histories
 from model.train import Dataset, TrainConfig, load_dataset, train
 from streams.rerank import Candidate, RerankConfig, rerank
 
@@ -78,8 +78,7 @@ def evaluate_lambdas(
     for start in range(0, len(order), 256):
         idx = order[start : start + 256]
         hist = [histories[i] for i in idx]
-        seqs = pad_batch(hist, model.config.max_len, model.device)
-        top_scores, top_rows = model.top_k(model.encode(seqs), candidates, exclude=hist)
+        top_scores, top_rows = model.top_k(encode_histories(model, hist), candidates, exclude=hist)
         for b, i in enumerate(idx):
             cands = [
                 Candidate(str(r), s)

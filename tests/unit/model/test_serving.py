@@ -1,11 +1,11 @@
-"""Serving API: pad_batch, encode, top_k, resolve_device."""
+"""Serving API: pad_batch, encode_histories, length_groups, encode, top_k, resolve_device."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from model.serving import pad_batch, resolve_device
+from model.serving import encode_histories, length_groups, pad_batch, resolve_device
 
 
 def test_pad_batch_left_pads_to_the_longest_history():
@@ -29,6 +29,32 @@ def test_batched_inference_equals_one_by_one(tiny_model):
         s1, r1 = model.top_k(model.encode(pad_batch([h], 10)), 5, [exclude[i]])
         assert r1[0].tolist() == rows[i].tolist()
         torch.testing.assert_close(s1[0], scores[i], rtol=1e-5, atol=1e-5)
+
+
+def test_encode_histories_gives_each_user_the_vector_of_encoding_it_alone(tiny_model):
+    model = tiny_model(num_items=30)
+    histories = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [7], [], [8, 9], [10, 11, 12, 13, 14]]
+    vecs = encode_histories(model, histories, max_group=2)
+    for i, h in enumerate(histories):
+        torch.testing.assert_close(vecs[i], model.encode(pad_batch([h], 10))[0])
+
+
+def test_length_groups_pad_each_group_to_at_most_the_next_power_of_two():
+    lengths = [9, 1, 3, 16, 2, 5, 4, 17]
+    groups = length_groups(lengths, max_group=100)
+    assert [[lengths[n] for n in g] for g in groups] == [[1], [2], [3, 4], [5], [9, 16], [17]]
+
+
+def test_length_groups_never_exceed_max_group_and_keep_every_index():
+    lengths = [2] * 7 + [0, 0]
+    groups = length_groups(lengths, max_group=3)
+    assert [len(g) for g in groups] == [2, 3, 3, 1]
+    assert sorted(n for g in groups for n in g) == list(range(9))
+
+
+def test_length_groups_reject_a_group_size_below_one():
+    with pytest.raises(ValueError, match="at least one"):
+        length_groups([1], max_group=0)
 
 
 def test_top_k_from_a_kept_item_matrix_equals_top_k_from_the_table(tiny_model):
