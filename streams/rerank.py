@@ -28,9 +28,14 @@ from streams.catalogue import ItemInfo
 Vector = Sequence[float]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
-    """One item considered for a list; ``score`` is on the source's own scale."""
+    """One item considered for a list; ``score`` is on the source's own scale.
+
+    Not frozen, but treated as a value (`dataclasses.replace`, never changed in place):
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, and
+    the model process builds 50 of these per list (32 -> 12 us per list).
+    """
 
     item_id: str
     score: float
@@ -38,9 +43,10 @@ class Candidate:
     because: tuple[str, ...] = ()  # history items that contributed most (explanations)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RankedItem:
-    """One item of an emitted list; ``score`` is its relevance after boosts."""
+    """One item of an emitted list; ``score`` is its relevance after boosts (a value, like
+    `Candidate`, and not frozen for the same reason)."""
 
     item_id: str
     score: float
