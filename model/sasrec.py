@@ -319,15 +319,7 @@ class SASRec(nn.Module):
             fewer than k rows, the tail has score -inf.
         """
         s = self.scores(user_vecs, item_matrix)
-        if exclude:
-            if len(exclude) != s.shape[0]:
-                raise ValueError(f"exclude has {len(exclude)} lists for {s.shape[0]} users")
-            b = [i for i, rows in enumerate(exclude) for _ in rows]
-            r = [row for rows in exclude for row in rows]
-            if r:
-                s[torch.tensor(b, device=s.device), torch.tensor(r, device=s.device)] = float(
-                    "-inf"
-                )
+        exclude_rows(s, exclude)
         k = max(0, min(k, s.shape[1] - 1))
         return torch.topk(s, k, dim=1)
 
@@ -352,3 +344,16 @@ class SASRec(nn.Module):
         emb.weight.copy_(torch.cat([old, fresh]))
         self.item_emb = emb
         self.config = replace(self.config, num_items=num_rows)
+
+
+def exclude_rows(scores: torch.Tensor, exclude: list[list[int]] | None) -> None:
+    """Sets ``scores[b, r]`` (B, V) to -inf for every row r in ``exclude[b]``, in place."""
+    if not exclude:
+        return
+    if len(exclude) != scores.shape[0]:
+        raise ValueError(f"exclude has {len(exclude)} lists for {scores.shape[0]} users")
+    b = [i for i, rows in enumerate(exclude) for _ in rows]
+    r = [row for rows in exclude for row in rows]
+    if r:
+        device = scores.device
+        scores[torch.tensor(b, device=device), torch.tensor(r, device=device)] = float("-inf")

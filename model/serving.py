@@ -4,8 +4,9 @@ Typical use from the stream (one micro-batch)::
 
     device = resolve_device("auto")
     ckpt = load_checkpoint(path, device)
+    items = ItemIndex(ckpt.model, shortlist=resolve_shortlist("auto", device))
     vecs = encode_histories(ckpt.model, [ckpt.vocab.rows(h) for h in histories])
-    scores, rows = ckpt.model.top_k(vecs, 10, exclude=seen_rows)
+    scores, rows = items.top_k(vecs, 10, exclude=seen_rows)
     items = [[ckpt.vocab.item(r) for r in rr] for rr in rows.tolist()]
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from model.sasrec import SASRec
+from model.sasrec import SASRec, exclude_rows
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -39,6 +40,68 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")
     return device
+
+
+SHORTLIST_SETTINGS = ("auto", "on", "off")
+SHORTLIST_MARGIN = 16  # rows a bfloat16 shortlist keeps beyond the k it must return
+
+
+def resolve_shortlist(name: str, device: torch.device) -> bool:
+    """Whether `ItemIndex` takes a bfloat16 shortlist first: ``on``, ``off``, or ``auto`` =
+    where the device runs bfloat16 matrix products natively (CUDA with bf16; a CPU with
+    AVX-512 BF16 or AMX), since elsewhere they are emulated and slower than float32.
+
+    Raises:
+        ValueError: ``name`` is not one of `SHORTLIST_SETTINGS`.
+    """
+    if name not in SHORTLIST_SETTINGS:
+        raise ValueError(f"unknown shortlist setting {name!r}: use one of {SHORTLIST_SETTINGS}")
+    if name != "auto":
+        return name == "on"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+class ItemIndex:
+    """The item table as a server keeps it to find each user's best items in the catalogue.
+
+    Built from the model's current table, and built again whenever the table changes (a
+    model update, a grown catalogue): a stale index scores stale rows.
+
+    With ``shortlist``, a user's items are found in two passes: the whole catalogue scored
+    with a bfloat16 copy of the table, its best ``k + SHORTLIST_MARGIN`` rows kept, and
+    those rescored in float32, of which the best ``k`` are returned. Top-50 of 3,000 Games
+    users' histories with a trained model, one AMD EPYC (Zen 4) core: the shortlist gave
+    the float32 lists for all 3,000 (with a margin of 6 rows, all but the tails of 2), in
+    0.29 s instead of 0.49 s; the bfloat16 product is 3x faster, what remains is `topk`.
+    """
+
+    def __init__(self, model: SASRec, shortlist: bool) -> None:
+        self.model = model
+        self.matrix = model.item_matrix()  # (D, V) float32
+        self.short = self.matrix.to(torch.bfloat16) if shortlist else None
+
+    @torch.no_grad()
+    def top_k(
+        self, user_vecs: torch.Tensor, k: int, exclude: list[list[int]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`SASRec.top_k`'s contract: (scores (B, k), rows (B, k)), best first, padding and
+        ``exclude`` never returned (a -inf tail when they leave fewer than k rows)."""
+        rows = self.matrix.shape[1] - 1  # padding is never a candidate
+        wide = min(k + SHORTLIST_MARGIN, rows)
+        if self.short is None or wide <= k:
+            return self.model.top_k(user_vecs, k, exclude, self.matrix)
+        vecs = user_vecs.to(self.matrix.device)
+        rough = vecs.to(torch.bfloat16) @ self.short  # (B, V)
+        rough[:, 0] = float("-inf")
+        exclude_rows(rough, exclude)
+        rough_top, candidates = rough.topk(wide, dim=1)  # (B, wide)
+        table = self.model.item_emb.weight.detach()
+        exact = torch.bmm(table[candidates], vecs.unsqueeze(2)).squeeze(2)  # (B, wide)
+        exact[rough_top == float("-inf")] = float("-inf")
+        scores, picked = exact.topk(k, dim=1)
+        return scores, candidates.gather(1, picked)
 
 
 def pad_batch(

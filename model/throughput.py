@@ -13,13 +13,19 @@ import numpy as np
 import torch
 
 from model.sasrec import SASRec, SASRecConfig
-from model.serving import encode_histories, resolve_device
+from model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 
 
 def inference_rate(
-    model: SASRec, batch: int = 256, rounds: int = 20, k: int = 10, seed: int = 0
+    model: SASRec,
+    shortlist: bool,
+    batch: int = 256,
+    rounds: int = 20,
+    k: int = 10,
+    seed: int = 0,
 ) -> float:
-    """Users/s for batches of ``batch`` histories of 1..max_len items, seen items excluded.
+    """Users/s for batches of ``batch`` histories of 1..max_len items, seen items excluded,
+    top-k found as a server finds it (`ItemIndex`, with or without its ``shortlist``).
 
     Three warm-up rounds first; CUDA work is synchronised before the clock stops.
     """
@@ -30,15 +36,15 @@ def inference_rate(
         for _ in range(batch)
     ]
     cuda = model.device.type == "cuda"
-    items = model.item_matrix()  # as a server keeps it
+    items = ItemIndex(model, shortlist)
     with torch.inference_mode():
         for _ in range(3):
-            model.top_k(encode_histories(model, histories), k, histories, items)
+            items.top_k(encode_histories(model, histories), k, histories)
         if cuda:
             torch.cuda.synchronize()
         started = time.perf_counter()
         for _ in range(rounds):
-            model.top_k(encode_histories(model, histories), k, histories, items)
+            items.top_k(encode_histories(model, histories), k, histories)
         if cuda:
             torch.cuda.synchronize()
     return batch * rounds / (time.perf_counter() - started)
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", default="1,64,256,1024")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--shortlist", default="auto", help="auto, on or off (ItemIndex)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     model = SASRec(SASRecConfig(num_items=args.items + 1)).to(device).eval()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     for batch in (int(b) for b in args.batches.split(",")):
-        rate = inference_rate(model, batch=batch)
+        rate = inference_rate(model, resolve_shortlist(args.shortlist, device), batch=batch)
         print(
             json.dumps(
                 {"device": name, "items": args.items, "batch": batch, "users_per_s": round(rate, 1)}

@@ -83,6 +83,7 @@ class ServedModel:
             settings.seed,
             settings.torch_threads,
             settings.score_max_users,
+            settings.score_shortlist,
         )
         self.ranker = Ranker(settings, Catalogue({}))
         self.feed = UpdateFeed(settings, self._rejected)

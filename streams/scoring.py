@@ -17,7 +17,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.sasrec import SASRec, SASRecConfig
-from model.serving import encode_histories, resolve_device
+from model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 from model.updates import Snapshot, Update, apply_update
 from model.vocab import Vocabulary
 
@@ -37,6 +37,7 @@ class Scorer:
 
     ``max_users`` caps the users of one model call: a backlogged worker's batches reach
     thousands of users, and their score matrix (users x catalogue floats) must stay small.
+    ``shortlist``: find each list's items through a bfloat16 shortlist (`ItemIndex`).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class Scorer:
         version: int,
         grows_with_stream: bool,
         max_users: int = 256,
+        shortlist: bool = False,
     ) -> None:
         if max_users < 1:
             raise ValueError(f"at least one user per model call, not {max_users}")
@@ -54,11 +56,18 @@ class Scorer:
         self.version = version
         self.grows_with_stream = grows_with_stream
         self.max_users = max_users
-        self.item_matrix = self.model.item_matrix()  # renewed whenever the item table changes
+        self.shortlist = shortlist
+        self.items = ItemIndex(self.model, shortlist)  # renewed whenever the item table changes
 
     @classmethod
     def setup(
-        cls, checkpoint: str, device: str, seed: int = 0, threads: int = 1, max_users: int = 256
+        cls,
+        checkpoint: str,
+        device: str,
+        seed: int = 0,
+        threads: int = 1,
+        max_users: int = 256,
+        shortlist: str = "auto",
     ) -> Scorer:
         """Load ``checkpoint`` onto ``device`` (``auto`` = CUDA when present).
 
@@ -67,9 +76,11 @@ class Scorer:
 
         Raises:
             model.checkpoint.CheckpointError: the checkpoint cannot be loaded.
-            ValueError: the device is unknown or unavailable, or ``max_users`` < 1.
+            ValueError: the device is unknown or unavailable, ``max_users`` < 1, or
+                ``shortlist`` is not auto, on or off.
         """
         target = resolve_device(device)
+        short = resolve_shortlist(shortlist, target)
         torch.set_num_threads(max(1, threads))
         if checkpoint:
             ckpt = load_checkpoint(checkpoint, target)
@@ -80,11 +91,11 @@ class Scorer:
                 target,
                 len(ckpt.vocab) - 1,
             )
-            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users)
+            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short)
         torch.manual_seed(seed)
         model = SASRec(SASRecConfig(num_items=2)).to(target)
         log.warning("no checkpoint: serving a randomly initialised model on %s", target)
-        return cls(model, Vocabulary(), 0, True, max_users)
+        return cls(model, Vocabulary(), 0, True, max_users, short)
 
     @property
     def device(self) -> torch.device:
@@ -101,7 +112,7 @@ class Scorer:
             self.model, self.vocab, self.version, update, self.device
         )
         self.model, self.vocab, self.version = model.eval(), vocab, version
-        self.item_matrix = self.model.item_matrix()
+        self.items = ItemIndex(self.model, self.shortlist)
         if isinstance(update, Snapshot):
             self.grows_with_stream = False  # the trainer's vocabulary is the truth now
 
@@ -122,9 +133,7 @@ class Scorer:
             for start in range(0, len(requests), self.max_users):
                 part = requests[start : start + self.max_users]
                 exclude = [self.vocab.rows(r.exclude) for r in part]
-                scores, rows = self.model.top_k(
-                    vecs[start : start + self.max_users], k, exclude, self.item_matrix
-                )
+                scores, rows = self.items.top_k(vecs[start : start + self.max_users], k, exclude)
                 for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
                     ids = self.vocab.ids(row_items)
                     lists.append(
@@ -138,4 +147,4 @@ class Scorer:
                 self.vocab.add(item_id)
         if len(self.vocab) > self.model.config.num_items:
             self.model.grow(len(self.vocab))
-            self.item_matrix = self.model.item_matrix()
+            self.items = ItemIndex(self.model, self.shortlist)

@@ -45,6 +45,9 @@ class Settings:
     device: str = "auto"  # auto = CUDA when present, else CPU
     torch_threads: int = 1  # CPU threads for inference; 1 leaves a core to the event loop
     score_max_users: int = 256  # users per model call: bounds the (users x catalogue) scores
+    score_shortlist: str = (
+        "auto"  # on/off/auto: top-k via a bf16 pass, then exact (auto: bf16 native)
+    )
     checkpoint: str = ""  # model to serve; empty = randomly initialised, grows with the stream
     seed: int = 0  # for the randomly initialised model
 

@@ -25,7 +25,7 @@ from deploy.kafka.broker import BrokerError, free_port
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.quality import machine_info
 from model.sasrec import SASRec, SASRecConfig
-from model.serving import resolve_device
+from model.serving import resolve_device, resolve_shortlist
 from model.synthetic import item_id
 from model.throughput import inference_rate
 from model.vocab import Vocabulary
@@ -148,9 +148,7 @@ def _run_pipeline_bench(
         "offered_eps": rate,
         "device": str(resolve_device(settings.device)),
         "items": items,
-        "model_only_users_per_s": round(
-            model_only_rate(settings.checkpoint, settings.device, settings.torch_threads), 1
-        ),
+        "model_only_users_per_s": round(model_only_rate(settings), 1),
     }
 
 
@@ -229,10 +227,13 @@ def _latency_at(
     return latencies
 
 
-def model_only_rate(checkpoint: str, device: str, threads: int) -> float:
-    """Users/s of the served model alone (encode + top-10), with the worker's threads."""
-    torch.set_num_threads(threads)
-    return inference_rate(load_checkpoint(checkpoint, resolve_device(device)).model)
+def model_only_rate(settings: Settings) -> float:
+    """Users/s of the served model alone (encode + top-10), with the worker's threads and
+    shortlist setting."""
+    torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    model = load_checkpoint(settings.checkpoint, device).model
+    return inference_rate(model, resolve_shortlist(settings.score_shortlist, device))
 
 
 def _random_checkpoint(path: Path, items: int) -> str:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.serving import encode_histories, length_groups, pad_batch, resolve_device
+from model.sasrec import SASRec, SASRecConfig
+from model.serving import (
+    ItemIndex,
+    encode_histories,
+    length_groups,
+    pad_batch,
+    resolve_device,
+    resolve_shortlist,
+)
 
 
 def test_pad_batch_left_pads_to_the_longest_history():
@@ -64,6 +72,45 @@ def test_top_k_from_a_kept_item_matrix_equals_top_k_from_the_table(tiny_model):
     kept_scores, kept_rows = model.top_k(vecs, 5, [[1], [4]], model.item_matrix())
     assert kept_rows.tolist() == rows.tolist()
     torch.testing.assert_close(kept_scores, scores)
+
+
+def test_a_shortlisted_top_k_equals_the_exact_one():
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=2001, dim=32, max_len=10)).eval()
+    histories = [[int(i) for i in torch.randint(1, 2001, (n,))] for n in range(1, 41)]
+    vecs = encode_histories(model, histories)
+    scores, rows = model.top_k(vecs, 20, histories)
+    short_scores, short_rows = ItemIndex(model, shortlist=True).top_k(vecs, 20, histories)
+    assert short_rows.tolist() == rows.tolist()
+    torch.testing.assert_close(short_scores, scores, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shortlisted_top_k_never_returns_padding_or_excluded_rows(tiny_model):
+    model = tiny_model(num_items=30)
+    vecs = model.encode(pad_batch([[1, 2], [3]], 10))
+    excluded = [list(range(1, 25)), [5]]
+    scores, rows = ItemIndex(model, shortlist=True).top_k(vecs, 10, excluded)
+    valid = [
+        [r for r, s in zip(rr, ss, strict=True) if s != float("-inf")]
+        for rr, ss in zip(rows.tolist(), scores.tolist(), strict=True)
+    ]
+    assert sorted(valid[0]) == list(range(25, 31))
+    assert 0 not in valid[1] and 5 not in valid[1] and len(valid[1]) == 10
+
+
+@pytest.mark.parametrize("name", ["on", "off"])
+def test_resolve_shortlist_obeys_on_and_off(name):
+    assert resolve_shortlist(name, torch.device("cpu")) is (name == "on")
+
+
+def test_resolve_shortlist_auto_follows_native_bfloat16_on_the_cpu():
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_shortlist("auto", torch.device("cpu")) == native
+
+
+def test_resolve_shortlist_rejects_unknown_settings():
+    with pytest.raises(ValueError, match="auto"):
+        resolve_shortlist("bf16", torch.device("cpu"))
 
 
 def test_top_k_never_returns_padding_or_excluded_rows(tiny_model):
