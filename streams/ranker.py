@@ -167,7 +167,7 @@ class Ranker:
                 candidates = [replace(c, because=because.get(c.item_id, ())) for c in candidates]
             out.append(
                 rerank(
-                    _unique(candidates),
+                    candidates,  # rerank's filters drop duplicates (keep the first)
                     self.config,
                     seen=user_seen,
                     lookup=self.catalogue.get,
@@ -281,13 +281,3 @@ def cold_start_candidates(
         Candidate(i, float(len(ordered) - rank), "trending" if i in trending_ids else "model")
         for rank, i in enumerate(ordered)
     ]
-
-
-def _unique(candidates: list[Candidate]) -> list[Candidate]:
-    seen: set[str] = set()
-    out = []
-    for c in candidates:
-        if c.item_id not in seen:
-            seen.add(c.item_id)
-            out.append(c)
-    return out

@@ -30,6 +30,12 @@ def test_without_rules_the_list_is_the_models_top_k() -> None:
     assert ids(out) == ["a", "b", "c"]
 
 
+def test_a_duplicate_candidate_is_shown_once_at_its_first_place() -> None:
+    candidates = [Candidate("a", 3.0), Candidate("b", 2.0), Candidate("a", 1.0, "trending")]
+    out = rerank(candidates, RerankConfig(k=3))
+    assert [(i.item_id, i.source) for i in out] == [("a", "model"), ("b", "model")]
+
+
 def test_seen_items_are_filtered() -> None:
     out = rerank(cands("a", "b", "c"), RerankConfig(k=3), seen={"b": "view"})
     assert ids(out) == ["a", "c"]
