@@ -61,8 +61,10 @@ class WorkerProcess:
         with urllib.request.urlopen(self._url("/metrics"), timeout=5) as response:
             return response.read().decode()
 
-    def drain(self, total: int, timeout_s: float = 600.0) -> float:
-        """Wait until the worker has answered ``total`` events in all; return its events/s.
+    def drain(self, total: int, timeout_s: float = 600.0) -> float | None:
+        """Wait until the worker has answered ``total`` events in all; return its events/s,
+        or None when it answered them all before a second look at its metrics (too fast to
+        time).
 
         Counted from the worker's own metric of answered events, from the first answered
         batch seen to the last, so start-up time is not counted.
@@ -78,7 +80,9 @@ class WorkerProcess:
             if first is None and answered > 0:
                 first = (now, answered)
             if answered >= total:
-                return (answered - first[1]) / max(now - first[0], 1e-9)
+                if answered == first[1]:
+                    return None
+                return (answered - first[1]) / (now - first[0])
             time.sleep(0.2)  # a scrape renders every metric on the worker's event loop
         raise RuntimeError(f"the worker did not answer {total} events in {timeout_s:.0f}s")
 
