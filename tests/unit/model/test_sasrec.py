@@ -71,6 +71,27 @@ def test_grow_keeps_existing_rows_and_adds_finite_new_ones(tiny_model):
     assert torch.isfinite(after[31:]).all() and after[31:].abs().sum() > 0
 
 
+def test_grown_rows_have_the_per_dimension_mean_and_spread_of_the_existing_items(tiny_model):
+    model = tiny_model(num_items=3000)
+    with torch.no_grad():
+        model.item_emb.weight[1:] = 3.0 + 0.5 * torch.randn(3000, model.config.dim)
+    model.grow(6001)
+    fresh = model.item_emb.weight.detach()[3001:]
+    torch.testing.assert_close(
+        fresh.mean(0), torch.full((model.config.dim,), 3.0), atol=0.05, rtol=0
+    )
+    torch.testing.assert_close(
+        fresh.std(0), torch.full((model.config.dim,), 0.5), atol=0.05, rtol=0
+    )
+
+
+def test_grown_rows_are_trained_like_the_others(tiny_model):
+    model = tiny_model(num_items=30)
+    model.grow(40)
+    assert model.item_emb.weight.requires_grad
+    assert model.item_emb.padding_idx == 0
+
+
 def test_grow_keeps_old_user_scores(tiny_model):
     model = tiny_model(num_items=30)
     seqs = torch.tensor([[1, 2, 3]])
