@@ -268,7 +268,17 @@ class OnlineLearner:
         """Adam on the targets' rows and the ``rows_per_step`` rows with the largest
         gradient; every other row stays bit-identical (so a delta carries only these).
         ``grad`` (R, D) is the gradient of rows ``used`` (R,), sorted, row 0 first;
-        ``local_targets`` index ``used``."""
+        ``local_targets`` index ``used``.
+
+        A row's second moment does not start at zero but at the step's mean squared
+        gradient (so it needs no bias correction): from zero, Adam's first steps on a row
+        are ``lr`` in every dimension whatever its gradient, and most rows of a pretrained
+        catalogue are stepped only a few times in a stream; from the prior, a row moves in
+        proportion to how far its gradient stands above the step's typical one. Offline
+        prequential replays of `rtrank bench online`'s streams (2,000 Games users, a new
+        version served 2,000 events after it was trained; Hit@10 online minus frozen):
+        Games -0.0025 -> -0.0011, drift +0.0386 -> +0.0429 (2026-12-03).
+        """
         norms = grad.norm(dim=1)  # (R,)
         norms[0] = 0.0
         top = norms.topk(min(self.config.rows_per_step, len(norms))).indices
@@ -279,13 +289,15 @@ class OnlineLearner:
         rows = used[local]
         b1, b2, eps = 0.9, 0.98, 1e-8
         g = grad[local]  # (R', D)
+        squared = g * g
+        first = rows[self._t[rows] == 0]
+        self._v[first] = squared.mean()  # the prior: this step's mean squared gradient
         self._m[rows] = b1 * self._m[rows] + (1 - b1) * g
-        self._v[rows] = b2 * self._v[rows] + (1 - b2) * g * g
+        self._v[rows] = b2 * self._v[rows] + (1 - b2) * squared
         self._t[rows] += 1
         t = self._t[rows].unsqueeze(1)  # (R', 1)
         m_hat = self._m[rows] / (1 - b1**t)
-        v_hat = self._v[rows] / (1 - b2**t)
-        weight[rows] -= self.config.lr * m_hat / (v_hat.sqrt() + eps)
+        weight[rows] -= self.config.lr * m_hat / (self._v[rows].sqrt() + eps)
         self._touched.update(rows.tolist())
 
     @property

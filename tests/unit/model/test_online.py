@@ -73,6 +73,20 @@ def test_a_step_changes_only_the_rows_it_touched() -> None:
     assert len(learner._touched) < len(ITEMS)
 
 
+def test_a_rows_first_step_scales_with_its_gradient_against_the_steps_typical_one() -> None:
+    model, vocab = served()
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(lr=1e-2))
+    weight = model.item_emb.weight
+    before = weight.detach().clone()
+    used = torch.tensor([0, 3, 7])
+    grad = torch.zeros(3, model.config.dim)
+    grad[1], grad[2] = 1e-3, 1.0  # row 3 is nearly right already, row 7 far off
+    learner._lazy_adam(weight, used, grad, local_targets=torch.tensor([1, 2]))
+    moved = (weight.detach() - before).abs().amax(1)
+    assert moved[7] == pytest.approx(1e-2 * 1.41, rel=0.05)  # 1 / sqrt(mean g^2 = 0.5)
+    assert moved[3] < moved[7] / 500
+
+
 def test_applying_a_delta_to_its_base_gives_the_trained_model_exactly() -> None:
     learner, base, base_vocab = learner_and_base()
     for _ in range(3):
