@@ -153,6 +153,7 @@ def register_agents(
     """
     limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
     queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)
+    read_up_to: dict[Any, int] = {}  # partition (Faust TP) -> offset of the last event read
     unwritten: dict[str, UserState] = {}  # users whose applied events are not in the table yet
     serving = Serving(settings, items if items is not None else ChangedItems(), metrics)
     policy = EventPolicy.from_settings(settings)
@@ -167,6 +168,7 @@ def register_agents(
         manual = stream.noack()
         async for event in manual.events():
             message = event.message
+            read_up_to[message.tp] = message.offset
             parsed = parse_event(message.key, message.value, limits)
             if isinstance(parsed, Rejection):
                 metrics.events.labels("invalid").inc()
@@ -215,8 +217,15 @@ def register_agents(
         gc.freeze()
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
         while True:
+            behind = events_behind(app.consumer, read_up_to)
+            metrics.events_behind.set(behind)
             batch = await next_batch(
-                queue, settings.batch_max_events, settings.batch_max_ms / 1000, arrival
+                queue,
+                settings.batch_max_events,
+                settings.batch_max_ms / 1000,
+                arrival,
+                fill_to=behind + queue.qsize(),
+                fill_wait_s=settings.batch_catch_up_ms / 1000,
             )
             started = time.monotonic()
             answered, requests = requests_for(batch, settings.allow_repeats)
@@ -244,6 +253,28 @@ def register_agents(
             await serving.apply_updates()
 
     return serving
+
+
+def events_behind(consumer: Any, read_up_to: dict[Any, int]) -> int:
+    """Events on the consumer's partitions after the last one read (``read_up_to``: the
+    offset read last per partition); partitions no longer assigned are forgotten.
+
+    A batch takes what was already waiting when it began (unread here, or queued), up to N,
+    for at most ``batch_catch_up_ms``: those events are late already, and a user's several
+    events in one batch share one list, table write and changelog message. Closing on
+    only what had queued while the previous batch was scored made batches shrink as
+    scoring sped up, and a backlog's event loop spent itself on lists.
+    """
+    assigned = consumer.assignment()
+    total = 0
+    for tp in list(read_up_to):
+        if tp not in assigned:
+            del read_up_to[tp]
+            continue
+        highwater = consumer.highwater(tp)  # the offset the next produced event will get
+        if highwater is not None:
+            total += max(0, highwater - read_up_to[tp] - 1)
+    return total
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Micro-batches: take up to N items from a queue, or what was queued within T ms of the first."""
+"""Micro-batches: take up to N items from a queue, or what was queued within T ms of the first
+(and, behind a backlog, what is known to be on its way)."""
 
 from __future__ import annotations
 
@@ -15,25 +16,37 @@ async def next_batch(
     max_items: int,
     max_wait_s: float,
     queued_at: Callable[[T], float],
+    fill_to: int = 0,
+    fill_wait_s: float = 0.0,
 ) -> list[T]:
     """Wait for one item, then collect more until ``max_items``, or until ``max_wait_s``
-    after the first item was queued (``queued_at(item)``, a ``time.monotonic()`` reading).
+    after the first item was queued (``queued_at(item)``, a ``time.monotonic()`` reading);
+    a batch that then holds fewer than ``fill_to`` items goes on collecting up to that
+    many, until ``fill_wait_s`` after its first item was queued.
 
-    The wait counts from the queueing, not from this call: items that queued up while the
+    The waits count from the queueing, not from this call: items that queued up while the
     previous batch was being scored have waited already, and their batch closes with what
-    is there instead of holding them T ms more. Order is the queue's order. Never returns
-    an empty list.
+    is there instead of holding them T ms more. ``fill_to`` is for items known to be on
+    their way (a backlog not read yet). Order is the queue's order. Never returns an empty
+    list.
     """
     batch = [await queue.get()]
-    deadline = queued_at(batch[0]) + max_wait_s
-    while len(batch) < max_items:
-        while len(batch) < max_items and not queue.empty():
+    first = queued_at(batch[0])
+    await _collect(queue, batch, max_items, first + max_wait_s)
+    if len(batch) < min(fill_to, max_items):
+        await _collect(queue, batch, min(fill_to, max_items), first + fill_wait_s)
+    return batch
+
+
+async def _collect(queue: asyncio.Queue[T], batch: list[T], size: int, deadline: float) -> None:
+    """Append queued items to ``batch`` until it holds ``size`` or ``deadline`` passes."""
+    while len(batch) < size:
+        while len(batch) < size and not queue.empty():
             batch.append(queue.get_nowait())
         remaining = deadline - time.monotonic()
-        if len(batch) >= max_items or remaining <= 0:
-            break
+        if len(batch) >= size or remaining <= 0:
+            return
         try:
             batch.append(await asyncio.wait_for(queue.get(), remaining))
         except TimeoutError:
-            break
-    return batch
+            return

@@ -30,7 +30,7 @@ class Metrics:
         self.batch_size = Histogram(
             "rtrank_batch_events",
             "Events per micro-batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
             registry=r,
         )
         self.inference_seconds = Histogram(
@@ -43,6 +43,11 @@ class Metrics:
             "rtrank_answer_seconds",
             "From an event's arrival at the worker to its list being sent",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events_behind = Gauge(
+            "rtrank_events_behind",
+            "Events on this worker's partitions not read yet, when its last batch began",
             registry=r,
         )
         self.model_version = Gauge(

@@ -41,6 +41,7 @@ class Settings:
     allow_repeats: bool = False  # True lets already-seen items be recommended again
     batch_max_events: int = 4096  # N (only a backlog fills it): a batch closes at N events ...
     batch_max_ms: float = 20.0  # ... or T ms after its first event was read, whichever first
+    batch_catch_up_ms: float = 500.0  # a batch waits up to this for events waiting unread
 
     device: str = "auto"  # auto = CUDA when present, else CPU
     torch_threads: int = 1  # CPU threads for inference; 1 leaves a core to the event loop

@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient
 from streams.commands.produce import send_events
 from streams.replay import synthetic_replay
 from streams.settings import Settings
+from streams.topics import ensure_topics
 from streams.worker_process import metric_value
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
@@ -369,3 +370,23 @@ def test_a_batchs_lists_are_sent_without_waiting_out_the_producer_linger(
         settings.bootstrap_servers, settings.recommendations_topic, expected=20, timeout_s=40
     )
     assert {r.key.decode() for r in records} == {e["user_id"] for e in replay.events}
+
+
+def test_a_backlog_is_answered_in_batches_of_n_while_the_worker_catches_up(
+    settings, worker, synthetic_checkpoint
+) -> None:
+    replay = synthetic_replay(users=1200, items=SYNTHETIC_ITEMS, events=12_000, seed=8)
+    ensure_topics(settings)
+    send_events(settings, replay.events, progress=False)  # all waiting before the worker
+    settings = start_serving(
+        settings.replace(batch_max_events=4000, batch_catch_up_ms=5000),
+        worker,
+        synthetic_checkpoint,
+    )
+    worker.drain(len(replay.events))
+
+    metrics = worker.metrics()
+    batches = metric_value(metrics, "rtrank_batch_events_count")
+    assert metric_value(metrics, "rtrank_batch_events_sum") == len(replay.events)
+    assert batches <= len(replay.events) / 4000 + 3  # a first batch before it knew, a tail
+    assert metric_value(metrics, "rtrank_events_behind") < 4000

@@ -71,3 +71,28 @@ def test_a_batch_whose_first_item_waited_past_the_wait_closes_with_what_is_queue
         return await next_batch(queue, 100, 0.3, queued_at)
 
     assert names(asyncio.run(scenario())) == ["waited", "queued"]
+
+
+def test_a_batch_fills_up_to_the_events_known_to_be_on_their_way() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+        loop = asyncio.get_running_loop()
+        for n, delay in enumerate((0.05, 0.1, 0.15), 2):
+            loop.call_later(delay, put, queue, str(n))
+        return await next_batch(queue, 100, 0.01, queued_at, fill_to=3, fill_wait_s=5.0)
+
+    assert names(asyncio.run(scenario())) == ["1", "2", "3"]
+
+
+def test_a_batch_waits_for_the_awaited_events_no_longer_than_the_fill_wait() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+        started = time.monotonic()
+        batch = await next_batch(queue, 100, 0.01, queued_at, fill_to=50, fill_wait_s=0.2)
+        return batch, time.monotonic() - started
+
+    batch, waited = asyncio.run(scenario())
+    assert names(batch) == ["1"]
+    assert 0.15 < waited < 2.0
