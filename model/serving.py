@@ -4,9 +4,9 @@ Typical use from the stream (one micro-batch)::
 
     device = resolve_device("auto")
     ckpt = load_checkpoint(path, device)
-    items = ItemIndex(ckpt.model, shortlist=resolve_shortlist("auto", device))
+    index = ItemIndex(ckpt.model, shortlist=resolve_shortlist("auto", device))
     vecs = encode_histories(ckpt.model, [ckpt.vocab.rows(h) for h in histories])
-    scores, rows = items.top_k(vecs, 10, exclude=seen_rows)
+    scores, rows = index.top_k(vecs, 10, exclude=seen_rows)
     items = [[ckpt.vocab.item(r) for r in rr] for rr in rows.tolist()]
 """
 

@@ -3,7 +3,7 @@ the answered state reaches the table."""
 
 from __future__ import annotations
 
-from streams.agents import Pending, requests_for, write_state
+from streams.agents import Pending, events_behind, requests_for, write_state
 from streams.records import Event
 from streams.state import UserState
 
@@ -53,3 +53,28 @@ def test_a_state_ingested_after_the_answered_one_stays_unwritten_and_learns_the_
     write_state(table, unwritten, answered, ["9"], version=3)
     assert table["a"]["history"] == ["1", "2"]
     assert unwritten["a"] is newer and newer.last_list == ["9"]
+
+
+class Consumer:
+    """Stands for Faust's consumer: the partitions it holds and their highwater offsets."""
+
+    def __init__(self, highwaters: dict[str, int | None]) -> None:
+        self.highwaters = highwaters
+
+    def assignment(self) -> set[str]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: str) -> int | None:
+        return self.highwaters[tp]
+
+
+def test_events_behind_counts_what_follows_the_last_offset_read_per_partition() -> None:
+    consumer = Consumer({"events/0": 100, "events/1": 10, "events/2": None})
+    read_up_to = {"events/0": 89, "events/1": 9, "events/2": 5}
+    assert events_behind(consumer, read_up_to) == 10  # offsets 90..99; none after 9; unknown
+
+
+def test_events_behind_forgets_partitions_no_longer_assigned() -> None:
+    read_up_to = {"events/0": 0, "events/3": 0}
+    assert events_behind(Consumer({"events/0": 5}), read_up_to) == 4
+    assert read_up_to == {"events/0": 0}
