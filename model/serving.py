@@ -93,8 +93,7 @@ class ItemIndex:
         if self.short is None or wide <= k:
             return self.model.top_k(user_vecs, k, exclude, self.matrix)
         vecs = user_vecs.to(self.matrix.device)
-        rough = vecs.to(torch.bfloat16) @ self.short  # (B, V)
-        rough[:, 0] = float("-inf")
+        rough = self.model.scores(vecs.to(torch.bfloat16), self.short)  # (B, V), bf16
         exclude_rows(rough, exclude)
         rough_top, candidates = rough.topk(wide, dim=1)  # (B, wide)
         table = self.model.item_emb.weight.detach()
