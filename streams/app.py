@@ -21,6 +21,7 @@ from faust.utils.terminal import SpinnerHandler
 from mode import ServiceT
 
 from streams.agents import register_agents
+from streams.faust_limits import fetch_wait_ms, producer_buffer_max, set_fetch_wait
 from streams.metrics import Metrics
 from streams.rerank_app import register_catalogue, register_rerank_views
 from streams.settings import Settings
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 class RtrankApp(faust.App):
     """The Faust app plus the settings it was built from.
 
-    Its only behaviour of its own: on a worker's first start, every rtrank topic is created
-    with the configured partition counts before any agent reads or writes.
+    Its behaviour of its own: on a worker's first start, every rtrank topic is created with
+    the configured partition counts before any agent reads or writes; and two limits Faust
+    has no setting for are set (`streams.faust_limits`: the consumer's fetch wait, the
+    producer buffer's bound).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -54,7 +57,8 @@ class RtrankApp(faust.App):
         self.settings = settings
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
-        """Faust's services, without its ``Monitor`` among the sensors.
+        """Faust's services, without its ``Monitor`` among the sensors, and with a producer
+        buffer that holds two batches of table writes.
 
         The monitor keeps Faust's own statistics (its ``/stats`` pages) and runs on every
         event, send and table access; rtrank's figures are its Prometheus metrics
@@ -62,6 +66,7 @@ class RtrankApp(faust.App):
         """
         services = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
+        self.producer.buffer.max_messages = producer_buffer_max(self.settings.batch_max_events)
         return services
 
     async def on_first_start(self) -> None:
@@ -73,6 +78,8 @@ class RtrankApp(faust.App):
     async def on_started(self) -> None:
         await super().on_started()
         _drop_unprinted_log_records()
+        if not set_fetch_wait(self.consumer, self.settings.consumer_fetch_wait_ms):
+            log.warning("consumer fetch wait not set: no aiokafka consumer found")
 
 
 def _drop_unprinted_log_records() -> None:
@@ -117,6 +124,7 @@ def build_app(settings: Settings) -> RtrankApp:
         if ready:
             body["model_version"] = serving.report.version
             body["device"] = serving.report.device
+            body["consumer_fetch_wait_ms"] = fetch_wait_ms(app.consumer)
             body["events_partitions"] = sorted(
                 tp.partition
                 for tp in app.consumer.assignment()

@@ -34,6 +34,7 @@ class Settings:
     producer_linger_ms: float = 25.0  # fewer, larger produce requests (README: measured)
     consumer_max_poll_records: int = 10_000  # records per consumer poll
     stream_buffer_max: int = 32_768  # events buffered per stream before fetching pauses
+    consumer_fetch_wait_ms: int = 100  # longest a fetch waits at the broker (Faust: 1500)
 
     top_k: int = 10  # K items per recommendation list
     history_len: int = 50  # items kept per user and fed to the model

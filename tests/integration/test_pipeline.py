@@ -17,7 +17,7 @@ from streams.commands.produce import send_events
 from streams.replay import synthetic_replay
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from streams.worker_process import metric_value
+from streams.worker_process import WorkerProcess, metric_value
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -99,6 +99,17 @@ def test_a_healthy_lone_worker_owns_every_events_partition(settings, worker) -> 
     health = worker.health()
     assert health["status"] == "ok" and health["model_version"] >= 0
     assert health["events_partitions"] == list(range(settings.partitions))
+
+
+def test_the_worker_consumer_waits_for_fetches_as_configured_not_faust_fixed_1500_ms(
+    settings, tmp_path
+) -> None:
+    worker = WorkerProcess(settings.replace(consumer_fetch_wait_ms=37), tmp_path / "w.log")
+    try:
+        worker.start()
+        assert worker.health()["consumer_fetch_wait_ms"] == 37
+    finally:
+        worker.stop(signal.SIGKILL)
 
 
 def test_a_serving_worker_keeps_its_start_up_objects_out_of_garbage_collection(

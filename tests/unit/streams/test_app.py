@@ -30,3 +30,14 @@ def test_faust_s_own_monitor_does_not_run_on_every_event(tmp_path) -> None:
     app = RtrankApp(settings)
     app.on_init_dependencies()  # builds the services (no connection yet)
     assert app.monitor not in set(app.sensors)
+
+
+def test_the_producer_buffer_holds_two_batches_of_table_writes_before_ingest_waits(
+    tmp_path,
+) -> None:
+    settings = Settings(
+        broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path, batch_max_events=300
+    )
+    app = RtrankApp(settings)
+    app.on_init_dependencies()
+    assert app.producer.buffer.max_messages == 600
