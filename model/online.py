@@ -12,8 +12,8 @@ Games offline through this learner, sampled and full softmax scored alike (Hit@1
 0.0522 at lr 5e-3, 0.0656 vs 0.0633 at 1e-3) and so did the drift stream (0.374 both);
 sampled steps cost less.
 
-Why the defaults (item rows at lr 5e-3, dense parameters at 1e-4, 0.25 replayed examples per
-fresh one): prequential Hit@10/NDCG@10 of `rtrank bench online`'s two streams replayed
+Why the defaults (item rows at lr 5e-3, dense parameters not trained online, 0.25 replayed
+examples per fresh one). First, prequential Hit@10/NDCG@10 of `rtrank bench online`'s two streams replayed
 through this learner offline (2,000 Games users, second halves, a version every 2,000 events;
 frozen pretrained model: Games 0.0579/0.0308, drift 0.0229/0.0106):
 
@@ -31,6 +31,15 @@ short stream costs quality and time. On the real system (`rtrank bench online`, 
 trainer lags the stream by seconds) rows at 3e-3 recovered from drift far less than this
 replay predicts (Hit@10 0.138), and rows at 5e-3 (0.347) cost Games no more (online within
 1-3% of frozen for both, run-to-run noise of frozen itself ~3%), hence 5e-3.
+
+Then the dense parameters went from lr 1e-4 to not trained at all (``dense_lr`` 0): the
+trunk then runs without autograd, and a step costs a forward pass and the rows' gradients
+only (a Games-like step of 256 on one thread: 150 -> 64 ms). At an equal lag an offline
+replay lost part of the drift recovery (Hit@10 0.063 -> 0.050; Games 0.0644 -> 0.0640,
+frozen 0.0654), but on the real system the cheaper trainer is fresher, and fresher won
+(`rtrank bench online`, 2026-12-03, one run each, Hit@10 frozen / online): dense 1e-4:
+Games 0.0584 / 0.0564, drift 0.0247 / 0.0660, freshness p50 2.7 s, p99 6.5 s; not
+trained: Games 0.0570 / 0.0576, drift 0.0242 / 0.0828, p50 2.6 s, p99 5.0 s.
 
 Steps keep the model's dropout, although drawing its masks was a third of a step (less
 since `model.sasrec.Dropout`: a Games-like step 275 -> 245 ms on one thread): without
@@ -97,7 +106,7 @@ class Example:
 @dataclass(frozen=True)
 class OnlineConfig:
     lr: float = 5e-3  # Adam on item rows (new items and drift need large steps)
-    dense_lr: float = 1e-4  # Adam on the dense (transformer) parameters: pretrained, keep them
+    dense_lr: float = 0.0  # Adam on the dense (transformer) parameters; 0: not trained online
     replay_ratio: float = 0.25  # replayed examples per fresh example in a step (forgetting guard)
     recent_size: int = 5_000  # newest examples kept verbatim (recent half of the replay mix)
     reservoir_size: int = 20_000  # uniform sample of everything older (long-term memory)
@@ -220,6 +229,10 @@ class OnlineLearner:
         a third of the step's time (a Games-like step on one thread: 579 ms -> 415 ms).
         Only each prefix's last position feeds the loss, so the last block computes that
         position alone (`SASRec.hidden` with ``last_only``): 385 ms -> 292 ms.
+
+        With ``dense_lr`` 0 the trunk is not trained, so it runs without autograd: the
+        gradient reaches the rows the loss scores (targets, negatives), not the prefixes'
+        rows behind the trunk.
         """
         model = self.model
         model.train()
@@ -242,12 +255,15 @@ class OnlineLearner:
         sub = weight.detach()[used].requires_grad_()  # (R, D): row 0 = padding, sorted
         local_targets = torch.searchsorted(used, targets)
         self._dense_opt.zero_grad(set_to_none=True)
+        train_trunk = self.config.dense_lr > 0
         total = 0.0
         size = math.ceil(len(batch) / LENGTH_BUCKETS)
         for start in range(0, len(batch), size):
             part = slice(start, start + size)
             seqs = torch.searchsorted(used, pad_batch(prefixes[part], model.config.max_len))
-            h = model.hidden(seqs, sub, last_only=True)[:, -1, :]  # (b, D)
+            with torch.set_grad_enabled(train_trunk):
+                h = model.hidden(seqs, sub if train_trunk else sub.detach(), last_only=True)
+            h = h[:, -1, :]  # (b, D)
             logits, labels = model.loss_logits(h, local_targets[part], sub, negs)  # offline loss
             losses = F.cross_entropy(logits, labels, reduction="none") * weights[part]
             loss = losses.sum() / weights.sum()

@@ -57,7 +57,7 @@ class Settings:
     snapshot_every: int = 20  # versions per full snapshot: a late worker replays < this many deltas
     update_catch_up_s: float = 60.0  # a starting worker waits this long to read the updates
     trainer_lr: float = 5e-3  # online Adam rate of item rows: higher recovers from drift faster
-    trainer_dense_lr: float = 1e-4  # online Adam rate of the dense (transformer) parameters
+    trainer_dense_lr: float = 0.0  # online Adam rate of the transformer; 0: not trained online
     trainer_batch_size: int = 256  # fresh examples per step; more arrive -> more steps
     trainer_replay_ratio: float = 0.25  # replayed examples per fresh one: guards against forgetting
     trainer_recent_size: int = 5_000  # newest examples kept for replay

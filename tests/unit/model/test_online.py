@@ -73,6 +73,27 @@ def test_a_step_changes_only_the_rows_it_touched() -> None:
     assert len(learner._touched) < len(ITEMS)
 
 
+def dense_state(model: SASRec) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k != "item_emb.weight"}
+
+
+def test_by_default_a_step_leaves_the_pretrained_transformer_bit_identical() -> None:
+    learner, base, _ = learner_and_base()
+    learner.step(EXAMPLES)
+    after = dense_state(learner.model)
+    assert all(torch.equal(after[k], v) for k, v in dense_state(base).items())
+    assert learner._touched  # the item rows did learn
+
+
+def test_with_a_dense_rate_a_step_trains_the_transformer_too() -> None:
+    model, vocab = served()
+    before = dense_state(model)
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(dense_lr=1e-3))
+    learner.step(EXAMPLES)
+    after = dense_state(model)
+    assert any(not torch.equal(after[k], v) for k, v in before.items())
+
+
 def test_a_rows_first_step_scales_with_its_gradient_against_the_steps_typical_one() -> None:
     model, vocab = served()
     learner = OnlineLearner(model, vocab, 1, OnlineConfig(lr=1e-2))
