@@ -13,9 +13,9 @@ Games offline through this learner, sampled and full softmax scored alike (Hit@1
 sampled steps cost less.
 
 Why the defaults (item rows at lr 5e-3, dense parameters not trained online, 0.25 replayed
-examples per fresh one). First, prequential Hit@10/NDCG@10 of `rtrank bench online`'s two streams replayed
-through this learner offline (2,000 Games users, second halves, a version every 2,000 events;
-frozen pretrained model: Games 0.0579/0.0308, drift 0.0229/0.0106):
+examples per fresh one). First, prequential Hit@10/NDCG@10 of `rtrank bench online`'s two
+streams replayed through this learner offline (2,000 Games users, second halves, a version
+every 2,000 events; frozen pretrained model: Games 0.0579/0.0308, drift 0.0229/0.0106):
 
     rows lr  dense lr  replay   Games hit/ndcg   drift hit/ndcg   step CPU s (Games)
     5e-3     5e-3      1.0      0.0505/0.0264    0.503/0.393      11.0

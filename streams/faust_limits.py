@@ -3,8 +3,8 @@
 **The consumer's fetch wait.** Faust builds its aiokafka consumer with
 ``fetch_max_wait_ms=1500``, fixed. aiokafka sends one fetch at a time to a broker, and leaves
 out of it every partition whose records the worker has not yet taken. So while the worker
-is busy, the next fetch often holds only partitions that get no events (Faust's leader
-topic, the catalogue's): the broker keeps it for the whole wait, and until it returns no
+is busy, the next fetch often holds only partitions that get no new records (Faust's own
+leader topic, for one): the broker keeps it for the whole wait, and until it returns no
 partition is fetched again. Under a steady stream the worker then read nothing for
 ~1.5 s at a time. `rtrank bench online`'s Games stream (2,000 events/s, worker and
 trainer): the last event was answered 9.4 s after the replay began with 1,500 ms, 6.3 s
