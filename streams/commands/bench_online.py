@@ -271,6 +271,15 @@ def standard_error(rate: float, n: int) -> float:
     return math.sqrt(rate * (1 - rate) / n) if n else float("nan")
 
 
+def online_minus_frozen(frozen: dict, online: dict) -> dict:
+    """Online Hit@10 minus frozen, with the standard error of that difference (the two
+    runs are independent replays): a difference within about two of them is no result."""
+    return {
+        "hit@10": round(online["hit@10"] - frozen["hit@10"], 4),
+        "se": round(math.hypot(online["hit@10_se"], frozen["hit@10_se"]), 4),
+    }
+
+
 def percentile(hist: dict[int, int], q: float) -> float:
     """The ``q`` percentile (0-100) of a histogram of 100 ms buckets, in seconds (bucket top)."""
     total = sum(hist.values())
@@ -346,6 +355,7 @@ def online_command(
                         "name": stream.name,
                         "frozen": frozen,
                         "online": online,
+                        "online_minus_frozen": online_minus_frozen(frozen, online),
                         "events": {"first": len(stream.first), "second": len(stream.second)},
                     }
                 )
@@ -379,13 +389,16 @@ def table(r: dict) -> str:
                 f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['hit@10_se']:>8.4f}"
                 f"{q['ndcg@10']:>9.4f}{q['tested']:>8}{q['final_version']:>9}"
             )
+        d = s["online_minus_frozen"]
+        lines.append(f"{s['name']:<16}{'o - f':<8}{d['hit@10']:>+8.4f}{d['se']:>8.4f}")
     f, m = r["freshness_s"], r["machine"]
     lines += [
         f"freshness (event -> first version trained on it): p50 {f['p50']:.1f}s, "
         f"p99 {f['p99']:.1f}s over {f['examples']} examples"
         + (f" ({f['untrained']} never trained on within the run)" if f["untrained"] else ""),
         f"second halves replayed at {r['rate']:.0f} events/s; {r['users']} users of the file "
-        f"replayed (pretraining used every user's first half); prequential, K=10, whole catalogue",
+        f"replayed (pretraining used every user's first half); prequential, K=10, whole catalogue"
+        "; o - f: online minus frozen Hit@10, with its standard error",
         f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
     ]
     return "\n".join(lines)

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from streams.commands import bench_online
-from streams.commands.bench_online import halves, percentile, standard_error, trainer_settings
+from streams.commands.bench_online import (
+    halves,
+    online_minus_frozen,
+    percentile,
+    standard_error,
+    trainer_settings,
+)
 from streams.settings import Settings
 
 
@@ -54,3 +60,10 @@ def test_freshness_is_read_only_once_every_example_of_the_run_was_trained_on(
 def test_the_standard_error_of_a_hit_rate_is_binomial():
     assert standard_error(0.05, 10_000) == pytest.approx((0.05 * 0.95 / 10_000) ** 0.5)
     assert math.isnan(standard_error(0.0, 0))
+
+
+def test_online_minus_frozen_carries_the_standard_error_of_the_difference():
+    frozen = {"hit@10": 0.0570, "hit@10_se": 0.0024}
+    online = {"hit@10": 0.0576, "hit@10_se": 0.0024}
+    diff = online_minus_frozen(frozen, online)
+    assert diff == {"hit@10": pytest.approx(0.0006), "se": pytest.approx(0.0034)}
