@@ -1,6 +1,6 @@
 """Model updates as the model sees them: what a version carries, and how it is applied.
 
-A `Delta` takes version ``base`` to ``version`` (dense parameters whole, the embedding rows
+A `Delta` takes version ``base`` to ``version`` (dense parameters whole if trained, the rows
 that changed, new vocabulary entries); a `Snapshot` is a whole model plus the trainer's
 bookkeeping. `apply_update` is the one rule set that workers and a resuming trainer share:
 a snapshot at or after the served version replaces it, a delta must apply to exactly the
@@ -42,7 +42,8 @@ class Delta:
 
     ``new_items`` are appended to the vocabulary (first one at row ``vocab_len_before``);
     ``rows``/``row_values`` are the embedding rows that changed (new rows included);
-    ``dense`` is every other parameter, whole.
+    ``dense`` is every other parameter, whole; or nothing, from a trainer that leaves them
+    untrained (`model.online.OnlineConfig.dense_lr` 0), and then the served ones stay.
     """
 
     version: int
@@ -151,7 +152,7 @@ def apply_delta(model: SASRec, vocab: Vocabulary, version: int, delta: Delta) ->
             f"{len(vocab)}",
         )
     state = model.state_dict()
-    if set(delta.dense) != set(state) - {EMB}:
+    if delta.dense and set(delta.dense) != set(state) - {EMB}:
         raise UpdateError("incompatible", f"delta {delta.version}: parameter names differ")
     for name, t in delta.dense.items():
         if t.shape != state[name].shape or t.dtype != state[name].dtype:

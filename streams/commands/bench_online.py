@@ -396,9 +396,9 @@ def table(r: dict) -> str:
         f"freshness (event -> first version trained on it): p50 {f['p50']:.1f}s, "
         f"p99 {f['p99']:.1f}s over {f['examples']} examples"
         + (f" ({f['untrained']} never trained on within the run)" if f["untrained"] else ""),
-        f"second halves replayed at {r['rate']:.0f} events/s; {r['users']} users of the file "
-        f"replayed (pretraining used every user's first half); prequential, K=10, whole catalogue"
-        "; o - f: online minus frozen Hit@10, with its standard error",
+        f"second halves replayed at {r['rate']:.0f} events/s; {r['users'] or 'all'} users of the "
+        f"file replayed (pretraining used every user's first half); prequential, K=10, whole "
+        "catalogue; o - f: online minus frozen Hit@10, with its standard error",
         f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
     ]
     return "\n".join(lines)

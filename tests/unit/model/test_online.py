@@ -117,6 +117,38 @@ def test_applying_a_delta_to_its_base_gives_the_trained_model_exactly() -> None:
     assert same_weights(base, learner.model)
 
 
+def test_a_delta_of_an_untrained_transformer_carries_no_dense_tensors_and_applies_exactly() -> None:
+    learner, base, base_vocab = learner_and_base()
+    learner.step(EXAMPLES)
+    delta = decode_update(encode_update(learner.publish(2, snapshot=False)))
+    assert delta.dense == {}
+    apply_delta(base, base_vocab, 1, delta)
+    assert same_weights(base, learner.model)
+
+
+def test_a_delta_with_a_trained_transformer_carries_it_and_applies_exactly() -> None:
+    model, vocab = served()
+    base, base_vocab = copy.deepcopy(model), Vocabulary(vocab.items())
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(dense_lr=1e-3))
+    learner.step(EXAMPLES)
+    delta = decode_update(encode_update(learner.publish(2, snapshot=False)))
+    assert delta.dense
+    apply_delta(base, base_vocab, 1, delta)
+    assert same_weights(base, learner.model)
+
+
+def test_a_delta_with_only_some_dense_parameters_is_rejected_as_incompatible() -> None:
+    model, vocab = served()
+    base, base_vocab = copy.deepcopy(model), Vocabulary(vocab.items())
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(dense_lr=1e-3))
+    learner.step(EXAMPLES)
+    delta = learner.publish(2, snapshot=False)
+    delta.dense.pop(next(iter(delta.dense)))
+    with pytest.raises(UpdateError) as err:
+        apply_delta(base, base_vocab, 1, delta)
+    assert err.value.reason == "incompatible"
+
+
 def test_new_items_travel_in_the_delta_and_grow_the_served_vocabulary() -> None:
     learner, base, base_vocab = learner_and_base()
     learner.step([Example(("item-1",), "new-a"), Example(("new-a",), "new-b")])
