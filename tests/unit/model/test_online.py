@@ -29,10 +29,15 @@ def served() -> tuple[SASRec, Vocabulary]:
     return SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.1)), vocab
 
 
-def learner_and_base() -> tuple[OnlineLearner, SASRec, Vocabulary]:
+ROWS_AND_TARGETS = OnlineConfig(rows_per_step=4)
+
+
+def learner_and_base(
+    config: OnlineConfig = ROWS_AND_TARGETS,
+) -> tuple[OnlineLearner, SASRec, Vocabulary]:
     model, vocab = served()
     base_model, base_vocab = copy.deepcopy(model), Vocabulary(vocab.items())
-    return OnlineLearner(model, vocab, 1, OnlineConfig(rows_per_step=4)), base_model, base_vocab
+    return OnlineLearner(model, vocab, 1, config), base_model, base_vocab
 
 
 def same_weights(a: SASRec, b: SASRec) -> bool:
@@ -86,12 +91,10 @@ def test_by_default_a_step_leaves_the_pretrained_transformer_bit_identical() -> 
 
 
 def test_with_a_dense_rate_a_step_trains_the_transformer_too() -> None:
-    model, vocab = served()
-    before = dense_state(model)
-    learner = OnlineLearner(model, vocab, 1, OnlineConfig(dense_lr=1e-3))
+    learner, base, _ = learner_and_base(OnlineConfig(dense_lr=1e-3))
     learner.step(EXAMPLES)
-    after = dense_state(model)
-    assert any(not torch.equal(after[k], v) for k, v in before.items())
+    after = dense_state(learner.model)
+    assert any(not torch.equal(after[k], v) for k, v in dense_state(base).items())
 
 
 def test_a_rows_first_step_scales_with_its_gradient_against_the_steps_typical_one() -> None:
@@ -127,9 +130,7 @@ def test_a_delta_of_an_untrained_transformer_carries_no_dense_tensors_and_applie
 
 
 def test_a_delta_with_a_trained_transformer_carries_it_and_applies_exactly() -> None:
-    model, vocab = served()
-    base, base_vocab = copy.deepcopy(model), Vocabulary(vocab.items())
-    learner = OnlineLearner(model, vocab, 1, OnlineConfig(dense_lr=1e-3))
+    learner, base, base_vocab = learner_and_base(OnlineConfig(dense_lr=1e-3))
     learner.step(EXAMPLES)
     delta = decode_update(encode_update(learner.publish(2, snapshot=False)))
     assert delta.dense
@@ -138,9 +139,7 @@ def test_a_delta_with_a_trained_transformer_carries_it_and_applies_exactly() -> 
 
 
 def test_a_delta_with_only_some_dense_parameters_is_rejected_as_incompatible() -> None:
-    model, vocab = served()
-    base, base_vocab = copy.deepcopy(model), Vocabulary(vocab.items())
-    learner = OnlineLearner(model, vocab, 1, OnlineConfig(dense_lr=1e-3))
+    learner, base, base_vocab = learner_and_base(OnlineConfig(dense_lr=1e-3))
     learner.step(EXAMPLES)
     delta = learner.publish(2, snapshot=False)
     delta.dense.pop(next(iter(delta.dense)))
