@@ -177,7 +177,7 @@ class OnlineLearner:
     ) -> None:
         self.model, self.vocab, self.version, self.config = model, vocab, version, config
         self.buffer = ReplayBuffer(config.recent_size, config.reservoir_size, config.seed)
-        self._dense_opt = self._make_dense_opt()
+        self._dense_opt = self._make_dense_opt() if config.trains_dense else None
         D = model.config.dim
         self._m = torch.zeros(len(vocab), D)  # lazy Adam moments of the item rows
         self._v = torch.zeros(len(vocab), D)
@@ -187,6 +187,7 @@ class OnlineLearner:
         self.steps = 0
 
     def _make_dense_opt(self) -> torch.optim.Optimizer:
+        """Adam over the dense parameters (only when ``dense_lr`` trains them)."""
         dense = [p for n, p in self.model.named_parameters() if n != EMB]
         return torch.optim.Adam(dense, lr=self.config.dense_lr, betas=(0.9, 0.98))
 
@@ -259,22 +260,23 @@ class OnlineLearner:
             negs = torch.searchsorted(used, negs)
         sub = weight.detach()[used].requires_grad_()  # (R, D): row 0 = padding, sorted
         local_targets = torch.searchsorted(used, targets)
-        self._dense_opt.zero_grad(set_to_none=True)
-        train_trunk = self.config.trains_dense
+        train_trunk = self._dense_opt is not None
+        if train_trunk:
+            self._dense_opt.zero_grad(set_to_none=True)
         total = 0.0
         size = math.ceil(len(batch) / LENGTH_BUCKETS)
         for start in range(0, len(batch), size):
             part = slice(start, start + size)
             seqs = torch.searchsorted(used, pad_batch(prefixes[part], model.config.max_len))
             with torch.set_grad_enabled(train_trunk):
-                h = model.hidden(seqs, sub if train_trunk else sub.detach(), last_only=True)
-            h = h[:, -1, :]  # (b, D)
+                h = model.hidden(seqs, sub, last_only=True)[:, -1, :]  # (b, D)
             logits, labels = model.loss_logits(h, local_targets[part], sub, negs)  # offline loss
             losses = F.cross_entropy(logits, labels, reduction="none") * weights[part]
             loss = losses.sum() / weights.sum()
             loss.backward()
             total += float(loss.detach())
-        self._dense_opt.step()
+        if train_trunk:
+            self._dense_opt.step()
         self._lazy_adam(weight, used, sub.grad, local_targets)
         return total
 
