@@ -17,6 +17,7 @@ The data directory holds the KRaft storage, ``server.properties``, ``broker.pid`
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -274,10 +275,16 @@ def _format_storage(java: str, classpath: str, broker: Broker) -> None:
 
 
 def _kafka_uuid() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    import base64
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    One id in 64 would begin with "-", which the storage tool's argument parser reads as an
+    option ("--cluster-id: expected one argument"); like Kafka's own ``Uuid.randomUuid`` we
+    draw again until the id does not.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _require(program: str, message: str) -> str:
