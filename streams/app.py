@@ -17,10 +17,13 @@ from collections.abc import Iterable
 
 import faust
 from aiohttp.web import Response
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TransportT
 from faust.utils.terminal import SpinnerHandler
 from mode import ServiceT
 
 from streams.agents import register_agents
+from streams.faust_delivery import InlineDeliveryConsumer
 from streams.faust_limits import fetch_wait_ms, producer_buffer_max, set_fetch_wait
 from streams.metrics import Metrics
 from streams.rerank_app import register_catalogue, register_rerank_views
@@ -34,9 +37,10 @@ class RtrankApp(faust.App):
     """The Faust app plus the settings it was built from.
 
     Its behaviour of its own: on a worker's first start, every rtrank topic is created with
-    the configured partition counts before any agent reads or writes; and two limits Faust
-    has no setting for are set (`streams.faust_limits`: the consumer's fetch wait, the
-    producer buffer's bound).
+    the configured partition counts before any agent reads or writes; two limits Faust has
+    no setting for are set (`streams.faust_limits`: the consumer's fetch wait, the producer
+    buffer's bound); and its Kafka consumer delivers messages without Faust's four tasks per
+    message (`streams.faust_delivery`).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -55,6 +59,12 @@ class RtrankApp(faust.App):
             broker_max_poll_records=settings.consumer_max_poll_records,
         )
         self.settings = settings
+
+    def _new_transport(self) -> TransportT:
+        transport = super()._new_transport()
+        if isinstance(transport, aiokafka_driver.Transport):
+            transport.Consumer = InlineDeliveryConsumer
+        return transport
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         """Faust's services, without its ``Monitor`` among the sensors, and with a producer
