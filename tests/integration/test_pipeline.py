@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -282,10 +283,18 @@ def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicate
             s["events"] == len(expected[u]) for u, s in state.items()
         )
 
-    wait_for(state_complete, timeout_s=180, interval_s=3, message="user state incomplete")
+    with contextlib.suppress(AssertionError):  # the checks below say what is wrong
+        wait_for(state_complete, timeout_s=180, interval_s=3)
     state = final_state_of_users(settings)
+    missing = sorted(set(expected) - set(state))
+    assert not missing, f"users missing from the table: {missing}"
+    miscounted = {
+        user: (state[user]["events"], len(items))
+        for user, items in expected.items()
+        if state[user]["events"] != len(items)
+    }
+    assert not miscounted, f"(events applied, events sent) per user: {miscounted}"
     for user, items in expected.items():
-        assert state[user]["events"] == len(items), user
         assert state[user]["history"] == items[-settings.history_len :], user
 
     events = read_topic(settings.bootstrap_servers, settings.events_topic, expected=6000)
