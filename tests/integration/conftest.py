@@ -51,13 +51,19 @@ def settings(kafka_broker: local_kafka.Broker, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """A worker for ``settings``, not yet started; always stopped at the end."""
+    """A worker for ``settings``, not yet started; always stopped at the end.
+
+    The end of its log is printed at teardown: pytest shows it when the test failed.
+    """
     proc = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         yield proc
     finally:
         if proc.running:
             proc.stop(signal.SIGKILL)
+        if proc.log.exists():
+            print(f"--- the last lines of {proc.log} ---")
+            print("\n".join(proc.log.read_text(errors="replace").splitlines()[-150:]))
 
 
 def read_topic(
