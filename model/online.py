@@ -54,6 +54,24 @@ size, so fewer negatives change little of what a step does to the rows; `rtrank 
 online` with 256 (2026-12-03, one run, Hit@10 frozen / online): Games 0.0554 / 0.0567, drift
 0.0219 / 0.0893.
 
+Why a step's rate follows the stream's surprise (``lr_scale``). A fixed rate cannot serve
+both of `rtrank bench online`'s streams once Games is replayed whole: offline prequential
+replays (2026-12-04; every Games user's second half, 152,383 tested events, standard error
+0.0006; a version served 2,000 events after it was trained; frozen Games Hit@10 0.0620,
+drift 0.0224) gave Games 0.0568 at 5e-3 (worse than frozen), 0.0644 at 1e-3 and 0.0646 at
+5e-4, but drift 0.0500 at 5e-3 and no recovery at 1e-3 (0.0249). Neither a per-row decay of
+the rate (Games 0.0593) nor a longer first-moment average (0.0545) fixed Games. What tells
+the streams apart is how badly the model ranks what is happening: every step measures the
+share of its sampled negatives that outrank each target (`outranked_by_negatives`; a
+moving average over steps) and compares it with the same share on data the model never
+trained on, measured when it was trained (`held_out_outranked`, in the checkpoint). The
+step takes ``lr`` times `surprise_scale`: 0 at the held-out level, 1 at chance (0.5), at
+least ``surprise_floor``. Games' stream sits near its held-out level (0.20 against 0.15:
+about a fifth of the rate), drift's starts at chance (0.49 against 0.04: the full rate) and
+the share falls as the model relearns. Same replays: Games 0.0645, drift 0.0451 (at lr
+1e-2: 0.0637 and 0.0747). Without a reference (a model from scratch, an old checkpoint)
+every step takes the full rate.
+
 A delta should carry only the
 embedding rows that changed, so item rows are updated by a *lazy*, sparsified Adam: the
 batch's targets plus the ``rows_per_step`` rows with the largest gradient; every other row
@@ -114,6 +132,7 @@ class OnlineConfig:
     recent_share: float = 0.5  # share of replayed examples drawn from the recent pool
     rows_per_step: int = 0  # item rows updated per step (largest gradients) besides targets
     negatives: int = 256  # sampled-softmax negatives shared by a step (0: the model's own)
+    surprise_floor: float = 0.05  # least share of ``lr`` a step takes (see `surprise_scale`)
     seed: int = 0
 
     @property
@@ -173,9 +192,20 @@ class OnlineLearner:
     last published version."""
 
     def __init__(
-        self, model: SASRec, vocab: Vocabulary, version: int, config: OnlineConfig = OnlineConfig()
+        self,
+        model: SASRec,
+        vocab: Vocabulary,
+        version: int,
+        config: OnlineConfig = OnlineConfig(),
+        held_out_outranked: float | None = None,
     ) -> None:
+        """``held_out_outranked``: `outranked_share` of the starting model on examples it
+        never trained on (a checkpoint's ``held_out_outranked``); None: every step takes the
+        full ``lr``."""
         self.model, self.vocab, self.version, self.config = model, vocab, version, config
+        self.held_out_outranked = held_out_outranked
+        self.outranked: float | None = None  # moving average over steps (see `surprise_scale`)
+        self.lr_scale = 1.0
         self.buffer = ReplayBuffer(config.recent_size, config.reservoir_size, config.seed)
         self._dense_opt = self._make_dense_opt() if config.trains_dense else None
         D = model.config.dim
@@ -264,6 +294,7 @@ class OnlineLearner:
         if train_trunk:
             self._dense_opt.zero_grad(set_to_none=True)
         total = 0.0
+        outranked = []
         size = math.ceil(len(batch) / LENGTH_BUCKETS)
         for start in range(0, len(batch), size):
             part = slice(start, start + size)
@@ -272,13 +303,29 @@ class OnlineLearner:
                 h = model.hidden(seqs, sub, last_only=True)[:, -1, :]  # (b, D)
             logits, labels = model.loss_logits(h, local_targets[part], sub, negs)  # offline loss
             losses = F.cross_entropy(logits, labels, reduction="none") * weights[part]
+            outranked.append(outranked_by_negatives(logits.detach(), labels))
             loss = losses.sum() / weights.sum()
             loss.backward()
             total += float(loss.detach())
+        self._track_surprise(float(torch.cat(outranked).mean()))
         if train_trunk:
+            for group in self._dense_opt.param_groups:
+                group["lr"] = self.config.dense_lr * self.lr_scale
             self._dense_opt.step()
         self._lazy_adam(weight, used, sub.grad, local_targets)
         return total
+
+    def _track_surprise(self, batch_outranked: float) -> None:
+        """Folds a step's `outranked_by_negatives` share into the moving average (weight
+        0.2: about the last five steps) and sets the step's ``lr_scale`` from it."""
+        if self.outranked is None:
+            self.outranked = batch_outranked
+        else:
+            self.outranked = 0.8 * self.outranked + 0.2 * batch_outranked
+        if self.held_out_outranked is not None:
+            self.lr_scale = surprise_scale(
+                self.outranked, self.held_out_outranked, self.config.surprise_floor
+            )
 
     @torch.no_grad()
     def _lazy_adam(
@@ -320,7 +367,7 @@ class OnlineLearner:
         self._t[rows] += 1
         t = self._t[rows].unsqueeze(1)  # (R', 1)
         m_hat = self._m[rows] / (1 - b1**t)
-        weight[rows] -= self.config.lr * m_hat / (self._v[rows].sqrt() + eps)
+        weight[rows] -= self.config.lr * self.lr_scale * m_hat / (self._v[rows].sqrt() + eps)
         self._touched.update(rows.tolist())
 
     @property
@@ -362,3 +409,54 @@ class OnlineLearner:
         if not self.config.trains_dense:
             return {}
         return {n: t.detach().clone() for n, t in self.model.state_dict().items() if n != EMB}
+
+
+def outranked_by_negatives(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row of training ``logits`` (N, C) whose target column is ``labels`` (N,): the
+    share of the other columns scored above the target (0: ranked first; about 0.5 against
+    uniform negatives: no better than chance). Masked columns (-inf) never outrank."""
+    if logits.shape[1] < 2:
+        return torch.zeros(logits.shape[0])
+    target = logits.gather(1, labels[:, None])  # (N, 1)
+    return (logits > target).float().sum(1) / (logits.shape[1] - 1)
+
+
+def surprise_scale(outranked: float, held_out_outranked: float, floor: float) -> float:
+    """The share of the learning rate a step takes: how far the stream's targets rank below
+    where the model ranks data it never trained on, from 0 (no worse: the stream is the
+    pretraining's world) to 1 (no better than chance), at least ``floor``."""
+    room = max(0.5 - held_out_outranked, 1e-6)
+    return min(1.0, max(floor, (outranked - held_out_outranked) / room))
+
+
+@torch.no_grad()
+def outranked_share(
+    model: SASRec,
+    histories: list[list[int]],
+    targets: list[int],
+    negatives: int = OnlineConfig.negatives,
+    batch_size: int = 256,
+) -> float:
+    """Mean `outranked_by_negatives` of ``targets`` (rows) after ``histories`` (rows,
+    oldest first), measured as an online step measures its batch (training mode, so
+    dropout on; ``negatives`` uniform negatives per batch of ``batch_size``). On examples
+    the model never trained on it is the reference `OnlineLearner` compares the stream
+    with. The model's mode is left as it was."""
+    if not targets:
+        raise ValueError("no examples to measure")
+    was_training = model.training
+    model.train()
+    shares = []
+    try:
+        for start in range(0, len(targets), batch_size):
+            seqs = pad_batch(histories[start : start + batch_size], model.config.max_len)
+            h = model.hidden(seqs.to(model.device), last_only=True)[:, -1, :]
+            tgt = torch.tensor(targets[start : start + batch_size], device=model.device)
+            negs = None
+            if model.config.loss != "ce":
+                negs = model.sample_negatives(model.device, negatives)
+            logits, labels = model.loss_logits(h, tgt, None, negs)
+            shares.append(outranked_by_negatives(logits, labels).cpu())
+    finally:
+        model.train(was_training)
+    return float(torch.cat(shares).mean())

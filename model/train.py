@@ -51,6 +51,7 @@ from tqdm import tqdm
 from model.checkpoint import save_checkpoint
 from model.data import Split, file_fingerprint, leave_one_out, read_sequences
 from model.evaluate import EvalSet, Metrics, evaluate, make_eval_set, model_scorer
+from model.online import outranked_share
 from model.sasrec import SASRec, SASRecConfig
 from model.serving import resolve_device
 from model.vocab import Vocabulary
@@ -363,14 +364,30 @@ def refit(
     return entries
 
 
+HELD_OUT_EXAMPLES = 4096  # test examples measured for a checkpoint's held_out_outranked
+
+
+def held_out_outranked(model: SASRec, split: Split) -> float | None:
+    """`model.online.outranked_share` of the test examples (at most ``HELD_OUT_EXAMPLES``,
+    spread evenly over the users), which no training epoch reads: the online trainer's
+    reference for how well this model ranks data it never saw. None without test users."""
+    _, histories, targets = split.eval_inputs("test")
+    if not targets:
+        return None
+    every = max(1, len(targets) // HELD_OUT_EXAMPLES)
+    return round(outranked_share(model, histories[::every], targets[::every]), 4)
+
+
 def _save(out: str, model: SASRec, data: Dataset, extra: dict) -> None:
+    """Writes the checkpoint, with the model's `held_out_outranked` in its extra."""
+    reference = held_out_outranked(model, data.split)
     save_checkpoint(
         out,
         model,
         data.vocab,
         version=1,
         data_fingerprint=data.fingerprint,
-        extra={**extra, "data": data.name},
+        extra={**extra, "data": data.name, "held_out_outranked": reference},
     )
 
 

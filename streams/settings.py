@@ -56,7 +56,8 @@ class Settings:
     update_max_bytes: int = 900_000  # per update message: under the broker's 1 MiB default
     snapshot_every: int = 20  # versions per full snapshot: a late worker replays < this many deltas
     update_catch_up_s: float = 60.0  # a starting worker waits this long to read the updates
-    trainer_lr: float = 5e-3  # online Adam rate of item rows: higher recovers from drift faster
+    trainer_lr: float = 5e-3  # online Adam rate of item rows, at full surprise (model.online)
+    trainer_surprise_floor: float = 0.05  # least share of trainer_lr a step takes
     trainer_dense_lr: float = 0.0  # online Adam rate of the transformer; 0: not trained online
     trainer_batch_size: int = 256  # fresh examples per step; more arrive -> more steps
     trainer_replay_ratio: float = 0.25  # replayed examples per fresh one: guards against forgetting

@@ -84,6 +84,7 @@ def online_config(settings: Settings) -> OnlineConfig:
         reservoir_size=settings.trainer_reservoir_size,
         rows_per_step=settings.trainer_rows_per_step,
         negatives=settings.trainer_negatives,
+        surprise_floor=settings.trainer_surprise_floor,
         seed=settings.seed,
     )
 
@@ -120,7 +121,7 @@ class Resumed:
 def resume(settings: Settings, checkpoint: str) -> Resumed:
     """The learner as the topic (or, with an empty topic, the checkpoint) leaves it."""
     replayed = read_updates(settings, lambda reason, detail: log.warning("skipped: %s", detail))
-    model, vocab, version, offsets = None, None, -1, {}
+    model, vocab, version, offsets, reference = None, None, -1, {}, None
     for update in replayed.updates:
         try:
             model, vocab, version = apply_update(model, vocab, version, update)
@@ -128,20 +129,24 @@ def resume(settings: Settings, checkpoint: str) -> Resumed:
             log.warning("skipped update while resuming: %s", e)
             continue
         offsets = {int(p): int(o) for p, o in update.meta.get("offsets", {}).items()}
+        reference = update.meta.get("held_out_outranked")
     config = online_config(settings)
     if model is not None:
         log.info("resuming from published version %d (%d items)", version, len(vocab) - 1)
-        learner = OnlineLearner(model, vocab, version, config)
+        learner = OnlineLearner(model, vocab, version, config, reference)
         return Resumed(learner, max(replayed.max_version, version) + 1, offsets, False)
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         model, vocab, version = ckpt.model, ckpt.vocab, ckpt.version
+        reference = ckpt.meta["extra"].get("held_out_outranked")
         log.info("starting from %s version %d (%d items)", checkpoint, version, len(vocab) - 1)
     else:
         torch.manual_seed(settings.seed)
         model, vocab, version = SASRec(SASRecConfig(num_items=2)), Vocabulary(), 0
         log.info("starting from an empty model")
-    learner = OnlineLearner(model, vocab, version, config)
+    if reference is None:
+        log.info("no held-out reference: every step takes the full learning rate")
+    learner = OnlineLearner(model, vocab, version, config, reference)
     return Resumed(learner, max(replayed.max_version, version) + 1, {}, True)
 
 
@@ -276,6 +281,9 @@ class Trainer:
             "examples": len(lags),
             "lag_ms_hist": {str(k): v for k, v in sorted(hist.items())},
             "steps": self.learner.steps,
+            "held_out_outranked": self.learner.held_out_outranked,
+            "outranked": self.learner.outranked,
+            "lr_scale": round(self.learner.lr_scale, 4),
         }
         update = self.learner.publish(self.next_version, snapshot, meta)
         messages = to_messages(update, s.update_max_bytes)
@@ -286,10 +294,11 @@ class Trainer:
             0 if isinstance(update, Snapshot) else (self.versions_since_snapshot + 1)
         )
         log.info(
-            "published version %d (%s, %d message(s), %d examples)",
+            "published version %d (%s, %d message(s), %d examples, lr x%.2f)",
             update.version,
             "snapshot" if isinstance(update, Snapshot) else "delta",
             len(messages),
             len(lags),
+            self.learner.lr_scale,
         )
         self.next_version += 1

@@ -306,7 +306,7 @@ def percentile(hist: dict[int, int], q: float) -> float:
 @click.option(
     "--users",
     type=int,
-    default=2000,
+    default=0,
     show_default=True,
     help="users of PATH replayed (all their events; 0 = all)",
 )

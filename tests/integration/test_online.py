@@ -17,7 +17,7 @@ from model.checkpoint import load_checkpoint
 from model.online import Example, OnlineConfig, OnlineLearner
 from model.updates import UpdateError
 from streams.commands.produce import send_events
-from streams.model_updates import parse_chunk, to_messages
+from streams.model_updates import parse_chunk, read_updates, to_messages
 from streams.replay import synthetic_replay
 from streams.settings import Settings
 from streams.worker_process import TrainerProcess, WorkerProcess, metric_value
@@ -210,7 +210,7 @@ def test_corrupt_and_out_of_order_updates_are_rejected_and_the_worker_keeps_serv
     assert after["model_version"] == before
 
 
-def test_a_killed_trainer_resumes_from_its_last_version_without_reusing_numbers(
+def test_a_killed_trainer_resumes_its_last_version_and_reference_without_reusing_numbers(
     online, trainer
 ) -> None:
     trainer.start()
@@ -243,3 +243,5 @@ def test_a_killed_trainer_resumes_from_its_last_version_without_reusing_numbers(
     after = [h for h in complete_versions(online) if h["version"] > killed_at]
     assert after[0]["kind"] == "delta" and after[0]["base"] == last_complete
     assert f"resuming from published version {last_complete}" in trainer.log.read_text()
+    reference = load_checkpoint(online.checkpoint).meta["extra"]["held_out_outranked"]
+    assert {u.meta["held_out_outranked"] for u in read_updates(online).updates} == {reference}

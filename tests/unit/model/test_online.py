@@ -7,7 +7,14 @@ import copy
 import pytest
 import torch
 
-from model.online import Example, OnlineConfig, OnlineLearner, ReplayBuffer
+from model.online import (
+    Example,
+    OnlineConfig,
+    OnlineLearner,
+    ReplayBuffer,
+    outranked_share,
+    surprise_scale,
+)
 from model.sasrec import SASRec, SASRecConfig
 from model.updates import (
     Snapshot,
@@ -252,3 +259,64 @@ def test_a_step_reads_only_the_configured_number_of_negative_rows() -> None:
     learner = OnlineLearner(model, vocab, 1, OnlineConfig(negatives=3, rows_per_step=100))
     learner.step([Example(("item-1", "item-2"), "item-3")])
     assert len(learner.delta(2).rows) <= 2 + 1 + 3  # prefix, target, negatives
+
+
+def target_row_move(learner: OnlineLearner, examples: list[Example]) -> float:
+    """How far one step on ``examples`` moves the first example's target row."""
+    row = learner.vocab.row(examples[0].item_id)
+    before = learner.model.item_emb.weight[row].clone()
+    torch.manual_seed(1)
+    learner.step(examples)
+    return float((learner.model.item_emb.weight[row] - before).detach().norm())
+
+
+CHAIN = [Example((f"item-{n}",), f"item-{n + 1}") for n in range(1, 21)]
+
+
+def test_a_stream_ranked_no_worse_than_held_out_data_steps_at_the_floor_share_of_the_rate() -> None:
+    config = OnlineConfig(replay_ratio=0.0, surprise_floor=0.1)
+    full = OnlineLearner(*served(), 1, config)
+    familiar = OnlineLearner(*served(), 1, config, held_out_outranked=0.5)
+    assert target_row_move(familiar, CHAIN) == pytest.approx(
+        0.1 * target_row_move(full, CHAIN), rel=1e-3
+    )
+
+
+def test_a_stream_no_better_than_chance_steps_at_about_the_full_rate() -> None:
+    config = OnlineConfig(replay_ratio=0.0)  # the model is untrained: it ranks at chance
+    full = OnlineLearner(*served(), 1, config)
+    surprised = OnlineLearner(*served(), 1, config, held_out_outranked=0.0)
+    assert target_row_move(surprised, CHAIN) > 0.7 * target_row_move(full, CHAIN)
+
+
+def test_without_a_held_out_reference_every_step_takes_the_full_rate() -> None:
+    learner = OnlineLearner(*served(), 1, OnlineConfig(replay_ratio=0.0))
+    learner.step(EXAMPLES)
+    assert learner.outranked is not None and learner.lr_scale == 1.0
+
+
+@pytest.mark.parametrize(
+    ("outranked", "share"), [(0.1, 0.05), (0.05, 0.05), (0.3, 0.5), (0.5, 1.0), (0.7, 1.0)]
+)
+def test_the_rate_share_grows_linearly_from_the_held_out_level_to_chance(
+    outranked: float, share: float
+) -> None:
+    assert surprise_scale(outranked, 0.1, floor=0.05) == pytest.approx(share)
+
+
+def test_outranked_share_is_near_zero_once_a_transition_is_learned() -> None:
+    model, vocab = served()
+    learner = OnlineLearner(model, vocab, 1, OnlineConfig(lr=1e-2, rows_per_step=8))
+    planted = [Example((f"item-{n}", "item-20"), "item-21") for n in range(10)]
+    for _ in range(40):
+        learner.step(planted)
+    prefixes = [vocab.rows(e.prefix) for e in planted]
+    targets = [vocab.row(e.item_id) for e in planted]
+    assert outranked_share(model, prefixes, targets) < 0.05
+
+
+def test_outranked_share_of_an_untrained_model_is_about_half() -> None:
+    model, vocab = served()
+    prefixes = [vocab.rows([f"item-{n}"]) for n in range(29)]
+    targets = [vocab.row(f"item-{(n * 7 + 3) % 29 + 1}") for n in range(29)]
+    assert 0.3 < outranked_share(model, prefixes * 20, targets * 20) < 0.7

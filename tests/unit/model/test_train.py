@@ -158,3 +158,13 @@ def test_checkpoint_holds_the_refit_model(planted, tmp_path):
     assert ckpt.meta["extra"]["refit_epochs"] == 1
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(ckpt.model.state_dict()[name], tensor), name
+
+
+def test_a_checkpoint_records_that_its_model_ranks_held_out_items_better_than_chance(
+    planted, tmp_path
+):
+    cfg = SASRecConfig(num_items=len(planted.vocab), dim=32, max_len=20, dropout=0.1)
+    out = tmp_path / "trained.safetensors"
+    train(planted, cfg, SMALL, out=str(out))
+    reference = load_checkpoint(out).meta["extra"]["held_out_outranked"]
+    assert 0.0 <= reference < 0.1  # planted transitions: ~0.5 would be chance
