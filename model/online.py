@@ -69,8 +69,10 @@ step takes ``lr`` times `surprise_scale`: 0 at the held-out level, 1 at chance (
 least ``surprise_floor``. Games' stream sits near its held-out level (0.20 against 0.15:
 about a fifth of the rate), drift's starts at chance (0.49 against 0.04: the full rate) and
 the share falls as the model relearns. Same replays: Games 0.0645, drift 0.0451 (at lr
-1e-2: 0.0637 and 0.0747). Without a reference (a model from scratch, an old checkpoint)
-every step takes the full rate.
+1e-2: 0.0637 and 0.0747). The Games gain shrinks as the served version lags the stream:
+0.0641 at 20,000 events behind, 0.0635 at 40,000 (the 2-core development machine lags
+this far on the whole Games file, README). Without a reference (a model from scratch, an
+old checkpoint) every step takes the full rate.
 
 A delta should carry only the
 embedding rows that changed, so item rows are updated by a *lazy*, sparsified Adam: the
