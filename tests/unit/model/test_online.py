@@ -225,12 +225,18 @@ def test_bytes_that_are_not_an_update_are_corrupt(data: bytes) -> None:
     assert err.value.reason == "corrupt"
 
 
-def test_learning_from_the_stream_makes_a_planted_transition_rank_first() -> None:
+def learned(after: str, comes: str) -> tuple[SASRec, Vocabulary, list[Example]]:
+    """A model stepped 40 times on "after ``after`` comes ``comes``" (from ten contexts)."""
     model, vocab = served()
     learner = OnlineLearner(model, vocab, 1, OnlineConfig(lr=1e-2, rows_per_step=8))
-    planted = [Example((f"item-{n}", "new-a"), "new-b") for n in range(10)]
+    planted = [Example((f"item-{n}", after), comes) for n in range(10)]
     for _ in range(40):
         learner.step(planted)
+    return model, vocab, planted
+
+
+def test_learning_from_the_stream_makes_a_planted_transition_rank_first() -> None:
+    model, vocab, _ = learned("new-a", "new-b")
     model.eval()
     rows = vocab.rows(["item-3", "new-a"])
     _, top = model.top_k(model.encode(torch.tensor([rows])), 1)
@@ -305,11 +311,7 @@ def test_the_rate_share_grows_linearly_from_the_held_out_level_to_chance(
 
 
 def test_outranked_share_is_near_zero_once_a_transition_is_learned() -> None:
-    model, vocab = served()
-    learner = OnlineLearner(model, vocab, 1, OnlineConfig(lr=1e-2, rows_per_step=8))
-    planted = [Example((f"item-{n}", "item-20"), "item-21") for n in range(10)]
-    for _ in range(40):
-        learner.step(planted)
+    model, vocab, planted = learned("item-20", "item-21")
     prefixes = [vocab.rows(e.prefix) for e in planted]
     targets = [vocab.row(e.item_id) for e in planted]
     assert outranked_share(model, prefixes, targets) < 0.05
