@@ -57,8 +57,8 @@ online` with 256 (2026-12-03, one run, Hit@10 frozen / online): Games 0.0554 / 0
 Why a step's rate follows the stream's surprise (``lr_scale``). A fixed rate cannot serve
 both of `rtrank bench online`'s streams once Games is replayed whole: offline prequential
 replays (2026-12-04; every Games user's second half, 152,383 tested events, standard error
-0.0006; a version served 2,000 events after it was trained; frozen Games Hit@10 0.0620,
-drift 0.0224) gave Games 0.0568 at 5e-3 (worse than frozen), 0.0644 at 1e-3 and 0.0646 at
+0.0006; a version served 2,000 events after it was trained, 4,000 in the Games runs at a
+fixed rate; frozen Games Hit@10 0.0620, drift 0.0224) gave Games 0.0568 at 5e-3 (worse than frozen), 0.0644 at 1e-3 and 0.0646 at
 5e-4, but drift 0.0500 at 5e-3 and no recovery at 1e-3 (0.0249). Neither a per-row decay of
 the rate (Games 0.0593) nor a longer first-moment average (0.0545) fixed Games. What tells
 the streams apart is how badly the model ranks what is happening: every step measures the
