@@ -58,9 +58,10 @@ Why a step's rate follows the stream's surprise (``lr_scale``). A fixed rate can
 both of `rtrank bench online`'s streams once Games is replayed whole: offline prequential
 replays (2026-12-04; every Games user's second half, 152,383 tested events, standard error
 0.0006; a version served 2,000 events after it was trained, 4,000 in the Games runs at a
-fixed rate; frozen Games Hit@10 0.0620, drift 0.0224) gave Games 0.0568 at 5e-3 (worse than frozen), 0.0644 at 1e-3 and 0.0646 at
-5e-4, but drift 0.0500 at 5e-3 and no recovery at 1e-3 (0.0249). Neither a per-row decay of
-the rate (Games 0.0593) nor a longer first-moment average (0.0545) fixed Games. What tells
+fixed rate; frozen Games Hit@10 0.0620, drift 0.0224) gave Games 0.0568 at 5e-3 (worse
+than frozen), 0.0644 at 1e-3 and 0.0646 at 5e-4, but drift 0.0500 at 5e-3 and no recovery
+at 1e-3 (0.0249). Neither a per-row decay of the rate (Games 0.0593) nor a longer
+first-moment average (0.0545) fixed Games. What tells
 the streams apart is how badly the model ranks what is happening: every step measures the
 share of its sampled negatives that outrank each target (`outranked_by_negatives`; a
 moving average over steps) and compares it with the same share on data the model never
