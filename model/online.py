@@ -231,7 +231,10 @@ class OnlineLearner:
                 self.vocab.add(item)
         if len(self.vocab) > self.model.config.num_items:
             self.model.grow(len(self.vocab))
-            extra = len(self.vocab) - len(self._m)
+        if len(self.vocab) > len(self._m):
+            # Room for an eighth more rows at once: a stream meets new items at most steps,
+            # and copying both moment tables for each few rows was a tenth of a Games step.
+            extra = max(len(self.vocab) - len(self._m), len(self._m) // 8)
             D = self.model.config.dim
             self._m = torch.cat([self._m, torch.zeros(extra, D)])
             self._v = torch.cat([self._v, torch.zeros(extra, D)])

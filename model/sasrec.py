@@ -264,14 +264,17 @@ class SASRec(nn.Module):
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         """User vectors (B, D) for left-padded histories ``seqs`` (B, L), in eval mode.
 
-        The module's train/eval mode is restored afterwards.
+        A module in training mode is put in eval mode for the call and back afterwards; one
+        already in eval mode (a server's) is left alone, since switching walks every
+        submodule: 20% of a served Games batch of 40 users' time on one thread.
         """
-        was_training = self.training
+        if not self.training:
+            return self.hidden(seqs.to(self.device), last_only=True)[:, -1, :]
         self.eval()
         try:
             return self.hidden(seqs.to(self.device), last_only=True)[:, -1, :]
         finally:
-            self.train(was_training)
+            self.train()
 
     @torch.no_grad()
     def item_matrix(self) -> torch.Tensor:

@@ -166,6 +166,16 @@ def test_new_items_travel_in_the_delta_and_grow_the_served_vocabulary() -> None:
     assert same_weights(base, learner.model)
 
 
+def test_items_met_one_step_at_a_time_are_each_stepped_and_travel_exactly() -> None:
+    learner, base, base_vocab = learner_and_base(OnlineConfig())
+    for n in range(12):  # more than the moments' room, so they grow more than once
+        learner.step([Example(("item-1",), f"new-{n}")])
+    new_rows = [learner.vocab.row(f"new-{n}") for n in range(12)]
+    assert all(learner._t[row] == 1 for row in new_rows)
+    apply_delta(base, base_vocab, 1, learner.publish(2, snapshot=False))
+    assert same_weights(base, learner.model)
+
+
 def test_consecutive_deltas_compose() -> None:
     learner, base, base_vocab = learner_and_base()
     version = 1

@@ -60,6 +60,17 @@ def test_encode_restores_training_mode(tiny_model):
     assert model.training
 
 
+def test_encode_leaves_a_served_model_in_eval_mode_and_gives_the_training_models_vector(
+    tiny_model,
+):
+    model = tiny_model().train()
+    seqs = torch.tensor([[1, 2, 3]])
+    from_training = model.encode(seqs)
+    model.eval()
+    assert torch.equal(model.encode(seqs), from_training)
+    assert not model.training
+
+
 def test_grow_keeps_existing_rows_and_adds_finite_new_ones(tiny_model):
     model = tiny_model(num_items=30)
     before = model.item_emb.weight.detach().clone()
