@@ -6,14 +6,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import zlib
 
 import pytest
 import torch
 
 from model.online import Example, OnlineConfig, OnlineLearner
 from model.sasrec import SASRec, SASRecConfig
-from model.updates import UpdateError
+from model.updates import UpdateError, encode_update
 from model.vocab import Vocabulary
+from streams import model_updates
 from streams.metrics import Metrics
 from streams.model_updates import MAGIC, Assembler, Chunk, parse_chunk, to_messages
 from streams.online_eval import OnlineQuality, gains, online_quality
@@ -33,6 +35,11 @@ def learner() -> OnlineLearner:
 
 def scorer_at_base(learner: OnlineLearner) -> Scorer:
     return Scorer(copy.deepcopy(learner.model), Vocabulary(learner.vocab.items()), 1, False)
+
+
+def encode_chunk(chunk: Chunk) -> bytes:
+    head = json.dumps(chunk.header).encode()
+    return MAGIC + len(head).to_bytes(4, "big") + head + chunk.data
 
 
 def assemble_all(messages: list[tuple[bytes, bytes]]):
@@ -142,12 +149,47 @@ def test_the_scorer_takes_a_newer_snapshot_whatever_it_served(learner) -> None:
     assert scorer.version == 9 and "brand-new" in scorer.vocab
 
 
-def test_checksum_is_sha256_of_the_compressed_payload(learner) -> None:
-    messages = to_messages(learner.publish(2, snapshot=True), LIMIT)
-    chunks = [parse_chunk(v) for _, v in messages]
+def test_checksum_is_sha256_of_the_payload_which_is_the_encoded_update(learner) -> None:
+    update = learner.publish(2, snapshot=True)
+    chunks = [parse_chunk(v) for _, v in to_messages(update, LIMIT)]
     payload = b"".join(c.data for c in chunks)
     assert hashlib.sha256(payload).hexdigest() == chunks[0].header["sha256"]
+    assert payload == encode_update(update)
     assert json.loads(json.dumps(chunks[0].header)) == chunks[0].header
+
+
+def format_1_chunk(update, header: dict) -> Chunk:
+    """``update`` as a trainer before wire format 2 published it: zlib-compressed."""
+    payload = zlib.compress(encode_update(update), 1)
+    sha = hashlib.sha256(payload).hexdigest()
+    return Chunk({**header, "format": 1, "sha256": sha, "chunks": 1, "chunk": 0}, payload)
+
+
+def test_an_update_in_the_zlib_wire_format_of_older_trainers_still_assembles(learner) -> None:
+    learner.step([Example(("item-1",), "item-2")])
+    update = learner.publish(2, snapshot=False)
+    [(_, value)] = to_messages(update, LIMIT)
+    [delta] = assemble_all(
+        [(b"2", encode_chunk(format_1_chunk(update, parse_chunk(value).header)))]
+    )
+    assert delta.version == 2 and torch.equal(delta.row_values, update.row_values)
+
+
+def test_a_zlib_update_inflating_past_the_payload_limit_is_corrupt(learner, monkeypatch) -> None:
+    update = learner.publish(2, snapshot=True)
+    header = parse_chunk(to_messages(update, LIMIT)[0][1]).header
+    monkeypatch.setattr(model_updates, "MAX_PAYLOAD", 1000)
+    with pytest.raises(UpdateError) as err:
+        Assembler().add(format_1_chunk(update, header))
+    assert err.value.reason == "corrupt"
+
+
+def test_a_chunk_of_an_unknown_wire_format_is_corrupt(learner) -> None:
+    [(_, value)] = to_messages(learner.publish(2, snapshot=False), LIMIT)
+    chunk = parse_chunk(value)
+    with pytest.raises(UpdateError) as err:
+        parse_chunk(encode_chunk(Chunk({**chunk.header, "format": 3}, chunk.data)))
+    assert err.value.reason == "corrupt"
 
 
 # --- online evaluation ------------------------------------------------------------------
