@@ -388,14 +388,16 @@ def online_command(
 def table(r: dict) -> str:
     lines = [
         f"{'stream':<16}{'model':<8}{'hit@10':>8}{'± se':>8}{'ndcg@10':>9}{'tested':>8}"
-        f"{'version':>9}"
+        f"{'version':>9}{'answered':>11}"
     ]
     for s in r["streams"]:
+        offered = s["events"]["second"] / r["rate"]
         for kind in ("frozen", "online"):
             q = s[kind]
             lines.append(
                 f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['hit@10_se']:>8.4f}"
                 f"{q['ndcg@10']:>9.4f}{q['tested']:>8}{q['final_version']:>9}"
+                f"{q['seconds']:>6.0f}/{offered:<4.0f}"
             )
         d = s["online_minus_frozen"]
         lines.append(f"{s['name']:<16}{'o - f':<8}{d['hit@10']:>+8.4f}{d['se']:>8.4f}")
@@ -406,7 +408,9 @@ def table(r: dict) -> str:
         + (f" ({f['untrained']} never trained on within the run)" if f["untrained"] else ""),
         f"second halves replayed at {r['rate']:.0f} events/s; {r['users'] or 'all'} users of the "
         f"file replayed (pretraining used every user's first half); prequential, K=10, whole "
-        "catalogue; o - f: online minus frozen Hit@10, with its standard error",
+        "catalogue; o - f: online minus frozen Hit@10, with its standard error; answered: "
+        "seconds until the worker had answered the second half / seconds the replay took to "
+        "offer it (a worker that keeps up answers in about the same time)",
         f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
     ]
     return "\n".join(lines)

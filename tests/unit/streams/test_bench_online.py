@@ -67,3 +67,25 @@ def test_online_minus_frozen_carries_the_standard_error_of_the_difference():
     online = {"hit@10": 0.0576, "hit@10_se": 0.0024}
     diff = online_minus_frozen(frozen, online)
     assert diff == {"hit@10": pytest.approx(0.0006), "se": pytest.approx(0.0034)}
+
+
+def test_the_table_shows_how_long_the_worker_took_to_answer_what_the_replay_offered():
+    quality = {"hit@10": 0.05, "hit@10_se": 0.001, "ndcg@10": 0.03, "tested": 3000}
+    report = {
+        "streams": [
+            {
+                "name": "games",
+                "frozen": {**quality, "final_version": 1, "seconds": 3.2},
+                "online": {**quality, "final_version": 4, "seconds": 7.9},
+                "online_minus_frozen": {"hit@10": 0.0, "se": 0.0014},
+                "events": {"first": 3000, "second": 3000},
+            }
+        ],
+        "freshness_s": {"p50": 1.0, "p99": 2.0, "examples": 3000, "untrained": 0},
+        "rate": 1000.0,
+        "users": 0,
+        "machine": {"cpu": "cpu", "cores": 2, "torch": "2"},
+    }
+    rows = bench_online.table(report).splitlines()
+    assert rows[1].startswith("games") and rows[1].split()[-1] == "3/3"
+    assert rows[2].split()[-1] == "8/3" and "answered" in rows[0]
