@@ -28,13 +28,27 @@ def local_kafka_for(settings: Settings) -> Iterator[bool]:
     if local_kafka.answers_metadata(bootstrap):
         yield False
         return
-    parsed = urlparse(f"kafka://{bootstrap}")
-    if parsed.hostname not in ("localhost", "127.0.0.1"):
+    broker = local_broker(settings)
+    if broker is None:
         raise local_kafka.BrokerError(f"the broker at {bootstrap} does not answer")
-    port = parsed.port or local_kafka.DEFAULT_PORT
-    broker = local_kafka.Broker(port, local_kafka.default_data_dir(port))
     log.info(local_kafka.up(broker))
     try:
         yield True
     finally:
         log.info(local_kafka.down(broker))
+
+
+def local_broker(settings: Settings) -> local_kafka.Broker | None:
+    """The local broker (``rtrank kafka up``) the settings' first bootstrap address names;
+    None for an address on another host."""
+    parsed = urlparse(f"kafka://{settings.bootstrap_servers.split(',')[0]}")
+    if parsed.hostname not in ("localhost", "127.0.0.1"):
+        return None
+    port = parsed.port or local_kafka.DEFAULT_PORT
+    return local_kafka.Broker(port, local_kafka.default_data_dir(port))
+
+
+def local_broker_pid(settings: Settings) -> int | None:
+    """The process of that local broker when it runs, for its CPU figures; else None."""
+    broker = local_broker(settings)
+    return None if broker is None else local_kafka.running_pid(broker)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -56,8 +57,9 @@ from model.quality import machine_info
 from model.sasrec import SASRecConfig
 from model.train import TrainConfig, make_dataset, train
 from model.updates import UpdateError
+from streams import cpu_use
 from streams.commands.produce import send_events
-from streams.local_stack import local_kafka_for
+from streams.local_stack import local_broker_pid, local_kafka_for
 from streams.model_updates import Assembler, parse_chunk, read_range, updates_consumer
 from streams.online_eval import cumulative
 from streams.replay import from_file, interleave
@@ -178,12 +180,21 @@ def replay_run(
         worker.drain(len(stream.first))
         examples_before = _examples_written(s) if online else 0
         trainer.start()
+        parts = {
+            "worker": [worker.process.pid],
+            "model": cpu_use.children(worker.process.pid),
+            "trainer": [trainer.process.pid],
+            "broker": [pid for pid in [local_broker_pid(s)] if pid is not None],
+            "bench": [os.getpid()],  # the replay, and reading the worker's metrics
+        }
+        cpu_before = cpu_use.used(parts)
         before = cumulative(worker.metrics())
         click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
         started = time.monotonic()
         send_events(s, stream.second, rate=rate, progress=False)
         worker.drain(len(stream.first) + len(stream.second))
         seconds = time.monotonic() - started
+        cpu = cpu_use.used_between(cpu_before, cpu_use.used(parts))
         after = cumulative(worker.metrics())
         version = metric_value(worker.metrics(), "rtrank_model_version")
         expected, lags = 0, {}
@@ -203,6 +214,7 @@ def replay_run(
         "tested": int(tested),
         "final_version": int(version),
         "seconds": round(seconds, 1),
+        "cpu_s": cpu,
     }
     click.echo(f"{label}: {quality}", err=True)
     return quality, lags, expected
@@ -394,13 +406,23 @@ def table(r: dict) -> str:
         offered = s["events"]["second"] / r["rate"]
         for kind in ("frozen", "online"):
             q = s[kind]
+            answered = f"{q['seconds']:.0f}/{offered:.0f}"
             lines.append(
                 f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['hit@10_se']:>8.4f}"
-                f"{q['ndcg@10']:>9.4f}{q['tested']:>8}{q['final_version']:>9}"
-                f"{q['seconds']:>6.0f}/{offered:<4.0f}"
+                f"{q['ndcg@10']:>9.4f}{q['tested']:>8}{q['final_version']:>9}{answered:>11}"
             )
         d = s["online_minus_frozen"]
         lines.append(f"{s['name']:<16}{'o - f':<8}{d['hit@10']:>+8.4f}{d['se']:>8.4f}")
+    cores = r["machine"]["cores"]
+    for s in r["streams"]:
+        for kind in ("frozen", "online"):
+            cpu, seconds = s[kind].get("cpu_s"), s[kind]["seconds"]
+            if cpu:
+                parts = "  ".join(f"{name} {spent:.1f}" for name, spent in cpu.items())
+                lines.append(
+                    f"{s['name']:<16}{kind:<8}CPU s  {parts}  = {sum(cpu.values()):.0f} "
+                    f"of {cores} cores x {seconds:.0f} s"
+                )
     f, m = r["freshness_s"], r["machine"]
     lines += [
         f"freshness (event -> first version trained on it): p50 {f['p50']:.1f}s, "
@@ -410,7 +432,9 @@ def table(r: dict) -> str:
         f"file replayed (pretraining used every user's first half); prequential, K=10, whole "
         "catalogue; o - f: online minus frozen Hit@10, with its standard error; answered: "
         "seconds until the worker had answered the second half / seconds the replay took to "
-        "offer it (a worker that keeps up answers in about the same time)",
+        "offer it (a worker that keeps up answers in about the same time); CPU s: CPU "
+        "seconds each process used meanwhile (model: the worker's model process; bench: the "
+        "replay)",
         f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
     ]
     return "\n".join(lines)

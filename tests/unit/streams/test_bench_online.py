@@ -69,14 +69,18 @@ def test_online_minus_frozen_carries_the_standard_error_of_the_difference():
     assert diff == {"hit@10": pytest.approx(0.0006), "se": pytest.approx(0.0034)}
 
 
-def test_the_table_shows_how_long_the_worker_took_to_answer_what_the_replay_offered():
-    quality = {"hit@10": 0.05, "hit@10_se": 0.001, "ndcg@10": 0.03, "tested": 3000}
-    report = {
+QUALITY = {"hit@10": 0.05, "hit@10_se": 0.001, "ndcg@10": 0.03, "tested": 3000}
+
+
+def one_stream_report(online: dict) -> dict:
+    """A report of one stream of 3,000 second-half events offered in 3 s, whose frozen
+    run was answered in 3.2 s and whose online run is ``online``."""
+    return {
         "streams": [
             {
                 "name": "games",
-                "frozen": {**quality, "final_version": 1, "seconds": 3.2},
-                "online": {**quality, "final_version": 4, "seconds": 7.9},
+                "frozen": {**QUALITY, "final_version": 1, "seconds": 3.2},
+                "online": {**QUALITY, "final_version": 4, **online},
                 "online_minus_frozen": {"hit@10": 0.0, "se": 0.0014},
                 "events": {"first": 3000, "second": 3000},
             }
@@ -86,6 +90,16 @@ def test_the_table_shows_how_long_the_worker_took_to_answer_what_the_replay_offe
         "users": 0,
         "machine": {"cpu": "cpu", "cores": 2, "torch": "2"},
     }
-    rows = bench_online.table(report).splitlines()
+
+
+def test_the_table_shows_how_long_the_worker_took_to_answer_what_the_replay_offered():
+    rows = bench_online.table(one_stream_report({"seconds": 7.9})).splitlines()
     assert rows[1].startswith("games") and rows[1].split()[-1] == "3/3"
     assert rows[2].split()[-1] == "8/3" and "answered" in rows[0]
+
+
+def test_the_table_shows_the_cpu_each_process_used_against_what_the_machine_had():
+    report = one_stream_report({"seconds": 7.9, "cpu_s": {"worker": 6.2, "trainer": 3.0}})
+    [line] = [row for row in bench_online.table(report).splitlines() if "CPU s " in row]
+    assert line.split()[:2] == ["games", "online"]
+    assert line.endswith("worker 6.2  trainer 3.0  = 9 of 2 cores x 8 s")
