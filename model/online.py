@@ -233,7 +233,7 @@ class OnlineLearner:
             self.model.grow(len(self.vocab))
         if len(self.vocab) > len(self._m):
             # Room for an eighth more rows at once: a stream meets new items at most steps,
-            # and copying both moment tables for each few rows was a tenth of a Games step.
+            # and copying both moment tables for each few rows was a fifth of a Games step.
             extra = max(len(self.vocab) - len(self._m), len(self._m) // 8)
             D = self.model.config.dim
             self._m = torch.cat([self._m, torch.zeros(extra, D)])
