@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"RTMU"
 WIRE_FORMAT = 2  # written: the payload as is
 ZLIB_WIRE_FORMAT = 1  # still read: the payload zlib-compressed
+READABLE_WIRE_FORMATS = (WIRE_FORMAT, ZLIB_WIRE_FORMAT)
 HEADER_ROOM = 4096  # bytes kept per message for our header and Kafka's record overhead
 MAX_PAYLOAD = 1 << 30  # a format-1 update inflating past this is refused (zip bomb guard)
 
@@ -93,10 +94,7 @@ def parse_chunk(value: bytes | None) -> Chunk:
             raise ValueError("no rtrank update magic")
         n = int.from_bytes(value[4:8], "big")
         header = json.loads(value[8 : 8 + n])
-        if not isinstance(header, dict) or header.get("format") not in (
-            WIRE_FORMAT,
-            ZLIB_WIRE_FORMAT,
-        ):
+        if not isinstance(header, dict) or header.get("format") not in READABLE_WIRE_FORMATS:
             raise ValueError("unknown wire format")
         for name in ("id", "kind", "sha256"):
             if not isinstance(header.get(name), str):

@@ -180,13 +180,7 @@ def replay_run(
         worker.drain(len(stream.first))
         examples_before = _examples_written(s) if online else 0
         trainer.start()
-        parts = {
-            "worker": [worker.process.pid],
-            "model": cpu_use.children(worker.process.pid),
-            "trainer": [trainer.process.pid],
-            "broker": [pid for pid in [local_broker_pid(s)] if pid is not None],
-            "bench": [os.getpid()],  # the replay, and reading the worker's metrics
-        }
+        parts = process_parts(s, worker, trainer)
         cpu_before = cpu_use.used(parts)
         before = cumulative(worker.metrics())
         click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
@@ -218,6 +212,21 @@ def replay_run(
     }
     click.echo(f"{label}: {quality}", err=True)
     return quality, lags, expected
+
+
+def process_parts(
+    settings: Settings, worker: WorkerProcess, trainer: TrainerProcess
+) -> dict[str, list[int]]:
+    """The run's processes by part, for `cpu_use.used`: the worker, its model process (the
+    worker's children), the trainer, the local broker (none for a remote one) and this
+    process (the replay, and reading the worker's metrics)."""
+    return {
+        "worker": [worker.process.pid],
+        "model": cpu_use.children(worker.process.pid),
+        "trainer": [trainer.process.pid],
+        "broker": [pid for pid in [local_broker_pid(settings)] if pid is not None],
+        "bench": [os.getpid()],
+    }
 
 
 def _examples_written(settings: Settings) -> int:
