@@ -156,6 +156,36 @@ def test_dropout_zeroes_about_its_share_and_keeps_the_mean_in_training_only():
     assert torch.equal(drop.eval()(x), x)
 
 
+def test_dropout_draws_a_different_mask_at_each_call():
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(40, 50, 64)
+    assert not torch.equal(drop(x) == 0, drop(x) == 0)
+
+
+def test_dropout_of_an_input_larger_than_its_pool_still_drops_its_share():
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    out = drop(torch.ones(Dropout.POOL + 1))
+    assert abs((out == 0).float().mean().item() - 0.3) < 0.01
+
+
+def test_dropout_passes_the_gradient_through_its_mask():
+    torch.manual_seed(0)
+    drop = Dropout(0.5)
+    x = torch.ones(30, 20, requires_grad=True)
+    out = drop(x)
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())  # ones in, so the output is the scaled mask
+
+
+def test_dropout_pool_stays_out_of_the_checkpoint(tiny_model):
+    model = tiny_model(num_items=30)
+    model.train()
+    model(torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]]))
+    assert not any("pool" in name for name in model.state_dict())
+
+
 def test_dropout_of_one_is_rejected():
     with pytest.raises(ValueError, match="dropout"):
         SASRecConfig(num_items=5, dropout=1.0)
