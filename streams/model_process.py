@@ -46,6 +46,17 @@ from typing import Any
 from model.updates import Snapshot, UpdateError
 from streams.catalogue import Catalogue
 from streams.model_updates import UpdateFeed
+from streams.model_wire import (
+    PackedEvent,
+    PackedList,
+    PackedRequest,
+    pack_events,
+    pack_lists,
+    pack_requests,
+    unpack_events,
+    unpack_lists,
+    unpack_requests,
+)
 from streams.ranker import Ranker
 from streams.records import Event
 from streams.rerank import RankedItem
@@ -171,11 +182,11 @@ def _load(settings: Settings) -> tuple[bool, ModelReport]:
 
 
 def _score(
-    requests: list[ScoreRequest], fresh: list[Event], changes: dict[str, Any]
-) -> tuple[int, list[list[RankedItem]], ModelReport]:
+    requests: list[PackedRequest], fresh: list[PackedEvent], changes: dict[str, Any]
+) -> tuple[int, list[PackedList], ModelReport]:
     _served.catch_up_with(changes)
-    version, lists = _served.score(requests, fresh)
-    return version, lists, _served.report()
+    version, lists = _served.score(unpack_requests(requests), unpack_events(fresh))
+    return version, pack_lists(lists), _served.report()
 
 
 def _rank(
@@ -223,7 +234,10 @@ class ModelProcess:
         self, requests: list[ScoreRequest], fresh: list[Event], changes: dict[str, Any]
     ) -> tuple[int, list[list[RankedItem]], ModelReport]:
         """Lists for ``requests`` (same order) after counting ``fresh`` in the popularity."""
-        return await self._call(_score, requests, fresh, changes)
+        version, lists, report = await self._call(
+            _score, pack_requests(requests), pack_events(fresh), changes
+        )
+        return version, unpack_lists(lists), report
 
     async def rank(
         self, history: list[str], candidates: list[str], changes: dict[str, Any]
