@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from streams.model_wire import (
-    pack_events,
-    pack_lists,
-    pack_requests,
-    unpack_events,
-    unpack_lists,
-    unpack_requests,
-)
+from streams import model_wire as wire
 from streams.records import Event
 from streams.rerank import RankedItem
 from streams.scoring import ScoreRequest
@@ -21,12 +14,12 @@ def test_requests_arrive_with_their_histories_and_exclusions_empty_ones_included
         ScoreRequest([], []),
         ScoreRequest(["é"], ["x", "y"]),
     ]
-    assert unpack_requests(pack_requests(requests)) == requests
+    assert wire.unpack_requests(wire.pack_requests(requests)) == requests
 
 
 def test_lists_of_plain_model_items_arrive_with_ids_and_scores_in_order():
     lists = [[RankedItem("a", 0.9), RankedItem("b", 0.5)], []]
-    assert unpack_lists(pack_lists(lists)) == lists
+    assert wire.unpack_lists(wire.pack_lists(lists)) == lists
 
 
 def test_lists_with_other_sources_or_reasons_keep_them_per_item():
@@ -37,9 +30,11 @@ def test_lists_with_other_sources_or_reasons_keep_them_per_item():
             RankedItem("c", 0.4),
         ]
     ]
-    assert unpack_lists(pack_lists(lists)) == lists
+    assert wire.unpack_lists(wire.pack_lists(lists)) == lists
 
 
 def test_events_arrive_with_what_popularity_counts_and_leave_extra_fields_behind():
     sent = [Event("u1", "i1", "view", 1_700_000_000_000, {"page": "home"})]
-    assert unpack_events(pack_events(sent)) == [Event("u1", "i1", "view", 1_700_000_000_000)]
+    assert wire.unpack_events(wire.pack_events(sent)) == [
+        Event("u1", "i1", "view", 1_700_000_000_000)
+    ]
