@@ -73,11 +73,12 @@ class Dropout(nn.Module):
 
     On CPU the masks are slices, at random offsets, of a pool of ``POOL`` scaled masks
     drawn once per module: drawing ``rand_like(x)`` per call was most of a call's time
-    (64x50x64 floats, one thread: 860 us fresh, 46 us from the pool) and a sixth of the
-    online trainer's CPU. Within a mask the elements are independent as before; two
-    calls' masks may overlap in part of the pool, which dropout's purpose (no unit may
-    count on another) does not need otherwise. Larger inputs, and other devices (where
-    drawing is cheap and an offset would cost a synchronisation), draw fresh masks.
+    (64x50x64 floats, one thread: 860 us fresh, 46 us from the pool) and 15% of the
+    online trainer's profile. Within a mask the elements are independent, as before. Two
+    calls may take overlapping parts of the pool, but shifted against each other: a unit
+    gets the same bit twice only when the offsets coincide. Larger inputs, and other
+    devices (where drawing is cheap and an offset would cost a synchronisation), draw
+    fresh masks.
     Attention weights keep `F.scaled_dot_product_attention`'s own dropout.
     """
 
