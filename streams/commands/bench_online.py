@@ -7,13 +7,16 @@ For PATH and for a synthetic stream whose item transitions change mid-stream ("d
 1. pretrain a model on the first 50% of every user's history (offline, `model.train`);
 2. for (a) frozen and (b) online, each on fresh topics of the local broker, a worker and a
    trainer: replay the first halves of the replayed users as fast as possible (builds their
-   state; not measured), then the second halves at ``--rate`` events/s, and read the
-   worker's prequential Hit@10/NDCG@10 over the second half (the difference of its
-   cumulative counters before and after). In (a) the trainer publishes to a topic the worker
-   does not read, so the worker keeps the pretrained model under the same load as in (b)
-   and the runs differ only in the served model (load matters: an event that arrives
-   before its user's previous one is answered is judged by the list before that one, and
-   a busier worker lags more);
+   state; not measured), then the second halves at ``--rate`` events/s. Quality is
+   prequential Hit@10/NDCG@10 over the second half, read back from the run's topics: each
+   event tested against the list the run emitted for its user's previous event, never one
+   from a version already trained on it (`streams.replay_eval`), so that both runs are
+   judged on the same events whatever the load of the hour. The worker's own figure
+   (``arrival``: each event tested when the worker read it, against the last list emitted
+   by then; the difference of its cumulative counters) is shown beside it. In (a) the
+   trainer publishes to a topic the worker does not read, so the worker keeps the
+   pretrained model under the same load as in (b) and the runs differ only in the served
+   model;
 3. freshness: from an event's timestamp (stamped when sent) to the publication of the
    first model version trained on it, from the lag histograms the trainer puts in every
    version (100 ms resolution). The trainer is stopped only once its versions cover every
@@ -37,12 +40,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,8 @@ from streams.local_stack import local_broker_pid, local_kafka_for
 from streams.model_updates import Assembler, parse_chunk, read_range, updates_consumer
 from streams.online_eval import cumulative
 from streams.replay import from_file, interleave
+from streams.replay_eval import Judged, judge, paired_difference, read_run
+from streams.replay_eval import quality as replay_quality
 from streams.settings import Settings
 from streams.topics import delete_run_topics, ensure_topics
 from streams.worker_process import TrainerProcess, WorkerProcess, metric_value
@@ -154,10 +159,11 @@ def trainer_settings(worker: Settings, online: bool) -> Settings:
 
 def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
-) -> tuple[dict, dict[int, int], int]:
-    """One run on fresh topics, deleted when it succeeds; returns (second-half quality, and
-    for an online run its freshness histogram and the training examples it wrote; a frozen
-    run's trainer publishes nowhere measured, so those are empty)."""
+) -> tuple[dict, Judged, dict[int, int], int]:
+    """One run on fresh topics, deleted when it succeeds; returns its second-half quality,
+    each second-half event's judgement in stream order (`streams.replay_eval`), and for an
+    online run its freshness histogram and the training examples it wrote (a frozen run's
+    trainer publishes nowhere measured, so those are empty)."""
     tag = uuid.uuid4().hex[:8]
     s = base.isolated(
         f"bench-online-{tag}",
@@ -191,27 +197,37 @@ def replay_run(
         cpu = cpu_use.used_between(cpu_before, cpu_use.used(parts))
         after = cumulative(worker.metrics())
         version = metric_value(worker.metrics(), "rtrank_model_version")
-        expected, lags = 0, {}
+        expected, lags, trained = 0, {}, {}
         if online:
             expected = _examples_written(s) - examples_before
-            lags = _lags_once_trained(s, expected)
+            versions = _versions_once_trained(s, expected)
+            lags, trained = versions.lags, versions.trained
     finally:
         trainer.stop()
         worker.stop()
+    judged = judge(read_run(s, trained), measured_from(stream))
     delete_run_topics(s, f"bench-online-{tag}")  # kept, like the files, on failure
     tested = after[0] - before[0]
-    hit_rate = (after[1] - before[1]) / max(tested, 1)
+    at_arrival = (after[1] - before[1]) / max(tested, 1)
     quality = {
-        "hit@10": round(hit_rate, 4),
-        "hit@10_se": round(standard_error(hit_rate, tested), 4),
-        "ndcg@10": round((after[2] - before[2]) / max(tested, 1), 4),
-        "tested": int(tested),
+        **replay_quality(judged),
+        "at_arrival": {
+            "hit@10": round(at_arrival, 4),
+            "ndcg@10": round((after[2] - before[2]) / max(tested, 1), 4),
+            "tested": int(tested),
+        },
         "final_version": int(version),
         "seconds": round(seconds, 1),
         "cpu_s": cpu,
     }
     click.echo(f"{label}: {quality}", err=True)
-    return quality, lags, expected
+    return quality, judged, lags, expected
+
+
+def measured_from(stream: Stream) -> dict[str, int]:
+    """Each replayed user's first measured event: the first of its second half."""
+    first = Counter(e["user_id"] for e in stream.first)
+    return {e["user_id"]: first[e["user_id"]] for e in stream.second}
 
 
 def process_parts(
@@ -240,32 +256,37 @@ def _examples_written(settings: Settings) -> int:
         consumer.close()
 
 
-def _lags_once_trained(
+def _versions_once_trained(
     settings: Settings, expected: int, timeout_s: float = 120.0
-) -> dict[int, int]:
-    """The run's freshness histogram once published versions were trained on ``expected``
-    examples (or after ``timeout_s``): read as soon as the worker is done, it would leave
-    out the examples the trainer had yet to learn from, the least fresh ones."""
-    lags = LagHistogram(settings)
+) -> PublishedVersions:
+    """The run's published versions once they were trained on ``expected`` examples (or
+    after ``timeout_s``): read as soon as the worker is done, the freshness histogram would
+    leave out the examples the trainer had yet to learn from, the least fresh ones."""
+    versions = PublishedVersions(settings)
     try:
-        return wait_for_examples(lags, expected, timeout_s)
+        wait_for_examples(versions, expected, timeout_s)
+        return versions
     finally:
-        lags.close()
+        versions.close()
 
 
-def wait_for_examples(lags: LagHistogram, expected: int, timeout_s: float) -> dict[int, int]:
-    """``lags.read()`` each second until it counts ``expected`` examples or ``timeout_s``
-    passed; returns the last histogram read."""
+def wait_for_examples(
+    versions: PublishedVersions, expected: int, timeout_s: float
+) -> dict[int, int]:
+    """``versions.read()`` each second until its lags count ``expected`` examples or
+    ``timeout_s`` passed; returns the last histogram read."""
     deadline = time.monotonic() + timeout_s
     while True:
-        hist = lags.read()
+        hist = versions.read()
         if sum(hist.values()) >= expected or time.monotonic() > deadline:
             return hist
         time.sleep(1.0)
 
 
-class LagHistogram:
-    """Merged ``lag_ms_hist`` of the versions on a run's model-updates topic.
+class PublishedVersions:
+    """What the versions on a run's model-updates topic say: their merged ``lag_ms_hist``
+    (``lags``) and the training offsets each had consumed (``trained``, version ->
+    partition -> next offset).
 
     Each `read` decodes only what was published since the previous one: the trainer being
     waited for shares the machine, and decoding every version (snapshots included) once a
@@ -276,7 +297,8 @@ class LagHistogram:
         self._consumer, self._tp = updates_consumer(settings)
         self._assembler = Assembler()
         self._read_to = 0
-        self.hist: dict[int, int] = {}
+        self.lags: dict[int, int] = {}
+        self.trained: dict[int, dict[int, int]] = {}
 
     def read(self) -> dict[int, int]:
         end = self._consumer.end_offsets([self._tp])[self._tp]
@@ -285,28 +307,17 @@ class LagHistogram:
                 update = self._assembler.add(parse_chunk(record.value))
             except UpdateError:
                 continue
-            for lag, count in (update.meta.get("lag_ms_hist", {}) if update else {}).items():
-                self.hist[int(lag)] = self.hist.get(int(lag), 0) + int(count)
+            if update is None:
+                continue
+            offsets = update.meta.get("offsets", {})
+            self.trained[update.version] = {int(p): int(o) for p, o in offsets.items()}
+            for lag, count in update.meta.get("lag_ms_hist", {}).items():
+                self.lags[int(lag)] = self.lags.get(int(lag), 0) + int(count)
         self._read_to = end
-        return dict(self.hist)
+        return dict(self.lags)
 
     def close(self) -> None:
         self._consumer.close()
-
-
-def standard_error(rate: float, n: int) -> float:
-    """Binomial standard error of a hit rate over ``n`` tested events: a difference between
-    the frozen and the online model smaller than about twice this is not a result."""
-    return math.sqrt(rate * (1 - rate) / n) if n else float("nan")
-
-
-def online_minus_frozen(frozen: dict, online: dict) -> dict:
-    """Online Hit@10 minus frozen, with the standard error of that difference (the two
-    runs are independent replays): a difference within about two of them is no result."""
-    return {
-        "hit@10": round(online["hit@10"] - frozen["hit@10"], 4),
-        "se": round(math.hypot(online["hit@10_se"], frozen["hit@10_se"]), 4),
-    }
 
 
 def percentile(hist: dict[int, int], q: float) -> float:
@@ -374,8 +385,12 @@ def online_command(
                 ckpt = pretrain(
                     stream, tmp / f"{stream.name}.safetensors", pretrain_minutes, device
                 )
-                frozen, _, _ = replay_run(base, tmp, stream, ckpt, rate, online=False)
-                online, lags, examples = replay_run(base, tmp, stream, ckpt, rate, online=True)
+                frozen, frozen_judged, _, _ = replay_run(
+                    base, tmp, stream, ckpt, rate, online=False
+                )
+                online, online_judged, lags, examples = replay_run(
+                    base, tmp, stream, ckpt, rate, online=True
+                )
                 untrained += max(0, examples - sum(lags.values()))
                 for lag, count in lags.items():
                     hist[lag] = hist.get(lag, 0) + count
@@ -384,7 +399,7 @@ def online_command(
                         "name": stream.name,
                         "frozen": frozen,
                         "online": online,
-                        "online_minus_frozen": online_minus_frozen(frozen, online),
+                        "online_minus_frozen": paired_difference(frozen_judged, online_judged),
                         "events": {"first": len(stream.first), "second": len(stream.second)},
                     }
                 )
@@ -409,7 +424,7 @@ def online_command(
 def table(r: dict) -> str:
     lines = [
         f"{'stream':<16}{'model':<8}{'hit@10':>8}{'± se':>8}{'ndcg@10':>9}{'tested':>8}"
-        f"{'version':>9}{'answered':>11}"
+        f"{'version':>9}{'answered':>11}{'arrival':>9}"
     ]
     for s in r["streams"]:
         offered = s["events"]["second"] / r["rate"]
@@ -419,9 +434,18 @@ def table(r: dict) -> str:
             lines.append(
                 f"{s['name']:<16}{kind:<8}{q['hit@10']:>8.4f}{q['hit@10_se']:>8.4f}"
                 f"{q['ndcg@10']:>9.4f}{q['tested']:>8}{q['final_version']:>9}{answered:>11}"
+                f"{q['at_arrival']['hit@10']:>9.4f}"
             )
         d = s["online_minus_frozen"]
-        lines.append(f"{s['name']:<16}{'o - f':<8}{d['hit@10']:>+8.4f}{d['se']:>8.4f}")
+        skipped = s["online"]["skipped_trained"]
+        lines.append(
+            f"{s['name']:<16}{'o - f':<8}{d['hit@10']:>+8.4f}{d['se']:>8.4f}"
+            + (
+                f"  ({skipped} tested against an older list: the newest was trained on them)"
+                if skipped
+                else ""
+            )
+        )
     cores = r["machine"]["cores"]
     for s in r["streams"]:
         for kind in ("frozen", "online"):
@@ -439,7 +463,11 @@ def table(r: dict) -> str:
         + (f" ({f['untrained']} never trained on within the run)" if f["untrained"] else ""),
         f"second halves replayed at {r['rate']:.0f} events/s; {r['users'] or 'all'} users of the "
         f"file replayed (pretraining used every user's first half); prequential, K=10, whole "
-        "catalogue; o - f: online minus frozen Hit@10, with its standard error; answered: "
+        "catalogue, each event tested against the list emitted for its user's previous event "
+        "(never one from a version trained on it); o - f: online minus frozen Hit@10 over the "
+        "same events, with its standard error; arrival: the worker's own Hit@10, each event "
+        "tested against the last list emitted when it was read (a backlog leaves it older); "
+        "answered: "
         "seconds until the worker had answered the second half / seconds the replay took to "
         "offer it (a worker that keeps up answers in about the same time); CPU s: CPU "
         "seconds each process used meanwhile (model: the worker's model process; bench: the "

@@ -1,4 +1,4 @@
-"""``rtrank bench online`` reads the freshness histograms from real published versions."""
+"""``rtrank bench online`` reads freshness and training offsets from real published versions."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from kafka import KafkaProducer
 from model.online import Example, OnlineConfig, OnlineLearner
 from model.sasrec import SASRec, SASRecConfig
 from model.vocab import Vocabulary
-from streams.commands.bench_online import LagHistogram
+from streams.commands.bench_online import PublishedVersions
 from streams.model_updates import to_messages
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 
-def publish(settings: Settings, learner: OnlineLearner, version: int, lags: dict) -> None:
+def publish(
+    settings: Settings, learner: OnlineLearner, version: int, lags: dict, offsets: dict
+) -> None:
     learner.step([Example(("a", "b"), "c")])
-    update = learner.publish(version, snapshot=False, meta={"lag_ms_hist": lags})
+    meta = {"lag_ms_hist": lags, "offsets": offsets}
+    update = learner.publish(version, snapshot=False, meta=meta)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     try:
         for key, value in to_messages(update, settings.update_max_bytes):
@@ -32,11 +35,12 @@ def test_the_lag_histogram_adds_each_version_once_including_later_ones(settings)
     vocab = Vocabulary(["a", "b", "c"])
     model = SASRec(SASRecConfig(num_items=len(vocab), max_len=4, dim=8))
     learner = OnlineLearner(model, vocab, 1, OnlineConfig(negatives=2))
-    lags = LagHistogram(settings)
+    versions = PublishedVersions(settings)
     try:
-        publish(settings, learner, 2, {"100": 2})
-        assert lags.read() == {100: 2}
-        publish(settings, learner, 3, {"100": 1, "900": 4})
-        assert lags.read() == {100: 3, 900: 4}
+        publish(settings, learner, 2, {"100": 2}, {"0": 2})
+        assert versions.read() == {100: 2}
+        publish(settings, learner, 3, {"100": 1, "900": 4}, {"0": 2, "1": 5})
+        assert versions.read() == {100: 3, 900: 4}
+        assert versions.trained == {2: {0: 2}, 3: {0: 2, 1: 5}}
     finally:
-        lags.close()
+        versions.close()

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
-import pytest
-
 from streams.commands import bench_online
 from streams.commands.bench_online import (
+    Stream,
     halves,
-    online_minus_frozen,
+    measured_from,
     percentile,
-    standard_error,
     trainer_settings,
 )
 from streams.settings import Settings
@@ -57,19 +53,20 @@ def test_freshness_is_read_only_once_every_example_of_the_run_was_trained_on(
     }
 
 
-def test_the_standard_error_of_a_hit_rate_is_binomial():
-    assert standard_error(0.05, 10_000) == pytest.approx((0.05 * 0.95 / 10_000) ** 0.5)
-    assert math.isnan(standard_error(0.0, 0))
+def test_each_replayed_user_is_measured_from_the_first_event_of_its_second_half():
+    events = [{"user_id": u, "item_id": "i"} for u in ["a", "b", "a", "a", "c"]]
+    first, second = halves(events)
+    assert measured_from(Stream("s", {}, first, second)) == {"a": 1, "b": 0, "c": 0}
 
 
-def test_online_minus_frozen_carries_the_standard_error_of_the_difference():
-    frozen = {"hit@10": 0.0570, "hit@10_se": 0.0024}
-    online = {"hit@10": 0.0576, "hit@10_se": 0.0024}
-    diff = online_minus_frozen(frozen, online)
-    assert diff == {"hit@10": pytest.approx(0.0006), "se": pytest.approx(0.0034)}
-
-
-QUALITY = {"hit@10": 0.05, "hit@10_se": 0.001, "ndcg@10": 0.03, "tested": 3000}
+QUALITY = {
+    "hit@10": 0.05,
+    "hit@10_se": 0.001,
+    "ndcg@10": 0.03,
+    "tested": 3000,
+    "skipped_trained": 0,
+    "at_arrival": {"hit@10": 0.04, "ndcg@10": 0.02, "tested": 3000},
+}
 
 
 def one_stream_report(online: dict) -> dict:
@@ -94,8 +91,14 @@ def one_stream_report(online: dict) -> dict:
 
 def test_the_table_shows_how_long_the_worker_took_to_answer_what_the_replay_offered():
     rows = bench_online.table(one_stream_report({"seconds": 7.9})).splitlines()
-    assert rows[1].startswith("games") and rows[1].split()[-1] == "3/3"
-    assert rows[2].split()[-1] == "8/3" and "answered" in rows[0]
+    assert rows[1].startswith("games") and rows[1].split()[-2] == "3/3"
+    assert rows[2].split()[-2] == "8/3" and "answered" in rows[0]
+
+
+def test_the_table_shows_the_workers_own_figure_beside_the_stream_order_one():
+    rows = bench_online.table(one_stream_report({"seconds": 7.9})).splitlines()
+    assert rows[0].split()[-1] == "arrival"
+    assert rows[1].split()[2] == "0.0500" and rows[1].split()[-1] == "0.0400"
 
 
 def test_the_table_shows_the_cpu_each_process_used_against_what_the_machine_had():
