@@ -162,6 +162,7 @@ def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Ru
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition -> the offset the next record written to ``topic`` will get."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

@@ -51,7 +51,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-from kafka import KafkaConsumer, TopicPartition
 
 from deploy.kafka.broker import BrokerError, free_port
 from model import synthetic
@@ -66,7 +65,7 @@ from streams.local_stack import local_broker_pid, local_kafka_for
 from streams.model_updates import Assembler, parse_chunk, read_range, updates_consumer
 from streams.online_eval import cumulative
 from streams.replay import from_file, interleave
-from streams.replay_eval import Judged, judge, paired_difference, read_run
+from streams.replay_eval import Judged, end_offsets, judge, paired_difference, read_run
 from streams.replay_eval import quality as replay_quality
 from streams.settings import Settings
 from streams.topics import delete_run_topics, ensure_topics
@@ -247,13 +246,7 @@ def process_parts(
 
 def _examples_written(settings: Settings) -> int:
     """Training examples on the run's topic so far, all partitions together."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        parts = consumer.partitions_for_topic(settings.training_topic) or set()
-        tps = [TopicPartition(settings.training_topic, p) for p in parts]
-        return sum(consumer.end_offsets(tps).values())
-    finally:
-        consumer.close()
+    return sum(end_offsets(settings, settings.training_topic).values())
 
 
 def _versions_once_trained(
