@@ -78,12 +78,14 @@ def judge(run: Run, measured_from: Mapping[str, int]) -> Judged:
         for n in range(first, len(items)):
             while newest < len(lists) and lists[newest].n < n:
                 newest += 1
-            clean = (
-                emitted
-                for emitted in (lists[k] for k in range(newest - 1, -1, -1))
-                if not _trained_on(run.trained.get(emitted.version, {}), examples[n])
+            tested = next(
+                (
+                    lists[k]
+                    for k in range(newest - 1, -1, -1)
+                    if not _trained_on(run.trained.get(lists[k].version, {}), examples[n])
+                ),
+                None,
             )
-            tested = next(clean, None)
             if newest and tested is not lists[newest - 1]:
                 skipped += 1
             if tested is None:
