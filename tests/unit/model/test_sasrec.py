@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.sasrec import Dropout, SASRec, SASRecConfig
+from model.vocab import Vocabulary
 
 
 def test_forward_without_targets_gives_latest_position_logits_with_padding_at_minus_inf(tiny_model):
@@ -83,17 +87,58 @@ def test_grow_keeps_existing_rows_and_adds_finite_new_ones(tiny_model):
 
 
 def test_grown_rows_have_the_per_dimension_mean_and_spread_of_the_existing_items(tiny_model):
-    model = tiny_model(num_items=3000)
+    model = tiny_model(num_items=5000)  # more rows than the statistics are sampled from
     with torch.no_grad():
-        model.item_emb.weight[1:] = 3.0 + 0.5 * torch.randn(3000, model.config.dim)
-    model.grow(6001)
-    fresh = model.item_emb.weight.detach()[3001:]
+        model.item_emb.weight[1:] = 3.0 + 0.5 * torch.randn(5000, model.config.dim)
+    model.grow(10001)
+    fresh = model.item_emb.weight.detach()[5001:]
     torch.testing.assert_close(
         fresh.mean(0), torch.full((model.config.dim,), 3.0), atol=0.05, rtol=0
     )
     torch.testing.assert_close(
         fresh.std(0), torch.full((model.config.dim,), 0.5), atol=0.05, rtol=0
     )
+
+
+def test_growing_again_keeps_rows_written_since_the_last_growth(tiny_model):
+    model = tiny_model(num_items=30)
+    model.grow(40)
+    with torch.no_grad():
+        model.item_emb.weight[35] = 7.0
+    before = model.item_emb.weight.detach().clone()
+    model.grow(41)
+    torch.testing.assert_close(model.item_emb.weight.detach()[:40], before)
+
+
+def test_growing_a_cast_model_keeps_its_rows_and_type(tiny_model):
+    model = tiny_model(num_items=30)
+    model.grow(40)
+    model.double()
+    before = model.item_emb.weight.detach().clone()
+    model.grow(45)
+    assert model.item_emb.weight.dtype == torch.float64
+    torch.testing.assert_close(model.item_emb.weight.detach()[:40], before)
+
+
+def test_growing_a_copy_leaves_the_original_alone(tiny_model):
+    model = tiny_model(num_items=30)
+    model.grow(40)
+    original = model.item_emb.weight.detach().clone()
+    copy = deepcopy(model)
+    with torch.no_grad():
+        copy.item_emb.weight[5] = 7.0
+    copy.grow(41)
+    assert (copy.item_emb.weight.detach()[5] == 7.0).all()
+    torch.testing.assert_close(model.item_emb.weight.detach(), original)
+
+
+def test_a_grown_model_round_trips_through_a_checkpoint(tiny_model, tmp_path):
+    model = tiny_model(num_items=30)
+    model.grow(40)
+    vocab = Vocabulary([f"i{n}" for n in range(1, 40)])
+    save_checkpoint(tmp_path / "m.safetensors", model, vocab, version=1, data_fingerprint="t")
+    loaded = load_checkpoint(tmp_path / "m.safetensors").model
+    assert torch.equal(loaded.item_emb.weight.detach(), model.item_emb.weight.detach())
 
 
 def test_grown_rows_are_trained_like_the_others(tiny_model):
