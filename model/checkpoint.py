@@ -20,8 +20,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from model.sasrec import SASRec, SASRecConfig
-from model.vocab import Vocabulary
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.vocab import Vocabulary
 
 FORMAT = "rtrank.sasrec.v1"
 

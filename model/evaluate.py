@@ -1,6 +1,6 @@
 """Ranking metrics and the two evaluation protocols.
 
-Protocols (leave-one-out, see `model.data.leave_one_out`):
+Protocols (leave-one-out, see `rtrank.model.data.leave_one_out`):
 
 - ``sampled100``: the held-out item is ranked among 100 items drawn uniformly, without
   replacement, from the items the user never interacted with (fixed seed) — the SASRec
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.data import Split
-from model.sasrec import SASRec
-from model.serving import encode_histories
+from rtrank.model.data import Split
+from rtrank.model.sasrec import SASRec
+from rtrank.model.serving import encode_histories
 
 PROTOCOLS = ("sampled100", "full")
 NUM_SAMPLED = 100

@@ -42,7 +42,7 @@ Games 0.0584 / 0.0564, drift 0.0247 / 0.0660, freshness p50 2.7 s, p99 6.5 s; no
 trained: Games 0.0570 / 0.0576, drift 0.0242 / 0.0828, p50 2.6 s, p99 5.0 s.
 
 Steps keep the model's dropout, although drawing its masks was a third of a step (less
-since `model.sasrec.Dropout`: a Games-like step 275 -> 245 ms on one thread): without
+since `rtrank.model.sasrec.Dropout`: a Games-like step 275 -> 245 ms on one thread): without
 it an offline replay scored no worse (2026-12-02: Games 0.0450 -> 0.0474, drift 0.154 ->
 0.163 Hit@10), but on the real system Games fell well below the frozen model (online
 0.0496, frozen 0.0569, `rtrank bench online`, one run) while drift recovered as before.
@@ -91,8 +91,8 @@ drift 0.022 / 0.484 and 0.022 / 0.477; targets only, Games 0.0592 / 0.0596 and
 0.0584 / 0.0581, drift 0.022 / 0.108 and 0.022 / 0.111. Drift recovers less but still several
 times the frozen model; Games no longer loses to it.
 
-What an update carries and how it is applied is `model.updates`; no Kafka here (the wire
-format, chunks and checksums, is `streams.model_updates`).
+What an update carries and how it is applied is `rtrank.model.updates`; no Kafka here (the wire
+format, chunks and checksums, is `rtrank.streams.trainer.model_updates`).
 """
 
 from __future__ import annotations
@@ -107,10 +107,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from model.sasrec import SASRec
-from model.serving import pad_batch
-from model.updates import EMB, Delta, Snapshot, Update, make_snapshot
-from model.vocab import Vocabulary
+from rtrank.model.sasrec import SASRec
+from rtrank.model.serving import pad_batch
+from rtrank.model.updates import EMB, Delta, Snapshot, Update, make_snapshot
+from rtrank.model.vocab import Vocabulary
 
 LENGTH_BUCKETS = 8  # slices of a step's batch, each padded to its own longest prefix
 

@@ -2,10 +2,10 @@
 
     rtrank bench quality /work/shared/data/amazon_games.txt
 
-Trains SASRec (`model.train`), fits the popularity and transition baselines on the items
+Trains SASRec (`rtrank.model.train`), fits the popularity and transition baselines on the items
 the final model learnt from (the training part, plus the validation items when the model
 was refit on them), and ranks every user's test item under both protocols
-(`model.evaluate`). The model selected by validation, before its refit, is tested too
+(`rtrank.model.evaluate`). The model selected by validation, before its refit, is tested too
 ("selected"), so the refit's effect is measured in the same run. The report prints as a
 table or as one JSON object.
 
@@ -14,7 +14,7 @@ training part alone: the test items are each user's latest, and popularity learn
 training part fits them less (the popularity baseline's sampled-100 Hit@10 falls from 0.503
 on validation to 0.471 on test; the selected model's from 0.753 to 0.722: 21% of test
 targets occur fewer than 5 times in training, 17% of validation targets, and those are
-rarely hit). Hence the refit on the validation items (`model.train`).
+rarely hit). Hence the refit on the validation items (`rtrank.model.train`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from model.baselines import Popular, Transitions
-from model.evaluate import PROTOCOLS, Metrics, Scorer, evaluate, make_eval_set, model_scorer
-from model.sasrec import SASRecConfig
-from model.train import Dataset, TrainConfig, train
+from rtrank.model.baselines import Popular, Transitions
+from rtrank.model.evaluate import PROTOCOLS, Metrics, Scorer, evaluate, make_eval_set, model_scorer
+from rtrank.model.sasrec import SASRecConfig
+from rtrank.model.train import Dataset, TrainConfig, train
 
 
 @dataclass

@@ -198,7 +198,7 @@ class SASRec(nn.Module):
         (L' = min(L, max_len)). Outputs at pad positions are meaningless. ``item_weight``
         replaces the item table (rows of ``seqs`` index it; its row 0 must be padding).
         ``last_only``: the last block computes the last position only (L' = 1), which is
-        all a user vector needs (`model.throughput`, 256 users, 23,715 items, one thread:
+        all a user vector needs (`rtrank.model.throughput`, 256 users, 23,715 items, one thread:
         2,200 -> 2,985 users/s).
         """
         seqs = seqs[:, -self.config.max_len :]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from model.sasrec import SASRec, exclude_rows
+from rtrank.model.sasrec import SASRec, exclude_rows
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -1,6 +1,6 @@
 """How fast the served model answers: users/s of encode + top-k over the whole catalogue.
 
-python -m model.throughput --items 23715 --device cuda      # on any machine with torch
+python -m rtrank.model.throughput --items 23715 --device cuda      # on any machine with torch
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from model.sasrec import SASRec, SASRecConfig
-from model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 
 
 def inference_rate(

@@ -12,7 +12,7 @@ user's validation item), at ``refit_lr``, within the same ``max_minutes``; the r
 is returned and written to ``--out``. The test items are never trained on.
 
 Why the refit: Games' test items are each user's newest, and what the training part
-teaches about them is older (see `model.quality`); the validation items are the newest
+teaches about them is older (see `rtrank.model.quality`); the validation items are the newest
 data the model may learn from. Measured on Games (sampled-100 test Hit@10/NDCG@10, 2 threads,
 2026-12-02): a selected model at 0.7212/0.5347, refit at 5e-4, after 1/2/3/5 epochs
 0.7315/0.5451, 0.7401/0.5524, 0.7447/0.5562, 0.7507/0.5635; the same at 1e-3 after 3 epochs
@@ -32,7 +32,7 @@ by validation NDCG@10; valid -> test, one torch thread each, two runs sharing th
 neither 0.7433/0.5588 -> 0.7082/0.5225; average only 0.7452/0.5619 -> 0.7105/0.5248;
 noise 0.1 0.7468/0.5655 -> 0.7144/0.5317; noise 0.2 0.7523/0.5687 -> 0.7201/0.5347
 (best at epoch 20 instead of 10: noise slows training down, the budget has room).
-Why test trails validation: `model.quality`.
+Why test trails validation: `rtrank.model.quality`.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.checkpoint import save_checkpoint
-from model.data import Split, file_fingerprint, leave_one_out, read_sequences
-from model.evaluate import EvalSet, Metrics, evaluate, make_eval_set, model_scorer
-from model.online import outranked_share
-from model.sasrec import SASRec, SASRecConfig
-from model.serving import resolve_device
-from model.vocab import Vocabulary
+from rtrank.model.checkpoint import save_checkpoint
+from rtrank.model.data import Split, file_fingerprint, leave_one_out, read_sequences
+from rtrank.model.evaluate import EvalSet, Metrics, evaluate, make_eval_set, model_scorer
+from rtrank.model.online import outranked_share
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.serving import resolve_device
+from rtrank.model.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ HELD_OUT_EXAMPLES = 4096  # test examples measured for a checkpoint's held_out_o
 
 
 def held_out_outranked(model: SASRec, split: Split) -> float | None:
-    """`model.online.outranked_share` of the test examples (at most ``HELD_OUT_EXAMPLES``,
+    """`rtrank.model.online.outranked_share` of the test examples (at most ``HELD_OUT_EXAMPLES``,
     spread evenly over the users), which no training epoch reads: the online trainer's
     reference for how well this model ranks data it never saw. None without test users."""
     _, histories, targets = split.eval_inputs("test")

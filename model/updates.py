@@ -7,7 +7,7 @@ a snapshot at or after the served version replaces it, a delta must apply to exa
 served version, and a rejected update leaves the model as it was. Bytes are safetensors
 with JSON metadata (`encode_update` / `decode_update`), never pickle.
 
-No Kafka here: chunks, checksums and the topic are `streams.model_updates`.
+No Kafka here: chunks, checksums and the topic are `rtrank.streams.trainer.model_updates`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from model.sasrec import SASRec, SASRecConfig
-from model.vocab import Vocabulary
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.vocab import Vocabulary
 
 EMB = "item_emb.weight"
 UPDATE_FORMAT = "rtrank.update.v1"
@@ -43,7 +43,7 @@ class Delta:
     ``new_items`` are appended to the vocabulary (first one at row ``vocab_len_before``);
     ``rows``/``row_values`` are the embedding rows that changed (new rows included);
     ``dense`` is every other parameter, whole; or nothing, from a trainer that leaves them
-    untrained (`model.online.OnlineConfig.dense_lr` 0), and then the served ones stay.
+    untrained (`rtrank.model.online.OnlineConfig.dense_lr` 0), and then the served ones stay.
     """
 
     version: int

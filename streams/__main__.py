@@ -1,6 +1,6 @@
-"""``python -m streams …`` is the ``rtrank`` command."""
+"""``python -m rtrank.streams …`` is the ``rtrank`` command."""
 
-from streams.app import main
+from rtrank.streams.cli.main import main
 
 if __name__ == "__main__":  # not when the model process (spawned) imports it
     main()

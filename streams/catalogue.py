@@ -3,7 +3,7 @@
 Producers write ``{"item_id", "available", "category", "tags"?, "boost"?, "created_at"?}`` to
 the compacted ``items`` topic keyed by item_id, at any time; a record with no value (a
 tombstone) removes the item. `parse_item` turns raw bytes into an `ItemInfo` or a
-`streams.validation.Rejection` (the record then goes to ``items.dlq`` with its original
+`rtrank.streams.validation.Rejection` (the record then goes to ``items.dlq`` with its original
 bytes and the reason). The worker keeps the catalogue in the ``item_to_info`` GlobalTable
 (every worker holds every item); `Catalogue` is the read side the re-ranker uses.
 """
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.validation import (
+from rtrank.streams.validation import (
     MAX_TS,
     MIN_TS,
     Limits,

@@ -1,6 +1,6 @@
 """What travels on rtrank's topics.
 
-Events arrive as raw JSON bytes from any producer and are parsed by `streams.validation`
+Events arrive as raw JSON bytes from any producer and are parsed by `rtrank.streams.validation`
 into `Event`. What rtrank writes is plain JSON (``to_json``), readable by any consumer:
 serialised here once per record rather than through Faust's model layer, which measured
 as a large share of the event loop's time under load.

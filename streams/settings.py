@@ -56,7 +56,7 @@ class Settings:
     update_max_bytes: int = 900_000  # per update message: under the broker's 1 MiB default
     snapshot_every: int = 20  # versions per full snapshot: a late worker replays < this many deltas
     update_catch_up_s: float = 60.0  # a starting worker waits this long to read the updates
-    trainer_lr: float = 5e-3  # online Adam rate of item rows, at full surprise (model.online)
+    trainer_lr: float = 5e-3  # online Adam rate of item rows, at full surprise (rtrank.model.online)
     trainer_surprise_floor: float = 0.05  # least share of trainer_lr a step takes
     trainer_dense_lr: float = 0.0  # online Adam rate of the transformer; 0: not trained online
     trainer_batch_size: int = 256  # fresh examples per step; more arrive -> more steps
@@ -71,7 +71,7 @@ class Settings:
     trainer_nice: int = 10  # added to the trainer's OS niceness: on a shared machine, serving first
     eval_window: int = 1000  # events in the rolling online Hit@10 / NDCG@10
 
-    # re-ranking, cold start, re-rank requests (streams.rerank, streams.ranker)
+    # re-ranking, cold start, re-rank requests (rtrank.streams.scorer.rerank, rtrank.streams.scorer.ranker)
     items_topic: str = "items"  # item catalogue, compacted, keyed by item_id
     items_dlq_topic: str = "items.dlq"  # malformed catalogue records
     rank_requests_topic: str = "rank-requests"  # callers' candidates to order (key user_id)

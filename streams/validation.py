@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from streams.records import Event
+from rtrank.streams.records import Event
 
 REQUIRED = ("user_id", "item_id", "event_type", "ts")
 MIN_TS = 946_684_800_000  # 2000-01-01T00:00:00Z

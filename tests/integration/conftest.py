@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from deploy.kafka import broker as local_kafka
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from rtrank.deploy.kafka import broker as local_kafka
+from rtrank.streams.bench.worker_process import WorkerProcess
+from rtrank.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -134,9 +134,9 @@ SYNTHETIC_ITEMS = 500
 @pytest.fixture(scope="session")
 def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model briefly trained on the synthetic catalogue (real training, a few seconds)."""
-    from model import synthetic
-    from model.sasrec import SASRecConfig
-    from model.train import TrainConfig, make_dataset, train
+    from rtrank.model import synthetic
+    from rtrank.model.sasrec import SASRecConfig
+    from rtrank.model.train import TrainConfig, make_dataset, train
 
     data = synthetic.generate(
         num_users=1000, num_items=SYNTHETIC_ITEMS, min_len=5, max_len=20, seed=11

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from kafka import KafkaProducer
 
-from model.online import Example, OnlineConfig, OnlineLearner
-from model.sasrec import SASRec, SASRecConfig
-from model.vocab import Vocabulary
-from streams.commands.bench_online import PublishedVersions
-from streams.model_updates import to_messages
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from rtrank.model.online import Example, OnlineConfig, OnlineLearner
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.vocab import Vocabulary
+from rtrank.streams.bench.online_bench import PublishedVersions
+from rtrank.streams.settings import Settings
+from rtrank.streams.trainer.model_updates import to_messages
+from rtrank.streams.worker.topics_and_tables import ensure_topics
 
 
 def publish(

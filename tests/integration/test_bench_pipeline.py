@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from streams.commands.bench import bench
+from rtrank.streams.bench.pipeline_bench import bench
 
 
 @pytest.fixture

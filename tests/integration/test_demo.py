@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from deploy.kafka.broker import jar_dir
+from rtrank.deploy.kafka.broker import jar_dir
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_the_demo_replays_a_stream_shows_lists_and_summarises(kafka_broker, tmp_
         "RTRANK_BROKER": f"kafka://{kafka_broker.bootstrap}",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "demo", "--users", "60", "--items", "40"]
+        [sys.executable, "-m", "rtrank.streams", "demo", "--users", "60", "--items", "40"]
         + ["--events", "600", "--rate", "300"],
         capture_output=True,
         text=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from streams.commands.bench import faust_passthrough_rate
-from streams.replay import synthetic_replay
+from rtrank.streams.bench.pipeline_bench import faust_passthrough_rate
+from rtrank.streams.bench.replay import synthetic_replay
 from tests.integration.conftest import read_topic
 
 

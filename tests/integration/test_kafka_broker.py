@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from deploy.kafka import broker as local_kafka
+from rtrank.deploy.kafka import broker as local_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def test_librdkafka_client_reads_what_kafka_python_wrote(kafka_broker) -> None:
 
 def _rtrank(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "streams", *args], capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "rtrank.streams", *args], capture_output=True, text=True, timeout=180
     )
 
 

@@ -13,14 +13,14 @@ import pytest
 import torch
 from kafka import KafkaProducer
 
-from model.checkpoint import load_checkpoint
-from model.online import Example, OnlineConfig, OnlineLearner
-from model.updates import UpdateError
-from streams.commands.produce import send_events
-from streams.model_updates import parse_chunk, read_updates, to_messages
-from streams.replay import synthetic_replay
-from streams.settings import Settings
-from streams.worker_process import TrainerProcess, WorkerProcess, metric_value
+from rtrank.model.checkpoint import load_checkpoint
+from rtrank.model.online import Example, OnlineConfig, OnlineLearner
+from rtrank.model.updates import UpdateError
+from rtrank.streams.bench.replay import synthetic_replay
+from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess, metric_value
+from rtrank.streams.cli.produce import send_events
+from rtrank.streams.settings import Settings
+from rtrank.streams.trainer.model_updates import parse_chunk, read_updates, to_messages
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
 pytestmark = pytest.mark.integration

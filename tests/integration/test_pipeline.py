@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from streams.commands.produce import send_events
-from streams.replay import synthetic_replay
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess, metric_value
+from rtrank.streams.bench.replay import synthetic_replay
+from rtrank.streams.bench.worker_process import WorkerProcess, metric_value
+from rtrank.streams.cli.produce import send_events
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.topics_and_tables import ensure_topics
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -348,7 +348,7 @@ def test_the_model_process_does_not_outlive_a_killed_worker(
 
 
 def test_producing_before_any_worker_creates_co_partitioned_topics(settings) -> None:
-    from streams.worker_process import settings_env
+    from rtrank.streams.bench.worker_process import settings_env
 
     done = subprocess.run(
         [

@@ -1,4 +1,4 @@
-"""Reading a replayed run back from a real worker's topics (`streams.replay_eval`)."""
+"""Reading a replayed run back from a real worker's topics (`rtrank.streams.bench.replay_eval`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 from kafka import KafkaProducer
 
-from streams.commands.produce import send_events
-from streams.replay import synthetic_replay
-from streams.replay_eval import read_run
+from rtrank.streams.bench.replay import synthetic_replay
+from rtrank.streams.bench.replay_eval import read_run
+from rtrank.streams.cli.produce import send_events
 from tests.integration.conftest import SYNTHETIC_ITEMS, read_topic
 
 pytestmark = pytest.mark.integration

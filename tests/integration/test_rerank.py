@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from deploy.kafka import broker as local_kafka
-from model.synthetic import item_id
-from streams.commands.produce import send_events
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
+from rtrank.deploy.kafka import broker as local_kafka
+from rtrank.model.synthetic import item_id
+from rtrank.streams.bench.worker_process import WorkerProcess
+from rtrank.streams.cli.produce import send_events
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.topics_and_tables import ensure_topics
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
 pytestmark = pytest.mark.integration

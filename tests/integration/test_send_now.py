@@ -6,9 +6,9 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from streams.send_now import send_buffered_now
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.send_now import send_buffered_now
+from rtrank.streams.worker.topics_and_tables import ensure_topics
 
 
 async def send_then_release(settings: Settings) -> tuple[bool, bool]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kafka import KafkaAdminClient
 
-from streams.settings import Settings
-from streams.topics import delete_run_topics, ensure_topics, topic_names
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.topics_and_tables import delete_run_topics, ensure_topics, topic_names
 from tests.integration.conftest import wait_for
 
 

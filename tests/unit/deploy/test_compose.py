@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka.broker import kafka_version
+from rtrank.deploy.kafka.broker import kafka_version
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,7 +1,7 @@
 import string
 import uuid
 
-from deploy.kafka import broker
+from rtrank.deploy.kafka import broker
 
 
 def test_cluster_id_never_begins_with_a_dash(monkeypatch) -> None:

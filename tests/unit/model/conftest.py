@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.sasrec import SASRec, SASRecConfig
-from model.synthetic import generate
-from model.vocab import Vocabulary
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.synthetic import generate
+from rtrank.model.vocab import Vocabulary
 
 AMAZON_GAMES = Path(os.environ.get("RTRANK_DATA_DIR", "/work/shared/data")) / "amazon_games.txt"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.baselines import Popular, Transitions
+from rtrank.model.baselines import Popular, Transitions
 
 
 def test_popular_scores_training_counts_and_never_padding():

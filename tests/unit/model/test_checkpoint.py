@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.serving import pad_batch
+from rtrank.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rtrank.model.serving import pad_batch
 
 FINGERPRINT = "ab" * 32
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.evaluate import hit_at_k, mrr, ndcg_at_k, ranks_full, ranks_sampled
+from rtrank.model.evaluate import hit_at_k, mrr, ndcg_at_k, ranks_full, ranks_sampled
 
 
 def test_hit_at_k_counts_ranks_below_k():

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from model.online import (
+from rtrank.model.online import (
     Example,
     OnlineConfig,
     OnlineLearner,
@@ -15,8 +15,8 @@ from model.online import (
     outranked_share,
     surprise_scale,
 )
-from model.sasrec import SASRec, SASRecConfig
-from model.updates import (
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.updates import (
     Snapshot,
     UpdateError,
     apply_delta,
@@ -25,7 +25,7 @@ from model.updates import (
     encode_update,
     model_from_snapshot,
 )
-from model.vocab import Vocabulary
+from rtrank.model.vocab import Vocabulary
 
 ITEMS = [f"item-{n}" for n in range(30)]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from model.data import leave_one_out
-from model.evaluate import evaluate, make_eval_set
+from rtrank.model.data import leave_one_out
+from rtrank.model.evaluate import evaluate, make_eval_set
 
 
 def _split(num_users: int = 20, num_items: int = 300):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from model.quality import run_quality
-from model.sasrec import SASRecConfig
-from model.train import TrainConfig, make_dataset
+from rtrank.model.quality import run_quality
+from rtrank.model.sasrec import SASRecConfig
+from rtrank.model.train import TrainConfig, make_dataset
 
 QUICK = TrainConfig(epochs=1, batch_size=64, device="cpu")
 

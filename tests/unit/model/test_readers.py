@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from model.data import DataError, LineError, Record, detect_format, iter_records, read_sequences
+from rtrank.model.data import (
+    DataError,
+    LineError,
+    Record,
+    detect_format,
+    iter_records,
+    read_sequences,
+)
 
 
 def test_pairs_lines_become_string_id_records(write_file):

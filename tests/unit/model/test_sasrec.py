@@ -7,9 +7,9 @@ from copy import deepcopy
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint, save_checkpoint
-from model.sasrec import Dropout, SASRec, SASRecConfig
-from model.vocab import Vocabulary
+from rtrank.model.checkpoint import load_checkpoint, save_checkpoint
+from rtrank.model.sasrec import Dropout, SASRec, SASRecConfig
+from rtrank.model.vocab import Vocabulary
 
 
 def test_forward_without_targets_gives_latest_position_logits_with_padding_at_minus_inf(tiny_model):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.sasrec import SASRec, SASRecConfig
-from model.serving import (
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.serving import (
     ItemIndex,
     encode_histories,
     length_groups,

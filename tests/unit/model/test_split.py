@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.data import leave_one_out
+from rtrank.model.data import leave_one_out
 
 
 def test_last_item_is_test_second_to_last_is_validation():

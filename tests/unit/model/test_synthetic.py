@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.synthetic import events, generate, successors
+from rtrank.model.synthetic import events, generate, successors
 
 
 def test_same_seed_same_data_other_seed_other_data():

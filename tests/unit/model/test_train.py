@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint
-from model.evaluate import evaluate, make_eval_set, model_scorer
-from model.sasrec import SASRec, SASRecConfig
-from model.synthetic import generate
-from model.train import (
+from rtrank.model.checkpoint import load_checkpoint
+from rtrank.model.evaluate import evaluate, make_eval_set, model_scorer
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.synthetic import generate
+from rtrank.model.train import (
     TrainConfig,
     WeightAverage,
     bucketed_batches,

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from streams.commands.training import eval_command, quality_command, train_command
+from rtrank.streams.cli.training import eval_command, quality_command, train_command
 
 FAST = ["--epochs", "2", "--dim", "16", "--device", "cpu", "--batch-size", "64"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.vocab import Vocabulary
+from rtrank.model.vocab import Vocabulary
 
 
 def test_rows_start_at_one_and_len_counts_padding():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams.catalogue import Catalogue, ChangedItems, ItemInfo, parse_item
-from streams.validation import Limits, Rejection
+from rtrank.streams.catalogue import Catalogue, ChangedItems, ItemInfo, parse_item
+from rtrank.streams.validation import Limits, Rejection
 
 LIMITS = Limits()
 NOW = 1_700_000_000_000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings, documented_settings
+from rtrank.streams.settings import Settings, documented_settings
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

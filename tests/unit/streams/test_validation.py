@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams.records import Event
-from streams.validation import Limits, Rejection, parse_event
+from rtrank.streams.records import Event
+from rtrank.streams.validation import Limits, Rejection, parse_event
 
 LIMITS = Limits(max_id_bytes=32, max_event_bytes=1024)
 GOOD = {"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": 1_700_000_000_000}

@@ -1,0 +1,273 @@
+"""``rtrank bench …``: speed and quality measured on this machine, printed with the machine.
+
+rtrank bench pipeline [--events 20000] [--json]
+rtrank bench quality PATH [--json]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from rtrank.deploy.kafka.broker import BrokerError, free_port
+from rtrank.model.checkpoint import load_checkpoint, save_checkpoint
+from rtrank.model.quality import machine_info
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.serving import resolve_device, resolve_shortlist
+from rtrank.model.synthetic import item_id
+from rtrank.model.throughput import inference_rate
+from rtrank.model.vocab import Vocabulary
+from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
+from rtrank.streams.bench.local_stack import local_kafka_for
+from rtrank.streams.bench.online_bench import online_command
+from rtrank.streams.bench.recommendation_reader import RecommendationReader
+from rtrank.streams.bench.replay import synthetic_replay
+from rtrank.streams.bench.rerank_bench import rerank_command
+from rtrank.streams.bench.worker_process import WorkerProcess, start_child, stop_child
+from rtrank.streams.cli.produce import send_events
+from rtrank.streams.cli.training import quality_command
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.topics_and_tables import delete_run_topics, ensure_topics
+
+GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: figures printed with the machine they ran on (never asserted in tests)."""
+
+
+bench.add_command(quality_command)
+bench.add_command(online_command)
+bench.add_command(rerank_command)
+
+
+@bench.command("pipeline")
+@click.option(
+    "--events", type=int, default=20_000, show_default=True, help="events per throughput run"
+)
+@click.option("--users", type=int, default=2_000, show_default=True)
+@click.option("--items", type=int, default=GAMES_ITEMS, show_default=True, help="catalogue size")
+@click.option(
+    "--rate", type=float, default=500.0, show_default=True, help="offered rate for latency"
+)
+@click.option("--latency-seconds", type=float, default=20.0, show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="model to serve [default: randomly initialised over --items items]",
+)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def pipeline(
+    events: int,
+    users: int,
+    items: int,
+    rate: float,
+    latency_seconds: float,
+    checkpoint: str | None,
+    as_json: bool,
+) -> None:
+    """Pass-through vs full pipeline events/s, and latency at a fixed offered rate."""
+    base = Settings.from_env()
+    tag = uuid.uuid4().hex[:8]
+    tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
+    settings = base.isolated(
+        f"bench-{tag}",
+        data_dir=Path(tmp) / "state",
+        web_port=free_port(),
+        standby_replicas=0,
+        top_k=10,
+        checkpoint=checkpoint or _random_checkpoint(Path(tmp) / "model.safetensors", items),
+    )
+    try:
+        with local_kafka_for(settings):
+            result = _run_pipeline_bench(
+                settings, Path(tmp), events, users, items, rate, latency_seconds
+            )
+            delete_run_topics(settings, f"bench-{tag}")  # kept, like the files, on failure
+    except (BrokerError, RuntimeError) as exc:
+        raise click.ClickException(f"{exc} (files kept in {tmp})") from None
+    shutil.rmtree(tmp, ignore_errors=True)
+    result["machine"] = machine_info()
+    click.echo(json.dumps(result) if as_json else _pipeline_table(result))
+
+
+def _run_pipeline_bench(
+    settings: Settings,
+    tmp: Path,
+    events: int,
+    users: int,
+    items: int,
+    rate: float,
+    latency_seconds: float,
+) -> dict:
+    stream = synthetic_replay(users, items, events, seed=1).events
+    stamped = [{**e, "ts": int(time.time() * 1000)} for e in stream]
+    click.echo(f"(a) pass-through: {events} messages through aiokafka consume -> produce", err=True)
+    passthrough_eps = asyncio.run(_passthrough(settings, stamped, tag=settings.app_id))
+    click.echo(f"(a') pass-through: {events} events forwarded by a Faust agent", err=True)
+    faust_eps = faust_passthrough_rate(settings, stamped, tmp / "faust-passthrough.log")
+
+    click.echo(
+        f"(b) pipeline: {events} events, {items} items, K={settings.top_k}, one worker", err=True
+    )
+    ensure_topics(settings)
+    send_events(settings, stamped)
+    worker = WorkerProcess(settings.replace(log_level="warn"), tmp / "worker.log")
+    worker.start()
+    try:
+        pipeline_eps = worker.drain(events)
+        if pipeline_eps is None:
+            raise RuntimeError(f"the worker answered all {events} events too fast to time them")
+        click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
+        latencies = _latency_at(settings, users, items, rate, latency_seconds)
+    finally:
+        worker.stop()
+    return {
+        "passthrough_eps": round(passthrough_eps, 1),
+        "pipeline_eps": round(pipeline_eps, 1),
+        "ratio": round(pipeline_eps / passthrough_eps, 3),
+        "faust_passthrough_eps": round(faust_eps, 1),
+        "ratio_to_faust": round(pipeline_eps / faust_eps, 3),
+        "faust_ratio": round(faust_eps / passthrough_eps, 3),
+        "latency_ms": {
+            "p50": round(float(np.percentile(latencies, 50)), 1),
+            "p99": round(float(np.percentile(latencies, 99)), 1),
+            "answered": len(latencies),
+        },
+        "offered_eps": rate,
+        "device": str(resolve_device(settings.device)),
+        "items": items,
+        "model_only_users_per_s": round(model_only_rate(settings), 1),
+    }
+
+
+async def _passthrough(settings: Settings, events: list[dict], tag: str) -> float:
+    """Messages/s of a bare aiokafka consume -> produce loop over the same messages."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    source = settings.isolated(f"{tag}-pass")
+    ensure_topics(source)
+    send_events(source, events)
+    consumer = AIOKafkaConsumer(
+        source.events_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{tag}-pass",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        forwarded, started = 0, None
+        while forwarded < len(events):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            for messages in batches.values():
+                if started is None:
+                    started = time.monotonic()
+                for message in messages:
+                    await producer.send(
+                        source.recommendations_topic, key=message.key, value=message.value
+                    )
+                    forwarded += 1
+        await producer.flush()
+        return forwarded / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def faust_passthrough_rate(
+    settings: Settings, events: list[dict], log_path: Path, timeout_s: float = 300.0
+) -> float:
+    """Events/s of a Faust agent that only forwards (`rtrank.streams.bench.faust_passthrough`), reading
+    the same messages on topics of its own with the worker's settings."""
+    source = settings.isolated("faust-pass", log_level="warn")
+    ensure_topics(source)
+    send_events(source, events, progress=False)
+
+    def result() -> re.Match | None:
+        return FAUST_RESULT.search(log_path.read_text(errors="replace"))
+
+    process = start_child(
+        [str(len(events))],
+        source,
+        log_path,
+        lambda: result() is not None,
+        timeout_s,
+        module="rtrank.streams.bench.faust_passthrough",
+    )
+    try:
+        return float(result().group(1))
+    finally:
+        stop_child(process, signal.SIGTERM, 30.0)
+
+
+def _latency_at(
+    settings: Settings, users: int, items: int, rate: float, seconds: float
+) -> list[float]:
+    """Event -> recommendation milliseconds (send to receive) at ``rate`` events/s."""
+    stream = synthetic_replay(users, items, int(rate * seconds), seed=2).events
+    with RecommendationReader(settings) as reader:
+        producer = threading.Thread(target=send_events, args=(settings, stream, rate, False))
+        producer.start()
+        latencies = reader.collect_while(producer.is_alive)
+        producer.join()
+    return latencies
+
+
+def model_only_rate(settings: Settings) -> float:
+    """Users/s of the served model alone (encode + top-10), with the worker's threads and
+    shortlist setting."""
+    torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    model = load_checkpoint(settings.checkpoint, device).model
+    return inference_rate(model, resolve_shortlist(settings.score_shortlist, device))
+
+
+def _random_checkpoint(path: Path, items: int) -> str:
+    """A randomly initialised model over ``items`` synthetic items (speed, not quality)."""
+    torch.manual_seed(0)
+    vocab = Vocabulary(item_id(n) for n in range(items))
+    save_checkpoint(
+        path,
+        SASRec(SASRecConfig(num_items=len(vocab))),
+        vocab,
+        version=1,
+        data_fingerprint="random-init",
+    )
+    return str(path)
+
+
+def _pipeline_table(r: dict) -> str:
+    m = r["machine"]
+    rate = f"{int(r['offered_eps'])} events/s"
+    return "\n".join(
+        [
+            f"{'pass-through (aiokafka)':<34}{r['passthrough_eps']:>12,.0f} events/s",
+            f"{'pass-through (Faust agent)':<34}{r['faust_passthrough_eps']:>12,.0f} events/s",
+            f"{'pipeline (1 worker, ' + r['device'] + ')':<34}{r['pipeline_eps']:>12,.0f} events/s",
+            f"{'ratio':<34}{r['ratio']:>12.1%}",
+            f"{'ratio to the Faust pass-through':<34}{r['ratio_to_faust']:>12.1%}",
+            f"{'Faust pass-through / aiokafka':<34}{r['faust_ratio']:>12.1%}",
+            f"{'latency p50 @ ' + rate:<34}{r['latency_ms']['p50']:>12.1f} ms",
+            f"{'latency p99 @ ' + rate:<34}{r['latency_ms']['p99']:>12.1f} ms",
+            f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
+            f"catalogue {r['items']} items, K=10; "
+            f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
+        ]
+    )

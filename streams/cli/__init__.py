@@ -1,0 +1,1 @@
+"""The ``rtrank`` command line: `rtrank.streams.cli.main.main` is its entry point."""

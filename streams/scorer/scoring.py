@@ -1,0 +1,150 @@
+"""The model as the stream sees it: ``Scorer.setup(settings)`` once, ``recommend(batch)`` per
+micro-batch. No Faust here; the worker's model process (`rtrank.streams.scorer.model_process`) calls it.
+
+Without ``RTRANK_CHECKPOINT`` the worker serves a randomly initialised model whose
+vocabulary grows with the items the stream shows (so lists are valid but not yet learned);
+with a checkpoint, items unknown to its vocabulary are ignored until a model update brings
+them. ``apply(update)`` swaps in what the trainer published (`rtrank.model.updates`); the worker
+calls it between batches, in the same thread as ``recommend``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from rtrank.model.checkpoint import load_checkpoint
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
+from rtrank.model.updates import Snapshot, Update, apply_update
+from rtrank.model.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One user's history (oldest first) and the items never to return to them."""
+
+    history: list[str]
+    exclude: list[str]
+
+
+class Scorer:
+    """Owns the served model, its vocabulary and version; one thread uses it at a time.
+
+    ``max_users`` caps the users of one model call: a backlogged worker's batches reach
+    thousands of users, and their score matrix (users x catalogue floats) must stay small.
+    ``shortlist``: find each list's items through a bfloat16 shortlist (`ItemIndex`).
+    """
+
+    def __init__(
+        self,
+        model: SASRec,
+        vocab: Vocabulary,
+        version: int,
+        grows_with_stream: bool,
+        max_users: int = 256,
+        shortlist: bool = False,
+    ) -> None:
+        if max_users < 1:
+            raise ValueError(f"at least one user per model call, not {max_users}")
+        self.model = model.eval()
+        self.vocab = vocab
+        self.version = version
+        self.grows_with_stream = grows_with_stream
+        self.max_users = max_users
+        self.shortlist = shortlist
+        self.items = ItemIndex(self.model, shortlist)  # renewed whenever the item table changes
+
+    @classmethod
+    def setup(
+        cls,
+        checkpoint: str,
+        device: str,
+        seed: int = 0,
+        threads: int = 1,
+        max_users: int = 256,
+        shortlist: str = "auto",
+    ) -> Scorer:
+        """Load ``checkpoint`` onto ``device`` (``auto`` = CUDA when present).
+
+        ``threads`` caps torch's CPU threads for this process: on a small machine, more
+        intra-op threads than spare cores make inference slower, not faster.
+
+        Raises:
+            rtrank.model.checkpoint.CheckpointError: the checkpoint cannot be loaded.
+            ValueError: the device is unknown or unavailable, ``max_users`` < 1, or
+                ``shortlist`` is not auto, on or off.
+        """
+        target = resolve_device(device)
+        short = resolve_shortlist(shortlist, target)
+        torch.set_num_threads(max(1, threads))
+        if checkpoint:
+            ckpt = load_checkpoint(checkpoint, target)
+            log.info(
+                "serving %s version %d on %s (%d items)",
+                checkpoint,
+                ckpt.version,
+                target,
+                len(ckpt.vocab) - 1,
+            )
+            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short)
+        torch.manual_seed(seed)
+        model = SASRec(SASRecConfig(num_items=2)).to(target)
+        log.warning("no checkpoint: serving a randomly initialised model on %s", target)
+        return cls(model, Vocabulary(), 0, True, max_users, short)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def apply(self, update: Update) -> None:
+        """Serve ``update`` from now on (call between batches, from the thread that scores).
+
+        Raises:
+            rtrank.model.updates.UpdateError: stale, out of order or incompatible; the model served
+                so far is left exactly as it was.
+        """
+        model, vocab, version = apply_update(
+            self.model, self.vocab, self.version, update, self.device
+        )
+        self.model, self.vocab, self.version = model.eval(), vocab, version
+        self.items = ItemIndex(self.model, self.shortlist)
+        if isinstance(update, Snapshot):
+            self.grows_with_stream = False  # the trainer's vocabulary is the truth now
+
+    def recommend(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (item_id, score) per request, best first, excluded items never returned.
+
+        Histories are encoded in groups of similar length (`rtrank.model.serving.encode_histories`),
+        then scored against the catalogue ``max_users`` at a time; a list is shorter than k
+        only when the catalogue minus exclusions is smaller than k.
+        """
+        if self.grows_with_stream:
+            self._learn_items(requests)
+        histories = [self.vocab.rows(r.history) for r in requests]
+        lists: list[list[tuple[str, float]]] = []
+        excluded = float("-inf")
+        with torch.inference_mode():
+            vecs = encode_histories(self.model, histories, self.max_users)
+            for start in range(0, len(requests), self.max_users):
+                part = requests[start : start + self.max_users]
+                exclude = [self.vocab.rows(r.exclude) for r in part]
+                scores, rows = self.items.top_k(vecs[start : start + self.max_users], k, exclude)
+                for row_scores, row_items in zip(scores.tolist(), rows.tolist(), strict=True):
+                    ids = self.vocab.ids(row_items)
+                    lists.append(
+                        [(i, s) for i, s in zip(ids, row_scores, strict=True) if s != excluded]
+                    )
+        return lists
+
+    def _learn_items(self, requests: list[ScoreRequest]) -> None:
+        for request in requests:
+            for item_id in request.history:
+                self.vocab.add(item_id)
+        if len(self.vocab) > self.model.config.num_items:
+            self.model.grow(len(self.vocab))
+            self.items = ItemIndex(self.model, self.shortlist)

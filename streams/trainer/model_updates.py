@@ -1,0 +1,326 @@
+"""Model updates on the wire: the ``model-updates`` topic, one partition (order matters).
+
+One version = one or more messages ("chunks"). The payload is `rtrank.model.updates.encode_update`
+(safetensors + JSON metadata, never pickle), cut so that no message exceeds
+``Settings.update_max_bytes`` (the broker's default limit is 1 MiB). Each chunk is
+
+    b"RTMU" | 4-byte big-endian header length | header JSON | payload piece
+
+and its header carries ``id`` (one per published update), ``kind`` (snapshot/delta),
+``version``, ``base`` (the version a delta applies to; null for a snapshot), ``chunk`` /
+``chunks``, ``sha256`` of the whole payload and ``published_at`` (epoch ms).
+
+The header's ``format`` says how to read the payload: 2 (written now) as is, 1 (written
+before 2026-12-04, still read) zlib-compressed. Compression was dropped because trained
+float32 rows do not compress: a Games delta 862 KB -> 796 KB in 23 ms, a snapshot
+11.2 MB -> 10.4 MB in 302 ms, a tenth of the online trainer's CPU (py-spy, `rtrank bench
+online`) on a machine its worker already fills.
+
+Late starters (workers, a restarted trainer) find the latest complete snapshot by reading
+the topic backwards in growing windows (`latest_snapshot_offset`) and replay from there:
+no second topic to keep consistent. The topic must retain at least one snapshot interval
+(``snapshot_every`` versions); the default retention (7 days) does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from rtrank.model.updates import Snapshot, Update, UpdateError, decode_update, encode_update
+from rtrank.streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"RTMU"
+WIRE_FORMAT = 2  # written: the payload as is
+ZLIB_WIRE_FORMAT = 1  # still read: the payload zlib-compressed
+READABLE_WIRE_FORMATS = (WIRE_FORMAT, ZLIB_WIRE_FORMAT)
+HEADER_ROOM = 4096  # bytes kept per message for our header and Kafka's record overhead
+MAX_PAYLOAD = 1 << 30  # a format-1 update inflating past this is refused (zip bomb guard)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    header: dict[str, Any]
+    data: bytes
+
+    @property
+    def update_id(self) -> str:
+        return self.header["id"]
+
+
+def to_messages(update: Update, max_bytes: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs for ``update``, each value at most ``max_bytes`` long."""
+    payload = encode_update(update)
+    piece = max_bytes - HEADER_ROOM
+    if piece <= 0:
+        raise ValueError(f"update_max_bytes={max_bytes} leaves no room for data")
+    pieces = [payload[i : i + piece] for i in range(0, len(payload), piece)] or [b""]
+    common = {
+        "format": WIRE_FORMAT,
+        "id": uuid.uuid4().hex,
+        "kind": "snapshot" if isinstance(update, Snapshot) else "delta",
+        "version": update.version,
+        "base": None if isinstance(update, Snapshot) else update.base,
+        "chunks": len(pieces),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "published_at": int(time.time() * 1000),
+    }
+    out = []
+    for n, data in enumerate(pieces):
+        head = json.dumps({**common, "chunk": n}, separators=(",", ":")).encode()
+        value = MAGIC + len(head).to_bytes(4, "big") + head + data
+        out.append((str(update.version).encode(), value))
+    return out
+
+
+def parse_chunk(value: bytes | None) -> Chunk:
+    """Raises: UpdateError ``corrupt`` for anything but one of our chunks."""
+    try:
+        if not value or value[:4] != MAGIC:
+            raise ValueError("no rtrank update magic")
+        n = int.from_bytes(value[4:8], "big")
+        header = json.loads(value[8 : 8 + n])
+        if not isinstance(header, dict) or header.get("format") not in READABLE_WIRE_FORMATS:
+            raise ValueError("unknown wire format")
+        for name in ("id", "kind", "sha256"):
+            if not isinstance(header.get(name), str):
+                raise ValueError(f"header field {name!r} missing")
+        for name in ("version", "chunk", "chunks"):
+            if not isinstance(header.get(name), int):
+                raise ValueError(f"header field {name!r} missing")
+        if not 0 <= header["chunk"] < header["chunks"]:
+            raise ValueError("chunk number out of range")
+        return Chunk(header, value[8 + n :])
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise UpdateError("corrupt", f"bad update message ({e})") from e
+
+
+class Assembler:
+    """Collects chunks into whole updates; verifies checksum and version on completion.
+
+    Chunks of one update are published back to back; an update whose chunks stop coming
+    (a trainer killed mid-publish) is dropped once ``keep`` newer ones are in progress.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self._parts: OrderedDict[str, dict[int, Chunk]] = OrderedDict()
+        self.keep = keep
+
+    def add(self, chunk: Chunk) -> Update | None:
+        """The whole update once its last chunk arrives, else None.
+
+        Raises:
+            UpdateError: ``corrupt`` (checksum, undecodable, header and payload disagree).
+        """
+        parts = self._parts.setdefault(chunk.update_id, {})
+        first = next(iter(parts.values()), chunk)
+        if first.header | {"chunk": 0} != chunk.header | {"chunk": 0}:
+            del self._parts[chunk.update_id]
+            raise UpdateError("corrupt", f"update {chunk.update_id}: chunk headers disagree")
+        parts[chunk.header["chunk"]] = chunk
+        while len(self._parts) > self.keep:
+            self._parts.popitem(last=False)
+        if len(parts) < chunk.header["chunks"]:
+            return None
+        del self._parts[chunk.update_id]
+        return assemble([parts[n] for n in range(chunk.header["chunks"])])
+
+
+def assemble(chunks: list[Chunk]) -> Update:
+    """Raises: UpdateError ``corrupt``."""
+    head = chunks[0].header
+    payload = b"".join(c.data for c in chunks)
+    if hashlib.sha256(payload).hexdigest() != head["sha256"]:
+        raise UpdateError("corrupt", f"version {head['version']}: checksum mismatch")
+    raw = inflate(payload, head["version"]) if head["format"] == ZLIB_WIRE_FORMAT else payload
+    update = decode_update(raw)
+    kind = "snapshot" if isinstance(update, Snapshot) else "delta"
+    base = None if isinstance(update, Snapshot) else update.base
+    if (kind, update.version, base) != (head["kind"], head["version"], head["base"]):
+        raise UpdateError("corrupt", f"version {head['version']}: header and payload disagree")
+    update.meta.setdefault("published_at", head.get("published_at"))
+    return update
+
+
+def inflate(payload: bytes, version: int) -> bytes:
+    """A format-1 payload decompressed. Raises: UpdateError ``corrupt``."""
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(payload, MAX_PAYLOAD)
+        if inflater.unconsumed_tail:
+            raise UpdateError("corrupt", f"version {version}: payload too large")
+    except zlib.error as e:
+        raise UpdateError("corrupt", f"version {version}: {e}") from e
+    return raw
+
+
+def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=max(settings.update_max_bytes * 4, 1 << 20),
+    )
+    tp = TopicPartition(settings.model_updates_topic, 0)
+    consumer.assign([tp])
+    return consumer, tp
+
+
+def latest_snapshot_offset(consumer: KafkaConsumer, tp: TopicPartition, window: int = 64) -> int:
+    """Offset of the first chunk of the newest complete snapshot; the topic's beginning
+    when it holds none. Reads backwards from the end in windows that grow 4x."""
+    begin = consumer.beginning_offsets([tp])[tp]
+    end = consumer.end_offsets([tp])[tp]
+    while True:
+        lo = max(begin, end - window)
+        found = _complete_snapshots(read_range(consumer, tp, lo, end))
+        if found:
+            return max(found)[1]
+        if lo == begin:
+            return begin
+        end, window = lo + 1, window * 4  # overlap one message: a snapshot may straddle
+
+
+def _complete_snapshots(records: list) -> list[tuple[int, int]]:
+    """(version, first offset) of each snapshot whose every chunk is in ``records``."""
+    seen: dict[str, tuple[int, int, set[int], int]] = {}
+    for record in records:
+        try:
+            chunk = parse_chunk(record.value)
+        except UpdateError:
+            continue
+        if chunk.header["kind"] != "snapshot":
+            continue
+        v, first, got, total = seen.get(
+            chunk.update_id, (chunk.header["version"], record.offset, set(), chunk.header["chunks"])
+        )
+        got.add(chunk.header["chunk"])
+        seen[chunk.update_id] = (v, min(first, record.offset), got, total)
+    return [(v, first) for v, first, got, total in seen.values() if len(got) == total]
+
+
+def read_range(
+    consumer: KafkaConsumer, tp: TopicPartition, lo: int, hi: int, timeout_s: float = 120.0
+) -> list:
+    """Records with ``lo <= offset < hi`` (fewer if the broker stops answering)."""
+    consumer.seek(tp, lo)
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    while consumer.position(tp) < hi and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=1000)
+        records.extend(r for r in batch.get(tp, []) if r.offset < hi)
+    return records
+
+
+@dataclass
+class Replayed:
+    """What replaying the topic from the latest snapshot gave."""
+
+    updates: list[Update]  # decoded, in topic order (rejections left out)
+    max_version: int  # the highest version number in any chunk, complete or not
+    end_offset: int
+
+
+def read_updates(
+    settings: Settings, on_reject: Callable[[str, str], None] | None = None
+) -> Replayed:
+    """Every update from the latest snapshot to the current end (trainer restarts)."""
+    consumer, tp = updates_consumer(settings)
+    try:
+        start = latest_snapshot_offset(consumer, tp)
+        end = consumer.end_offsets([tp])[tp]
+        assembler, updates, max_version = Assembler(), [], -1
+        for record in read_range(consumer, tp, start, end):
+            try:
+                chunk = parse_chunk(record.value)
+                max_version = max(max_version, chunk.header["version"])
+                update = assembler.add(chunk)
+            except UpdateError as e:
+                if on_reject:
+                    on_reject(e.reason, str(e))
+                continue
+            if update is not None:
+                updates.append(update)
+        return Replayed(updates, max_version, end)
+    finally:
+        consumer.close()
+
+
+class UpdateFeed:
+    """A worker's background reader of model updates (a daemon thread).
+
+    It decodes and verifies in its own thread and queues whole updates; the model process
+    applies them between batches (`drain`). ``caught_up`` is set once everything that was
+    on the topic at start has been read.
+    """
+
+    def __init__(self, settings: Settings, on_reject: Callable[[str, str], None]) -> None:
+        self.settings = settings
+        self.on_reject = on_reject
+        self.caught_up = threading.Event()
+        self._queue: queue.Queue[Update] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtrank-updates", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def drain(self) -> list[Update]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Exception:  # noqa: BLE001 - the feed must outlive broker hiccups
+                log.exception("model update feed failed; retrying in 5s")
+                self._stop.wait(5.0)
+
+    def _follow(self) -> None:
+        consumer, tp = updates_consumer(self.settings)
+        try:
+            start = latest_snapshot_offset(consumer, tp)
+            target = consumer.end_offsets([tp])[tp]
+            consumer.seek(tp, start)
+            log.info("model updates: reading %s from offset %d", tp.topic, start)
+            assembler = Assembler()
+            while not self._stop.is_set():
+                if consumer.position(tp) >= target:
+                    self.caught_up.set()
+                for record in consumer.poll(timeout_ms=500).get(tp, []):
+                    self._handle(assembler, record.value)
+        finally:
+            consumer.close()
+
+    def _handle(self, assembler: Assembler, value: bytes | None) -> None:
+        try:
+            update = assembler.add(parse_chunk(value))
+        except UpdateError as e:
+            self.on_reject(e.reason, str(e))
+            return
+        if update is not None:
+            self._queue.put(update)

@@ -1,0 +1,143 @@
+"""The rtrank Faust app: one per worker process, built by `build_app` from one ``Settings``.
+
+    rtrank worker -l info        # the stream processor (web port: /health, /metrics)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import faust
+from aiohttp.web import Response
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TransportT
+from faust.utils.terminal import SpinnerHandler
+from mode import ServiceT
+
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.agents import register_agents
+from rtrank.streams.worker.faust_delivery import InlineDeliveryConsumer
+from rtrank.streams.worker.faust_limits import fetch_wait_ms, producer_buffer_max, set_fetch_wait
+from rtrank.streams.worker.metrics import Metrics
+from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
+from rtrank.streams.worker.topics_and_tables import declare_topics, ensure_topics, json_table_schema
+
+log = logging.getLogger(__name__)
+
+
+class RtrankApp(faust.App):
+    """The Faust app plus the settings it was built from.
+
+    Its behaviour of its own: on a worker's first start, every rtrank topic is created with
+    the configured partition counts before any agent reads or writes; two limits Faust has
+    no setting for are set (`rtrank.streams.worker.faust_limits`: the consumer's fetch wait, the producer
+    buffer's bound); and its Kafka consumer delivers messages without Faust's four tasks per
+    message (`rtrank.streams.worker.faust_delivery`).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings.app_id,
+            broker=settings.broker,
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            web_port=settings.web_port,
+            topic_partitions=settings.partitions,
+            table_standby_replicas=settings.standby_replicas,
+            broker_session_timeout=settings.session_timeout_s,
+            producer_linger=settings.producer_linger_ms / 1000,
+            autodiscover=False,
+            stream_buffer_maxsize=settings.stream_buffer_max,
+            broker_max_poll_records=settings.consumer_max_poll_records,
+        )
+        self.settings = settings
+
+    def _new_transport(self) -> TransportT:
+        transport = super()._new_transport()
+        if isinstance(transport, aiokafka_driver.Transport):
+            transport.Consumer = InlineDeliveryConsumer
+        return transport
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        """Faust's services, without its ``Monitor`` among the sensors, and with a producer
+        buffer that holds two batches of table writes.
+
+        The monitor keeps Faust's own statistics (its ``/stats`` pages) and runs on every
+        event, send and table access; rtrank's figures are its Prometheus metrics
+        (`rtrank.streams.worker.metrics`), so the monitor was per-event work nobody read.
+        """
+        services = super().on_init_dependencies()
+        self.sensors.remove(self.monitor)
+        self.producer.buffer.max_messages = producer_buffer_max(self.settings.batch_max_events)
+        return services
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if not self.settings.broker.startswith("memory://"):
+            counts = await asyncio.to_thread(ensure_topics, self.settings)
+            log.info("topics ready: %s", counts)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        _drop_unprinted_log_records()
+        if not set_fetch_wait(self.consumer, self.settings.consumer_fetch_wait_ms):
+            log.warning("consumer fetch wait not set: no aiokafka consumer found")
+
+
+def _drop_unprinted_log_records() -> None:
+    """Once started, raise the root logger to its handlers' lowest level.
+
+    For its start-up spinner, Faust's worker sets the root logger to DEBUG and filters in
+    the handlers, and leaves it so: every debug call in aiokafka and Faust then builds a
+    record nobody prints, about a tenth of the event loop's time under load (measured).
+    The spinner has finished by now, so its handler goes too.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, SpinnerHandler)]:
+        root.removeHandler(handler)
+    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
+    if levels:
+        root.setLevel(min(levels))
+
+
+def build_app(settings: Settings) -> RtrankApp:
+    """The only app: topics, the ``user_to_history`` table, agents and web pages."""
+    app = RtrankApp(settings)
+    topics = declare_topics(app, settings)
+    user_to_history = app.Table(
+        "user_to_history",
+        default=None,
+        partitions=settings.partitions,
+        schema=json_table_schema(),
+        help="user_id -> UserState (recent items, seen items, last applied offset)",
+    )
+    metrics = Metrics()
+    items = register_catalogue(app, settings, metrics)
+    serving = register_agents(app, settings, topics, user_to_history, metrics, items=items)
+    register_rerank_views(app, settings, serving, user_to_history)
+
+    @app.page("/health")
+    async def health(web, request):  # noqa: ANN001 - Faust view signature
+        """200 once the worker can answer: the model is loaded and its first partition
+        assignment is recovered (before that, events would only queue up). Later
+        rebalances show in ``rebalancing`` but keep the status: the worker is alive."""
+        ready = serving.report is not None and app.tables.recovery.completed.is_set()
+        body = {"status": "ok" if ready else "starting", "rebalancing": app.rebalancing}
+        if ready:
+            body["model_version"] = serving.report.version
+            body["device"] = serving.report.device
+            body["consumer_fetch_wait_ms"] = fetch_wait_ms(app.consumer)
+            body["events_partitions"] = sorted(
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic == settings.events_topic
+            )
+        return web.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web, request):  # noqa: ANN001 - Faust view signature
+        return Response(body=metrics.exposition(), content_type="text/plain", charset="utf-8")
+
+    return app

@@ -1,0 +1,123 @@
+"""The model process: it serves what the scorer and re-ranker serve, with the worker's
+catalogue changes, and a dead process is an error, never a silent hang."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rtrank.model.checkpoint import CheckpointError
+from rtrank.streams.catalogue import Catalogue, ItemInfo
+from rtrank.streams.records import Event
+from rtrank.streams.scorer.model_process import ModelProcess, ModelProcessError
+from rtrank.streams.scorer.ranker import Ranker
+from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.settings import Settings
+from tests.unit.streams.scorer.test_scoring import requests, small_checkpoint
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    checkpoint = small_checkpoint(tmp_path_factory.mktemp("model"))
+    return Settings(broker="memory://", checkpoint=checkpoint, device="cpu", top_k=5)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def model(settings: Settings, loop: asyncio.AbstractEventLoop) -> Iterator[ModelProcess]:
+    model = ModelProcess(settings)
+    loop.run_until_complete(model.start())
+    yield model
+    model.stop()
+
+
+def test_a_started_process_reports_the_checkpoint_it_serves(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    model = ModelProcess(settings)
+    try:
+        report = loop.run_until_complete(model.start())
+    finally:
+        model.stop()
+    assert (report.version, report.device, report.items) == (3, "cpu", 40)
+    assert (report.applied, report.rejected) == ([], [])
+
+
+def test_its_lists_are_those_of_the_scorer_and_ranker_in_this_process(
+    settings: Settings, model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    fresh = [Event("u", "item-1", "view", 1_700_000_000_000)]
+    version, lists, _ = loop.run_until_complete(model.score(requests(), fresh, {}))
+    scorer = Scorer.setup(settings.checkpoint, "cpu")
+    ranker = Ranker(settings, Catalogue({}))
+    ranker.observe(fresh)
+    expected = ranker.rerank_lists(scorer, requests(), scorer.recommend(requests(), 50))
+    assert version == 3
+    assert [[i.item_id for i in items] for items in lists] == [
+        [i.item_id for i in items] for items in expected
+    ]
+
+
+def test_a_catalogue_change_sent_with_a_call_applies_to_that_call(
+    model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    request = [ScoreRequest(["item-1"], ["item-1"])]
+    _, before, _ = loop.run_until_complete(model.score(request, [], {}))
+    top = before[0][0].item_id
+    gone = {top: ItemInfo(top, available=False).to_json()}
+    _, after, _ = loop.run_until_complete(model.score(request, [], gone))
+    assert top not in [i.item_id for i in after[0]]
+    loop.run_until_complete(model.score(request, [], {top: None}))  # back for other tests
+
+
+def test_rank_orders_every_known_candidate_and_names_the_version(
+    model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    candidates = ["item-4", "item-7", "item-9"]
+    version, ranked, filtered, _ = loop.run_until_complete(
+        model.rank(["item-1", "item-2"], candidates, {})
+    )
+    assert version == 3
+    assert sorted(i.item_id for i in ranked) == candidates
+    assert filtered == []
+
+
+def test_a_call_to_a_dead_process_raises_model_process_error(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    others = set(multiprocessing.active_children())
+    model = ModelProcess(settings)
+    try:
+        loop.run_until_complete(model.start())
+        for child in set(multiprocessing.active_children()) - others:
+            child.kill()
+            child.join()
+        with pytest.raises(ModelProcessError, match="died"):
+            loop.run_until_complete(model.apply_updates({}))
+    finally:
+        model.stop()
+
+
+def test_a_checkpoint_that_cannot_load_fails_the_start_with_its_reason(
+    settings: Settings, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    model = ModelProcess(settings.replace(checkpoint=str(broken)))
+    try:
+        with pytest.raises(CheckpointError):
+            loop.run_until_complete(model.start())
+    finally:
+        model.stop()

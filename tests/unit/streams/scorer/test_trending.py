@@ -1,0 +1,52 @@
+"""Time-decayed popularity: recent events weigh more; half-life halves old counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtrank.streams.scorer.trending import Trending
+
+T0 = 1_700_000_000_000
+HOUR = 3_600_000
+
+
+def test_an_event_counts_its_weight_at_its_own_time() -> None:
+    t = Trending(HOUR)
+    t.observe("a", T0, 2.0)
+    assert t.score("a") == pytest.approx(2.0)
+
+
+def test_counts_halve_after_one_half_life() -> None:
+    t = Trending(HOUR)
+    t.observe("a", T0)
+    t.observe("b", T0 + HOUR)
+    assert t.score("a") == pytest.approx(0.5)
+    assert t.score("b") == pytest.approx(1.0)
+
+
+def test_a_recent_item_outranks_an_older_more_frequent_one() -> None:
+    t = Trending(HOUR)
+    for _ in range(3):
+        t.observe("old", T0)
+    for _ in range(2):
+        t.observe("new", T0 + 2 * HOUR)
+    assert [i for i, _ in t.top(2)] == ["new", "old"]
+
+
+def test_long_streams_rescale_without_changing_scores() -> None:
+    t = Trending(1000)
+    t.observe("a", T0)
+    t.observe("b", T0 + 100_000)  # 100 half-lives later: rescaled
+    assert t.score("b") == pytest.approx(1.0)
+    assert t.score("a") == pytest.approx(0.0)
+
+
+def test_unknown_items_have_zero_popularity() -> None:
+    assert Trending(HOUR).score("x") == 0.0
+
+
+def test_the_least_popular_items_are_forgotten_beyond_the_cap() -> None:
+    t = Trending(HOUR, max_items=4)
+    for n in range(5):
+        t.observe(f"i{n}", T0, weight=float(n + 1))
+    assert "i4" in dict(t.top(10)) and len(t) <= 4

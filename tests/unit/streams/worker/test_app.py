@@ -1,0 +1,43 @@
+"""The Faust app is configured from the one Settings object."""
+
+from __future__ import annotations
+
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.app import RtrankApp
+
+
+def test_consumer_poll_size_and_stream_buffer_come_from_the_settings(tmp_path) -> None:
+    settings = Settings(
+        broker="memory://",
+        store="memory://",
+        data_dir=tmp_path,
+        consumer_max_poll_records=123,
+        stream_buffer_max=77,
+    )
+    app = RtrankApp(settings)
+    assert (app.conf.broker_max_poll_records, app.conf.stream_buffer_maxsize) == (123, 77)
+
+
+def test_producer_linger_comes_from_the_settings_in_seconds(tmp_path) -> None:
+    settings = Settings(
+        broker="memory://", store="memory://", data_dir=tmp_path, producer_linger_ms=40.0
+    )
+    assert RtrankApp(settings).conf.producer_linger == 0.04
+
+
+def test_faust_s_own_monitor_does_not_run_on_every_event(tmp_path) -> None:
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
+    app = RtrankApp(settings)
+    app.on_init_dependencies()  # builds the services (no connection yet)
+    assert app.monitor not in set(app.sensors)
+
+
+def test_the_producer_buffer_holds_two_batches_of_table_writes_before_ingest_waits(
+    tmp_path,
+) -> None:
+    settings = Settings(
+        broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path, batch_max_events=300
+    )
+    app = RtrankApp(settings)
+    app.on_init_dependencies()
+    assert app.producer.buffer.max_messages == 600

@@ -1,0 +1,98 @@
+"""Micro-batches close at N items or T ms after their first item was queued."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rtrank.streams.worker.batching import next_batch
+
+Item = tuple[str, float]  # (name, time.monotonic() when queued)
+
+
+def queued_at(item: Item) -> float:
+    return item[1]
+
+
+def put(queue: asyncio.Queue[Item], name: str, waited_s: float = 0.0) -> None:
+    queue.put_nowait((name, time.monotonic() - waited_s))
+
+
+def names(batch: list[Item]) -> list[str]:
+    return [name for name, _ in batch]
+
+
+def test_batch_closes_at_max_items_and_keeps_order() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        for n in range(10):
+            put(queue, str(n))
+        return await next_batch(queue, 4, 5.0, queued_at), queue.qsize()
+
+    batch, left = asyncio.run(scenario())
+    assert names(batch) == ["0", "1", "2", "3"]
+    assert left == 6
+
+
+def test_batch_closes_after_the_wait_with_what_arrived() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+
+        async def late():
+            await asyncio.sleep(0.01)
+            put(queue, "2")
+            await asyncio.sleep(1.0)
+            put(queue, "3")
+
+        task = asyncio.create_task(late())
+        batch = await next_batch(queue, 100, 0.2, queued_at)
+        task.cancel()
+        return batch
+
+    assert names(asyncio.run(scenario())) == ["1", "2"]
+
+
+def test_batch_waits_for_its_first_item() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        asyncio.get_running_loop().call_later(0.05, put, queue, "first")
+        return await next_batch(queue, 10, 0.01, queued_at)
+
+    assert names(asyncio.run(scenario())) == ["first"]
+
+
+def test_a_batch_whose_first_item_waited_past_the_wait_closes_with_what_is_queued() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "waited", waited_s=0.5)
+        put(queue, "queued")
+        asyncio.get_running_loop().call_later(0.1, put, queue, "later")
+        return await next_batch(queue, 100, 0.3, queued_at)
+
+    assert names(asyncio.run(scenario())) == ["waited", "queued"]
+
+
+def test_a_batch_fills_up_to_the_events_known_to_be_on_their_way() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+        loop = asyncio.get_running_loop()
+        for n, delay in enumerate((0.05, 0.1, 0.15), 2):
+            loop.call_later(delay, put, queue, str(n))
+        return await next_batch(queue, 100, 0.01, queued_at, fill_to=3, fill_wait_s=5.0)
+
+    assert names(asyncio.run(scenario())) == ["1", "2", "3"]
+
+
+def test_a_batch_waits_for_the_awaited_events_no_longer_than_the_fill_wait() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+        started = time.monotonic()
+        batch = await next_batch(queue, 100, 0.01, queued_at, fill_to=50, fill_wait_s=0.2)
+        return batch, time.monotonic() - started
+
+    batch, waited = asyncio.run(scenario())
+    assert names(batch) == ["1"]
+    assert 0.15 < waited < 2.0
