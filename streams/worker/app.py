@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 
-import faust
 from aiohttp.web import Response
-from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TransportT
-from faust.utils.terminal import SpinnerHandler
-from mode import ServiceT
 
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.agents import register_agents
-from rtrank.streams.worker.faust_delivery import InlineDeliveryConsumer
-from rtrank.streams.worker.faust_limits import fetch_wait_ms, producer_buffer_max, set_fetch_wait
+from rtrank.streams.worker.faust_patches import PatchedApp, fetch_wait_ms, producer_buffer_max
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
 from rtrank.streams.worker.topics_and_tables import declare_topics, ensure_topics, json_table_schema
@@ -27,14 +20,13 @@ from rtrank.streams.worker.topics_and_tables import declare_topics, ensure_topic
 log = logging.getLogger(__name__)
 
 
-class RtrankApp(faust.App):
+class RtrankApp(PatchedApp):
     """The Faust app plus the settings it was built from.
 
     Its behaviour of its own: on a worker's first start, every rtrank topic is created with
-    the configured partition counts before any agent reads or writes; two limits Faust has
-    no setting for are set (`rtrank.streams.worker.faust_limits`: the consumer's fetch wait, the producer
-    buffer's bound); and its Kafka consumer delivers messages without Faust's four tasks per
-    message (`rtrank.streams.worker.faust_delivery`).
+    the configured partition counts before any agent reads or writes. What it changes in
+    Faust (inline delivery, the fetch wait, the producer buffer's bound, no ``Monitor``)
+    is `rtrank.streams.worker.faust_patches.PatchedApp`'s.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -51,55 +43,16 @@ class RtrankApp(faust.App):
             autodiscover=False,
             stream_buffer_maxsize=settings.stream_buffer_max,
             broker_max_poll_records=settings.consumer_max_poll_records,
+            producer_buffer_max_messages=producer_buffer_max(settings.batch_max_events),
+            fetch_wait_ms=settings.consumer_fetch_wait_ms,
         )
         self.settings = settings
-
-    def _new_transport(self) -> TransportT:
-        transport = super()._new_transport()
-        if isinstance(transport, aiokafka_driver.Transport):
-            transport.Consumer = InlineDeliveryConsumer
-        return transport
-
-    def on_init_dependencies(self) -> Iterable[ServiceT]:
-        """Faust's services, without its ``Monitor`` among the sensors, and with a producer
-        buffer that holds two batches of table writes.
-
-        The monitor keeps Faust's own statistics (its ``/stats`` pages) and runs on every
-        event, send and table access; rtrank's figures are its Prometheus metrics
-        (`rtrank.streams.worker.metrics`), so the monitor was per-event work nobody read.
-        """
-        services = super().on_init_dependencies()
-        self.sensors.remove(self.monitor)
-        self.producer.buffer.max_messages = producer_buffer_max(self.settings.batch_max_events)
-        return services
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
         if not self.settings.broker.startswith("memory://"):
             counts = await asyncio.to_thread(ensure_topics, self.settings)
             log.info("topics ready: %s", counts)
-
-    async def on_started(self) -> None:
-        await super().on_started()
-        _drop_unprinted_log_records()
-        if not set_fetch_wait(self.consumer, self.settings.consumer_fetch_wait_ms):
-            log.warning("consumer fetch wait not set: no aiokafka consumer found")
-
-
-def _drop_unprinted_log_records() -> None:
-    """Once started, raise the root logger to its handlers' lowest level.
-
-    For its start-up spinner, Faust's worker sets the root logger to DEBUG and filters in
-    the handlers, and leaves it so: every debug call in aiokafka and Faust then builds a
-    record nobody prints, about a tenth of the event loop's time under load (measured).
-    The spinner has finished by now, so its handler goes too.
-    """
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, SpinnerHandler)]:
-        root.removeHandler(handler)
-    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
-    if levels:
-        root.setLevel(min(levels))
 
 
 def build_app(settings: Settings) -> RtrankApp:

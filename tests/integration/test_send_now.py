@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from rtrank.streams.settings import Settings
-from rtrank.streams.worker.send_now import send_buffered_now
+from rtrank.streams.worker.faust_patches import send_buffered_now
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 
 

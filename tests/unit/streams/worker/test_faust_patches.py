@@ -1,15 +1,36 @@
-"""A delivery runs in the consumer's task until it waits; one that waits is raced against
-a stopped flow as in Faust."""
+"""The patches to Faust's and aiokafka's internals (`rtrank.streams.worker.faust_patches`).
+
+Deliveries run in the consumer's task until they wait, and one that waits is raced against
+a stopped flow as in Faust; the fetch wait reaches the aiokafka consumer a Faust consumer
+runs in its thread; buffered records are sent now; table writes go to the current event's
+partition; a table is kept in a dict of ours; log records nobody prints are not made.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from types import SimpleNamespace
 
+import faust
 import pytest
+from faust.utils.terminal import SpinnerHandler
 
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.app import RtrankApp
-from rtrank.streams.worker.faust_delivery import InlineDeliveryConsumer, step_inline
+from rtrank.streams.worker.faust_patches import (
+    InlineDeliveryConsumer,
+    as_current_event,
+    drop_unprinted_log_records,
+    fetch_wait_ms,
+    keep_in_memory,
+    send_app_buffer_now,
+    send_buffered_now,
+    set_fetch_wait,
+    step_inline,
+)
+
+# -- Inline delivery
 
 
 async def _no_callback(*_: object) -> None:
@@ -191,3 +212,111 @@ def test_with_the_flow_stopped_a_delivery_is_raced_from_the_start() -> None:
         assert outcome == ["abandoned"]
 
     asyncio.run(scenario())
+
+
+# -- The fetch wait
+
+
+def _faust_consumer(wait_ms: int) -> SimpleNamespace:
+    fetcher = SimpleNamespace(_fetch_max_wait_ms=wait_ms)
+    aiokafka = SimpleNamespace(_fetcher=fetcher, _fetch_max_wait_ms=wait_ms)
+    return SimpleNamespace(_thread=SimpleNamespace(_consumer=aiokafka))
+
+
+def test_setting_the_fetch_wait_changes_the_running_fetcher_and_the_consumer() -> None:
+    consumer = _faust_consumer(1500)
+    assert set_fetch_wait(consumer, 100)
+    assert fetch_wait_ms(consumer) == 100
+    assert consumer._thread._consumer._fetch_max_wait_ms == 100
+
+
+def test_a_consumer_not_started_yet_is_left_alone_and_says_so() -> None:
+    not_started = SimpleNamespace(_thread=SimpleNamespace(_consumer=None))
+    assert not set_fetch_wait(not_started, 100)
+    assert fetch_wait_ms(not_started) is None
+
+
+# -- Sending buffered records now
+
+
+def test_a_producer_that_is_not_running_has_nothing_to_send() -> None:
+    send_buffered_now(None)  # Faust's producer while the worker stops: no AttributeError
+
+
+def test_an_app_whose_producer_has_not_started_has_nothing_to_send(tmp_path) -> None:
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
+    send_app_buffer_now(RtrankApp(settings))  # no aiokafka producer yet: no AttributeError
+
+
+# -- The current event
+
+
+class _Event:
+    """Stands for a Faust event: Faust keeps a weak reference to the current one."""
+
+
+def test_inside_the_block_the_event_is_faust_s_current_event() -> None:
+    event = _Event()
+    with as_current_event(event):
+        assert faust.current_event() is event
+
+
+def test_after_the_block_the_previous_current_event_is_back() -> None:
+    before, outer, inner = faust.current_event(), _Event(), _Event()
+    with as_current_event(outer):
+        with as_current_event(inner):
+            pass
+        assert faust.current_event() is outer
+    assert faust.current_event() is before
+
+
+# -- A table kept in memory
+
+
+def test_a_table_kept_in_memory_reads_what_its_dict_holds(tmp_path) -> None:
+    app = RtrankApp(Settings(broker="memory://", store="rocksdb://", data_dir=tmp_path))
+    table = app.GlobalTable(
+        "item_to_info",
+        default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    )
+    items: dict = {}
+    keep_in_memory(table, items)
+    items["i1"] = {"available": True}
+    assert table.get("i1") == {"available": True}
+    assert list(table.keys()) == ["i1"]
+
+
+# -- Log records nobody prints
+
+
+@pytest.fixture
+def root_logger():  # noqa: ANN201 - yields the root logger, restored afterwards
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+def test_the_root_logger_is_raised_to_its_handlers_lowest_level(root_logger) -> None:
+    root_logger.handlers[:] = [logging.NullHandler(logging.WARNING)]
+    root_logger.addHandler(logging.NullHandler(logging.INFO))
+    root_logger.setLevel(logging.DEBUG)
+    drop_unprinted_log_records()
+    assert root_logger.level == logging.INFO
+
+
+def test_handlers_without_a_level_leave_the_root_logger_as_it_is(root_logger) -> None:
+    root_logger.handlers[:] = [logging.NullHandler()]
+    root_logger.setLevel(logging.DEBUG)
+    drop_unprinted_log_records()
+    assert root_logger.level == logging.DEBUG
+
+
+def test_faust_s_start_up_spinner_handler_is_removed(root_logger) -> None:
+    spinner = SpinnerHandler(SimpleNamespace(), level=logging.DEBUG)
+    root_logger.handlers[:] = [spinner, logging.NullHandler(logging.WARNING)]
+    drop_unprinted_log_records()
+    assert spinner not in root_logger.handlers
+    assert root_logger.level == logging.WARNING

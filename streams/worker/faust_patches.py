@@ -1,0 +1,326 @@
+"""Every patch rtrank makes to Faust's, aiokafka's and mode's internals, in one place.
+
+Written against faust-streaming 0.15.3, aiokafka 0.14.0 and mode-streaming 0.7.1 (the bounds
+in pyproject.toml). Each section touches private parts that a release may change; the
+tests that fail when one does: tests/unit/streams/worker/test_faust_patches.py,
+tests/integration/test_send_now.py and test_pipeline.py (linger, fetch wait).
+
+Sections:
+
+- `PatchedApp`: a ``faust.App`` with the patches below applied where Faust builds its parts.
+- Inline delivery: `InlineDeliveryConsumer` hands each fetched message to the app without
+  four tasks per message.
+- Limits Faust has no setting for: the consumer's fetch wait (`set_fetch_wait`), the
+  producer buffer's bound (`producer_buffer_max`).
+- Faust's ``Monitor`` left out of the sensors.
+- Log records nobody prints (`drop_unprinted_log_records`).
+- Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
+- The current event (`as_current_event`): table writes outside the agent that read it.
+- A table kept in memory (`keep_in_memory`).
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+import weakref
+from collections.abc import Awaitable, Coroutine, Generator, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import EventT, TransportT
+from faust.utils.terminal import SpinnerHandler
+from mode import ServiceT
+from mode.services import WaitResults
+
+log = logging.getLogger(__name__)
+
+
+# -- The app ---------------------------------------------------------------------------------
+
+
+class PatchedApp(faust.App):
+    """A ``faust.App`` whose Kafka consumer delivers inline, whose producer buffer holds
+    ``producer_buffer_max_messages``, whose consumer's fetch wait is ``fetch_wait_ms``
+    once started, without Faust's ``Monitor``, and whose root logger drops the records no
+    handler prints once the worker has started.
+
+    ``producer_buffer_max_messages`` None keeps Faust's bound; ``fetch_wait_ms`` None
+    keeps Faust's fixed wait. Every other keyword is Faust's.
+    """
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - Faust's name for it
+        *,
+        producer_buffer_max_messages: int | None = None,
+        fetch_wait_ms: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(id, **options)
+        self.producer_buffer_max_messages = producer_buffer_max_messages
+        self.fetch_wait_ms = fetch_wait_ms
+
+    def _new_transport(self) -> TransportT:
+        transport = super()._new_transport()
+        if isinstance(transport, aiokafka_driver.Transport):
+            transport.Consumer = InlineDeliveryConsumer
+        return transport
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        """Faust's services, without its ``Monitor`` among the sensors, and with the
+        producer buffer's bound.
+
+        The monitor keeps Faust's own statistics (its ``/stats`` pages) and runs on every
+        event, send and table access; rtrank's figures are its Prometheus metrics
+        (`rtrank.streams.worker.metrics`), so the monitor was per-event work nobody read.
+        """
+        services = super().on_init_dependencies()
+        self.sensors.remove(self.monitor)
+        if self.producer_buffer_max_messages is not None:
+            self.producer.buffer.max_messages = self.producer_buffer_max_messages
+        return services
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        drop_unprinted_log_records()
+        if self.fetch_wait_ms is not None and not set_fetch_wait(self.consumer, self.fetch_wait_ms):
+            log.warning("consumer fetch wait not set: no aiokafka consumer found")
+
+
+# -- Inline delivery -------------------------------------------------------------------------
+
+
+def step_inline(coro: Coroutine) -> Coroutine | None:
+    """Run ``coro`` in the calling task up to its first wait.
+
+    None when it finished without waiting (an exception it raised propagates here);
+    otherwise a coroutine that awaits the rest of it, for a task of its own.
+    """
+    try:
+        awaiting = coro.send(None)
+    except StopIteration:
+        return None
+    return _rest_of(coro, awaiting)
+
+
+async def _rest_of(coro: Coroutine, awaiting: Any) -> Any:
+    return await _resume(coro, awaiting)
+
+
+@types.coroutine
+def _resume(coro: Coroutine, awaiting: Any) -> Generator[Any, Any, Any]:
+    """Yield what ``coro`` waits on to the task running us, and pass back what the task
+    sends or throws (a cancellation too), until ``coro`` returns: ``await`` for a
+    coroutine that was started elsewhere."""
+    while True:
+        try:
+            sent = yield awaiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every throw belongs to coro
+            try:
+                awaiting = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                awaiting = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+class Delivery:
+    """One message's delivery to the app (the consumer's callback), not yet started.
+
+    Awaitable like the callback's coroutine; `InlineDeliveryConsumer.wait_first` knows it
+    by its type and starts it inline.
+    """
+
+    __slots__ = ("coro",)
+
+    def __init__(self, coro: Coroutine) -> None:
+        self.coro = coro
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.coro.__await__()
+
+
+class InlineDeliveryConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer whose deliveries start in its own task.
+
+    Faust's consumer loop (``Consumer._drain_messages``) delivers every message with
+    ``await self.wait_first(callback(message), self.suspend_flow.wait())``: the delivery
+    may wait (flow control, a full producer buffer, a full stream buffer), and a rebalance
+    that stops the flow meanwhile must abandon it. ``mode``'s ``wait_first`` builds that
+    race from four tasks per message (the delivery, the flow, the service's stopped and
+    crashed events) and an ``asyncio.wait``, though the delivery itself almost never
+    waits: those tasks were half of a Faust agent's cost per event (`rtrank bench
+    pipeline`'s Faust pass-through and drain, docs/benchmarks.md).
+
+    Here a delivery runs in the consumer's own task up to its first wait; most finish
+    there. One that waits continues in ``wait_first`` exactly as in Faust, so a stopped
+    flow still abandons it at the point where it waits. Every other ``wait_first`` is
+    ``mode``'s.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        deliver = self.callback
+        self.callback = lambda message: Delivery(deliver(message))
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        first = coros[0] if coros else None
+        if not isinstance(first, Delivery) or timeout is not None or self.suspend_flow.is_set():
+            return await super().wait_first(*coros, timeout=timeout)
+        rest = step_inline(first.coro)
+        if rest is None:
+            _close(coros[1:])
+            return WaitResults([first], [None], False)
+        return await super().wait_first(rest, *coros[1:])
+
+
+def _close(awaitables: tuple[Awaitable, ...]) -> None:
+    """Close the never-started coroutines among the race's other contestants."""
+    for awaitable in awaitables:
+        if isinstance(awaitable, Coroutine):
+            awaitable.close()
+
+
+# -- Limits Faust has no setting for ---------------------------------------------------------
+
+PRODUCER_BUFFER_BATCHES = 2  # batches of table writes the producer buffer may hold
+
+
+def producer_buffer_max(batch_max_events: int) -> int:
+    """Messages Faust's producer buffer may hold before its consumer waits for it.
+
+    Table writes go to the changelog through that buffer, and Faust's consumer stops
+    handing over events while it holds more than 100 messages. A batch writes one state
+    per answered user (hundreds at a time), so every batch paused ingest until its writes
+    had drained. Twice the largest batch is still a bound, and one our writes never reach
+    (`rtrank bench online`, docs/benchmarks.md).
+    """
+    return PRODUCER_BUFFER_BATCHES * batch_max_events
+
+
+def set_fetch_wait(faust_consumer: Any, wait_ms: int) -> bool:
+    """Set the fetch wait of the aiokafka consumer inside a started Faust consumer, for
+    every fetch it sends from now on; False when it runs none (nothing changes).
+
+    Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``, fixed. aiokafka
+    sends one fetch at a time to a broker, and leaves out of it every partition whose
+    records the worker has not yet taken; so while the worker is busy, the next fetch
+    often holds only partitions that get no new records, the broker keeps it for the whole
+    wait, and no partition is fetched until it returns: a steady stream was read in bursts
+    ~1.5 s apart (`rtrank bench online`, docs/benchmarks.md). A shorter wait costs an idle
+    worker one more small fetch request per wait.
+    """
+    fetcher = _fetcher(faust_consumer)
+    if fetcher is None:
+        return False
+    faust_consumer._thread._consumer._fetch_max_wait_ms = wait_ms  # for a rebuilt fetcher
+    fetcher._fetch_max_wait_ms = wait_ms  # read for every fetch request
+    return True
+
+
+def fetch_wait_ms(faust_consumer: Any) -> int | None:
+    """The fetch wait in force in a started Faust consumer (None: no aiokafka consumer)."""
+    fetcher = _fetcher(faust_consumer)
+    return None if fetcher is None else fetcher._fetch_max_wait_ms
+
+
+def _fetcher(faust_consumer: Any) -> Any | None:
+    """Faust's consumer runs aiokafka's in a thread of its own (``_thread._consumer``);
+    the consumer's fetcher exists once it has started."""
+    consumer = getattr(getattr(faust_consumer, "_thread", None), "_consumer", None)
+    return getattr(consumer, "_fetcher", None)
+
+
+# -- Log records nobody prints ---------------------------------------------------------------
+
+
+def drop_unprinted_log_records() -> None:
+    """Once started, raise the root logger to its handlers' lowest level.
+
+    For its start-up spinner, Faust's worker sets the root logger to DEBUG and filters in
+    the handlers, and leaves it so: every debug call in aiokafka and Faust then builds a
+    record nobody prints, about a tenth of the event loop's time under load (`rtrank bench
+    pipeline`, docs/benchmarks.md). The spinner has finished by now, so its handler goes too.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, SpinnerHandler)]:
+        root.removeHandler(handler)
+    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
+    if levels:
+        root.setLevel(min(levels))
+
+
+# -- Sending buffered records now ------------------------------------------------------------
+
+
+def send_buffered_now(producer: AIOKafkaProducer | None) -> None:
+    """Make every record ``producer`` holds ready to send, and wake its sender (no await).
+
+    The worker's producer lingers (``RTRANK_PRODUCER_LINGER_MS``) so that a backlogged
+    worker sends few, large requests; but a list waiting out the linger is latency the user
+    sees, so the answer loop sends a batch's records as soon as the batch is done. aiokafka
+    has no public "send now" short of ``flush()``, which waits for delivery (a round trip
+    per batch). This does the first half of what its transactional ``flush_for_commit``
+    does: close every open batch, so that each is ready, and wake the sender. Records sent
+    afterwards open new batches, in order per partition.
+
+    None (Faust's producer between stop and start, as while a worker shuts down) holds
+    nothing to send.
+    """
+    if producer is None:
+        return
+    accumulator = producer._message_accumulator
+    for batches in accumulator._batches.values():
+        for batch in batches:
+            batch._builder.close()
+    if not accumulator._waiter_future.done():
+        accumulator._waiter_future.set_result(None)
+
+
+def send_app_buffer_now(app: faust.App) -> None:
+    """`send_buffered_now` for the aiokafka producer inside ``app``'s Faust producer."""
+    send_buffered_now(app.producer._producer)
+
+
+# -- The current event -----------------------------------------------------------------------
+
+
+@contextmanager
+def as_current_event(event: EventT) -> Iterator[None]:
+    """Make ``event`` Faust's current event for the block.
+
+    A table write goes to the store and changelog partition of the current event, which
+    Faust sets only inside the agent that read it; inside this block a write from anywhere
+    else (the answer loop) goes to ``event``'s partition, the user's, as if written there.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+# -- A table kept in memory ------------------------------------------------------------------
+
+
+def keep_in_memory(table: faust.Table, data: MutableMapping) -> None:
+    """Keep ``table`` in ``data`` (a dict) instead of the app's store, recovered from its
+    changelog at start.
+
+    Faust drops ``store="memory://"`` given to a table (a URL that is falsy), so the store
+    is set directly; and its dict is replaced so that the caller holds the very mapping
+    the table writes to.
+    """
+    table._data = table._new_store_by_url("memory://")
+    table.data.data = data
