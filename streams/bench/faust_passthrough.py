@@ -1,8 +1,9 @@
 """A Faust agent that forwards every event untouched: the framework's own ceiling.
 
-    python -m rtrank.streams.bench.faust_passthrough COUNT     # settings from RTRANK_* (one Settings)
+    python -m rtrank.streams.bench.faust_passthrough COUNT   # settings from RTRANK_*
 
-(`rtrank.streams.bench.pipeline_bench.faust_passthrough_rate` starts it, reads its result, stops it.)
+(`rtrank.streams.bench.pipeline_bench.faust_passthrough_rate` starts it, reads its result,
+stops it.)
 
 `rtrank bench pipeline` runs this beside the bare aiokafka pass-through, so its table shows
 how much of the gap between aiokafka and the pipeline is Faust's per-event cost (consume,
@@ -23,6 +24,8 @@ import time
 import faust
 
 from rtrank.streams.settings import Settings
+from rtrank.streams.worker.app import RtrankApp
+from rtrank.streams.worker.topics_and_tables import declare_topics
 
 RESULT = re.compile(r"forwarded \d+ events at ([0-9.]+) events/s")
 
@@ -30,14 +33,10 @@ log = logging.getLogger(__name__)
 
 
 def build_passthrough(settings: Settings, count: int) -> faust.App:
-    from rtrank.streams.worker.app import (
-        RtrankApp,  # rtrank.streams.worker.app imports the commands, the bench imports us
-    )
-
     app = RtrankApp(settings)
-    source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    topics = declare_topics(app, settings)
 
-    @app.agent(source, name="forward")
+    @app.agent(topics.events, name="forward")
     async def forward(stream: faust.StreamT) -> None:
         manual = stream.noack()
         forwarded, started = 0, 0.0

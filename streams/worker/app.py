@@ -15,7 +15,7 @@ from rtrank.streams.worker.agents import register_agents
 from rtrank.streams.worker.faust_patches import PatchedApp, fetch_wait_ms, producer_buffer_max
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
-from rtrank.streams.worker.topics_and_tables import declare_topics, ensure_topics, json_table_schema
+from rtrank.streams.worker.topics_and_tables import declare_tables, declare_topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +56,16 @@ class RtrankApp(PatchedApp):
 
 
 def build_app(settings: Settings) -> RtrankApp:
-    """The only app: topics, the ``user_to_history`` table, agents and web pages."""
+    """The only app: topics, tables, agents and web pages, in that order."""
     app = RtrankApp(settings)
     topics = declare_topics(app, settings)
-    user_to_history = app.Table(
-        "user_to_history",
-        default=None,
-        partitions=settings.partitions,
-        schema=json_table_schema(),
-        help="user_id -> UserState (recent items, seen items, last applied offset)",
-    )
+    tables = declare_tables(app, settings)
     metrics = Metrics()
-    items = register_catalogue(app, settings, metrics)
-    serving = register_agents(app, settings, topics, user_to_history, metrics, items=items)
-    register_rerank_views(app, settings, serving, user_to_history)
+    register_catalogue(app, settings, topics, tables, metrics)
+    serving = register_agents(
+        app, settings, topics, tables.user_to_history, metrics, items=tables.items
+    )
+    register_rerank_views(app, settings, topics, serving, tables.user_to_history)
 
     @app.page("/health")
     async def health(web, request):  # noqa: ANN001 - Faust view signature

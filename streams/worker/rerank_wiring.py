@@ -2,17 +2,17 @@
 
 Registered from `rtrank.streams.worker.app.build_app`:
 
-    items = register_catalogue(app, settings, metrics)           # items -> item_to_info
-    serving = register_agents(..., items=items)                   # lists are re-ranked
-    register_rerank_views(app, settings, serving, user_to_history)
+    register_catalogue(app, settings, topics, tables, metrics)   # items -> item_to_info
+    serving = register_agents(..., items=tables.items)            # lists are re-ranked
+    register_rerank_views(app, settings, topics, serving, tables.user_to_history)
 
 - ``catalogue`` agent: each record of the compacted ``items`` topic is validated
   (`rtrank.streams.catalogue.parse_item`); malformed ones go to ``items.dlq`` with their original
   bytes and ``rtrank-reason`` / ``rtrank-source`` headers, good ones are written to the
-  ``item_to_info`` GlobalTable (every worker holds the whole catalogue, kept in memory and
-  recovered from its changelog), tombstones delete. The next batch sees the change: the
-  table's dict is a `rtrank.streams.catalogue.ChangedItems`, whose changes go to the model process
-  with its next call.
+  ``item_to_info`` GlobalTable (`rtrank.streams.worker.topics_and_tables.declare_tables`),
+  tombstones delete. The next batch sees the change: the table's dict is a
+  `rtrank.streams.catalogue.ChangedItems`, whose changes go to the model process with its
+  next call.
 - ``rank`` agent: `rtrank.streams.worker.rank_requests`.
 - ``GET /recommendations/{user_id}``: the user's latest list (``UserState.last_list``),
   404 when none; Faust's table routing forwards the request to the worker that owns the
@@ -25,36 +25,26 @@ import logging
 
 import faust
 
-from rtrank.streams.catalogue import ChangedItems, parse_item
+from rtrank.streams.catalogue import parse_item
 from rtrank.streams.settings import Settings
 from rtrank.streams.validation import Limits, Rejection
 from rtrank.streams.worker.agents import Serving
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rank_requests import register_rank_requests
 from rtrank.streams.worker.state import UserState
-from rtrank.streams.worker.topics_and_tables import RAW, json_table_schema
+from rtrank.streams.worker.topics_and_tables import Tables, Topics
 
 log = logging.getLogger(__name__)
 
 
-def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> ChangedItems:
-    """The ``item_to_info`` GlobalTable and the ``catalogue`` agent; returns the table's dict."""
+def register_catalogue(
+    app: faust.App, settings: Settings, topics: Topics, tables: Tables, metrics: Metrics
+) -> None:
+    """The ``catalogue`` agent: ``items`` records into the ``item_to_info`` table."""
     limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
-    records = app.topic(settings.items_topic, partitions=settings.partitions, **RAW)
-    item_to_info = app.GlobalTable(
-        "item_to_info",
-        default=None,
-        partitions=settings.partitions,
-        schema=json_table_schema(),
-        help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
-    )
-    # In memory (recovered from the changelog at start): small, and copied to the model
-    # process. Set directly: Faust drops store="memory://" (a URL that is falsy).
-    item_to_info._data = item_to_info._new_store_by_url("memory://")
-    items = ChangedItems()
-    item_to_info.data.data = items
+    item_to_info = tables.item_to_info
 
-    @app.agent(records, name="catalogue")
+    @app.agent(topics.items, name="catalogue")
     async def catalogue_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
@@ -76,18 +66,16 @@ def register_catalogue(app: faust.App, settings: Settings, metrics: Metrics) -> 
                 continue
             item_to_info[parsed.item_id] = parsed.to_json()
 
-    return items
-
 
 def register_rerank_views(
     app: faust.App,
     settings: Settings,
+    topics: Topics,
     serving: Serving,
     user_to_history: faust.Table,
 ) -> None:
     """The ``rank`` agent and ``GET /recommendations/{user_id}``."""
-    requests = app.topic(settings.rank_requests_topic, partitions=settings.partitions, **RAW)
-    register_rank_requests(app, settings, requests, serving, user_to_history)
+    register_rank_requests(app, settings, topics.rank_requests, serving, user_to_history)
 
     @app.page("/recommendations/{user_id}")
     @app.table_route(table=user_to_history, match_info="user_id")

@@ -1,4 +1,9 @@
-"""rtrank's topics: declared on the Faust app, and created up front with kafka-python.
+"""Every topic and table rtrank uses, declared once, in order: topics, then tables.
+
+    specs = topic_specs(settings)           # the one list: names, partitions, configs
+    topics = declare_topics(app, settings)  # on the Faust app, from that list
+    tables = declare_tables(app, settings)  # user_to_history, item_to_info
+    ensure_topics(settings)                 # on the broker, from that list, before any agent
 
 Creating every topic explicitly, with the configured partition counts, is what keeps the
 ``events`` topic and the user table co-partitioned: the broker never auto-creates a
@@ -8,46 +13,67 @@ one-partition topic behind our back (local brokers run with auto-creation off).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import faust
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from rtrank.streams.catalogue import ChangedItems
 from rtrank.streams.settings import Settings
+from rtrank.streams.worker.faust_patches import keep_in_memory
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+COMPACTED = {"cleanup.policy": "compact"}  # the latest record per key is the record
 
 
-def json_table_schema() -> faust.Schema:
-    """Tables keyed by a UTF-8 id (user or item) whose values are JSON objects."""
-    return faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
-
-
-class TopicLayoutError(RuntimeError):
-    """An existing topic has a partition count that would break co-partitioning."""
+# -- Topics ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Topics:
-    events: faust.TopicT
-    recommendations: faust.TopicT
-    dlq: faust.TopicT
-    training: faust.TopicT
+class TopicSpec:
+    """One topic: ``role`` names it in `Topics`; ``declared`` False for a topic Faust
+    declares itself (a table's changelog) that rtrank still creates up front."""
+
+    role: str
+    name: str
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)
+    declared: bool = True
 
 
-def declare_topics(app: faust.App, settings: Settings) -> Topics:
-    """Every topic carries raw bytes: events as producers wrote them, the rest as JSON
-    that `rtrank.streams.records` serialises."""
-    return Topics(
-        events=app.topic(settings.events_topic, partitions=settings.partitions, **RAW),
-        recommendations=app.topic(
-            settings.recommendations_topic, partitions=settings.partitions, **RAW
-        ),
-        dlq=app.topic(settings.dlq_topic, partitions=settings.partitions, **RAW),
-        training=app.topic(settings.training_topic, partitions=settings.partitions, **RAW),
-    )
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic rtrank reads or writes, in the order they are declared and created.
+
+    Every topic carries raw bytes: events as producers wrote them, the rest as JSON that
+    `rtrank.streams.records` serialises. Model updates have one partition: a version must
+    follow its base. The catalogue and its changelog are compacted: the latest record per
+    item is the item.
+
+    The catalogue's changelog is among them: left to Faust, it was created during the first
+    rebalance, missing from the metadata the assignor read, and the worker hung in recovery
+    (seen under load).
+    """
+    n = settings.partitions
+    return [
+        TopicSpec("events", settings.events_topic, n),
+        TopicSpec("recommendations", settings.recommendations_topic, n),
+        TopicSpec("dlq", settings.dlq_topic, n),
+        TopicSpec("training", settings.training_topic, n),
+        TopicSpec("model_updates", settings.model_updates_topic, 1),
+        TopicSpec("items", settings.items_topic, n, COMPACTED),
+        TopicSpec("items_dlq", settings.items_dlq_topic, n),
+        TopicSpec("rank_requests", settings.rank_requests_topic, n),
+        TopicSpec("rank_responses", settings.rank_responses_topic, n),
+        TopicSpec("item_to_info_changelog", catalogue_changelog(settings), n, COMPACTED, False),
+    ]
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """The names of `topic_specs`, in their order."""
+    return [spec.name for spec in topic_specs(settings)]
 
 
 def catalogue_changelog(settings: Settings) -> str:
@@ -55,40 +81,88 @@ def catalogue_changelog(settings: Settings) -> str:
     return f"{settings.app_id}-item_to_info-changelog"
 
 
-def topic_names(settings: Settings) -> list[str]:
-    """Every topic rtrank reads or writes, created up front by `ensure_topics`.
+@dataclass(frozen=True)
+class Topics:
+    """The app's topics, one per declared `TopicSpec`, by role."""
 
-    The catalogue's changelog is among them: left to Faust, it was created during the first
-    rebalance, missing from the metadata the assignor read, and the worker hung in recovery
-    (seen under load).
+    events: faust.TopicT
+    recommendations: faust.TopicT
+    dlq: faust.TopicT
+    training: faust.TopicT
+    model_updates: faust.TopicT
+    items: faust.TopicT
+    items_dlq: faust.TopicT
+    rank_requests: faust.TopicT
+    rank_responses: faust.TopicT
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    """Declare every topic of `topic_specs` that Faust does not declare itself on ``app``."""
+    return Topics(
+        **{
+            spec.role: app.topic(
+                spec.name, partitions=spec.partitions, config=dict(spec.configs), **RAW
+            )
+            for spec in topic_specs(settings)
+            if spec.declared
+        }
+    )
+
+
+# -- Tables ----------------------------------------------------------------------------------
+
+
+def json_table_schema() -> faust.Schema:
+    """Tables keyed by a UTF-8 id (user or item) whose values are JSON objects."""
+    return faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The app's tables; ``items`` is ``item_to_info``'s dict (`keep_in_memory`)."""
+
+    user_to_history: faust.Table
+    item_to_info: faust.GlobalTable
+    items: ChangedItems
+
+
+def declare_tables(app: faust.App, settings: Settings) -> Tables:
+    """Declare the tables on ``app``.
+
+    ``user_to_history`` is partitioned like ``events`` (co-partitioned: a user's state
+    lives where the user's events are read), in the app's store. ``item_to_info`` is a
+    GlobalTable (every worker holds the whole catalogue), kept in memory and recovered from
+    its changelog at start: it is small, and copied to the model process; its dict, a
+    `ChangedItems`, remembers what changed for the model process's next call.
     """
-    return [
-        settings.events_topic,
-        settings.recommendations_topic,
-        settings.dlq_topic,
-        settings.training_topic,
-        settings.model_updates_topic,
-        settings.items_topic,
-        settings.items_dlq_topic,
-        settings.rank_requests_topic,
-        settings.rank_responses_topic,
-        catalogue_changelog(settings),
-    ]
+    user_to_history = app.Table(
+        "user_to_history",
+        default=None,
+        partitions=settings.partitions,
+        schema=json_table_schema(),
+        help="user_id -> UserState (recent items, seen items, last applied offset)",
+    )
+    item_to_info = app.GlobalTable(
+        "item_to_info",
+        default=None,
+        partitions=settings.partitions,
+        schema=json_table_schema(),
+        help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
+    )
+    items = ChangedItems()
+    keep_in_memory(item_to_info, items)
+    return Tables(user_to_history, item_to_info, items)
 
 
-def partitions_of(settings: Settings, name: str) -> int:
-    """Model updates have one partition: a version must follow its base."""
-    return 1 if name == settings.model_updates_topic else settings.partitions
+# -- On the broker ---------------------------------------------------------------------------
 
 
-def configs_of(settings: Settings, name: str) -> dict[str, str]:
-    """The catalogue and its changelog are compacted: the latest record per item is the item."""
-    compacted = {settings.items_topic, catalogue_changelog(settings)}
-    return {"cleanup.policy": "compact"} if name in compacted else {}
+class TopicLayoutError(RuntimeError):
+    """An existing topic has a partition count that would break co-partitioning."""
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
-    """Create the missing topics with ``settings.partitions``; return name -> partitions.
+    """Create the missing topics of `topic_specs`; return name -> partitions.
 
     Raises:
         TopicLayoutError: ``events`` exists with another partition count than configured.
@@ -96,18 +170,13 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
     admin = _admin(settings, timeout_s)
     try:
         existing = set(admin.list_topics())
-        missing = [name for name in topic_names(settings) if name not in existing]
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
             try:
                 admin.create_topics(
                     [
-                        NewTopic(
-                            name,
-                            partitions_of(settings, name),
-                            1,
-                            topic_configs=configs_of(settings, name),
-                        )
-                        for name in missing
+                        NewTopic(spec.name, spec.partitions, 1, topic_configs=dict(spec.configs))
+                        for spec in missing
                     ],
                     timeout_ms=int(timeout_s * 1000),
                 )
