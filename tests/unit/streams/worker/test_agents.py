@@ -1,80 +1,83 @@
-"""What a micro-batch answers (one list per user, from that user's latest state), and how
-the answered state reaches the table."""
+"""The Faust adapters of the dataflow: the producer as a sink, the table of user states, and
+an event read from a stream as an `EventRecord` acked through that stream."""
 
 from __future__ import annotations
 
-from rtrank.streams.records import Event
-from rtrank.streams.worker.agents import Pending, events_behind, requests_for, write_state
-from rtrank.streams.worker.state import UserState
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+
+from rtrank.streams.worker.agents import FaustSink, FaustStates, event_record
 
 
 class FakeEvent:
-    """Stands for the Faust event whose partition a table write goes to."""
+    """Stands for the Faust event a table write is made for (Faust keeps a weak reference)."""
+
+    def __init__(self, message: Any = None) -> None:
+        self.message = message
 
 
-def pending(user: str, item: str, history: list[str]) -> Pending:
-    state = UserState(history=history, seen=history)
-    return Pending(None, FakeEvent(), Event(user, item, "view", 1_700_000_000_000), state, 0.0)
+class Table(dict):
+    """Records Faust's current event at each write, which decides the write's partition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written_in: list[Any] = []
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.written_in.append(faust.current_event())
+        super().__setitem__(key, value)
 
 
-def test_one_request_per_user_from_their_latest_event() -> None:
-    batch = [
-        pending("a", "1", ["1"]),
-        pending("b", "7", ["7"]),
-        pending("a", "2", ["1", "2"]),
-        Pending(None, None, None, None, 0.0),
-    ]
-    answered, requests = requests_for(batch, allow_repeats=False)
-    assert [p.parsed.user_id for p in answered] == ["b", "a"]
-    assert [r.history for r in requests] == [["7"], ["1", "2"]]
-    assert [r.exclude for r in requests] == [["7"], ["1", "2"]]
+def test_a_state_is_written_with_the_answered_event_as_faust_s_current_event() -> None:
+    table, event = Table(), FakeEvent()
+    record = SimpleNamespace(origin=event)
+    FaustStates(table).put("u1", {"history": ["i1"]}, record)
+    assert table == {"u1": {"history": ["i1"]}}
+    assert table.written_in == [event]
+    assert faust.current_event() is None
 
 
-def test_allowing_repeats_excludes_nothing() -> None:
-    _, requests = requests_for([pending("a", "1", ["1"])], allow_repeats=True)
-    assert requests[0].exclude == []
+def test_a_state_is_read_from_the_table() -> None:
+    table = Table()
+    dict.__setitem__(table, "u1", {"history": ["i1"]})
+    assert FaustStates(table).get("u1") == {"history": ["i1"]}
+    assert FaustStates(table).get("u2") is None
 
 
-def test_the_answered_state_is_written_with_its_list_and_leaves_the_unwritten_ones() -> None:
-    table: dict = {}
-    answered = pending("a", "2", ["1", "2"])
-    unwritten = {"a": answered.state}
-    write_state(table, unwritten, answered, ["9", "8"], version=3)
-    assert table["a"]["history"] == ["1", "2"]
-    assert (table["a"]["last_list"], table["a"]["last_list_version"]) == (["9", "8"], 3)
-    assert unwritten == {}
+class Producer:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self._producer = None  # no aiokafka producer: nothing buffered to send now
+
+    async def send(self, *args: Any) -> None:
+        self.calls.append(args)
 
 
-def test_a_state_ingested_after_the_answered_one_stays_unwritten_and_learns_the_list() -> None:
-    table: dict = {}
-    answered = pending("a", "2", ["1", "2"])
-    newer = UserState(history=["1", "2", "3"], seen=["1", "2", "3"])
-    unwritten = {"a": newer}
-    write_state(table, unwritten, answered, ["9"], version=3)
-    assert table["a"]["history"] == ["1", "2"]
-    assert unwritten["a"] is newer and newer.last_list == ["9"]
+def test_the_sink_sends_through_the_apps_producer_with_headers() -> None:
+    app = SimpleNamespace(producer=Producer())
+    headers = {"rtrank-reason": b"x"}
+    asyncio.run(FaustSink(app).send("events.dlq", b"u1", b"raw", headers))
+    assert app.producer.calls == [("events.dlq", b"u1", b"raw", None, None, headers)]
 
 
-class Consumer:
-    """Stands for Faust's consumer: the partitions it holds and their highwater offsets."""
+class Stream:
+    def __init__(self) -> None:
+        self.acked: list[Any] = []
 
-    def __init__(self, highwaters: dict[str, int | None]) -> None:
-        self.highwaters = highwaters
-
-    def assignment(self) -> set[str]:
-        return set(self.highwaters)
-
-    def highwater(self, tp: str) -> int | None:
-        return self.highwaters[tp]
+    async def ack(self, event: Any) -> bool:
+        self.acked.append(event)
+        return True
 
 
-def test_events_behind_counts_what_follows_the_last_offset_read_per_partition() -> None:
-    consumer = Consumer({"events/0": 100, "events/1": 10, "events/2": None})
-    read_up_to = {"events/0": 89, "events/1": 9, "events/2": 5}
-    assert events_behind(consumer, read_up_to) == 10  # offsets 90..99; none after 9; unknown
-
-
-def test_events_behind_forgets_partitions_no_longer_assigned() -> None:
-    read_up_to = {"events/0": 0, "events/3": 0}
-    assert events_behind(Consumer({"events/0": 5}), read_up_to) == 4
-    assert read_up_to == {"events/0": 0}
+def test_an_events_record_carries_its_message_and_acks_it_through_its_stream() -> None:
+    message = SimpleNamespace(topic="events", partition=2, offset=41, key=b"u1", value=b"{}")
+    stream, event = Stream(), FakeEvent(message)
+    record = event_record(stream, event)
+    assert (record.tp, record.offset, record.key, record.value) == (("events", 2), 41, b"u1", b"{}")
+    assert record.origin is event
+    assert stream.acked == []
+    asyncio.run(record.ack())
+    assert stream.acked == [event]

@@ -1,0 +1,132 @@
+"""In-memory doubles of the dataflow's interfaces (`rtrank.streams.worker.dataflow`), which
+write what happens to them, in order, into one shared journal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from rtrank.streams.records import Event
+from rtrank.streams.scorer.rerank import RankedItem
+from rtrank.streams.scorer.scoring import ScoreRequest
+from rtrank.streams.worker.dataflow import EventRecord
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes] | None
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.value)
+
+
+class Sink:
+    """Keeps every record sent; ``send_buffered_now`` is a journal entry."""
+
+    def __init__(self, journal: list[tuple]) -> None:
+        self.journal = journal
+        self.sent: list[Sent] = []
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: dict[str, bytes] | None = None,
+    ) -> None:
+        self.sent.append(Sent(topic, key, value, headers))
+        self.journal.append(("send", topic))
+
+    def send_buffered_now(self) -> None:
+        self.journal.append(("send now",))
+
+    def on(self, topic: str) -> list[Sent]:
+        return [s for s in self.sent if s.topic == topic]
+
+
+class States:
+    """A table of user states in a dict; ``writes``: (user, offset of the answered event)."""
+
+    def __init__(self, journal: list[tuple]) -> None:
+        self.journal = journal
+        self.data: dict[str, dict[str, Any]] = {}
+        self.writes: list[tuple[str, int]] = []
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        return self.data.get(user_id)
+
+    def put(self, user_id: str, state: dict[str, Any], answering: EventRecord) -> None:
+        self.data[user_id] = state
+        self.writes.append((user_id, answering.offset))
+        self.journal.append(("put", user_id))
+
+    def __getitem__(self, user_id: str) -> dict[str, Any]:
+        return self.data[user_id]
+
+
+class Scorer:
+    """Model version ``VERSION``; each request's list is one item named after the last item
+    of its history. ``while_scoring`` runs inside the call, as if during the model's work."""
+
+    VERSION = 7
+
+    def __init__(self, journal: list[tuple]) -> None:
+        self.journal = journal
+        self.calls: list[tuple[list[ScoreRequest], list[Event]]] = []
+        self.while_scoring: Callable[[], Awaitable[None]] | None = None
+
+    async def score(
+        self, requests: list[ScoreRequest], fresh: list[Event]
+    ) -> tuple[int, list[list[RankedItem]]]:
+        self.calls.append((requests, fresh))
+        self.journal.append(("score", len(requests)))
+        if self.while_scoring is not None:
+            await self.while_scoring()
+        lists = [[RankedItem(f"after-{r.history[-1] if r.history else ''}", 1.0)] for r in requests]
+        return self.VERSION, lists
+
+
+@pytest.fixture
+def journal() -> list[tuple]:
+    return []
+
+
+@pytest.fixture
+def sink(journal: list[tuple]) -> Sink:
+    return Sink(journal)
+
+
+@pytest.fixture
+def states(journal: list[tuple]) -> States:
+    return States(journal)
+
+
+@pytest.fixture
+def scorer(journal: list[tuple]) -> Scorer:
+    return Scorer(journal)
+
+
+@pytest.fixture
+def make_record(journal: list[tuple]) -> Callable[..., EventRecord]:
+    """An events-topic record at ``offset`` whose ack is a journal entry."""
+
+    def make(
+        offset: int, value: bytes | dict[str, Any], key: bytes | None = None, partition: int = 0
+    ) -> EventRecord:
+        if isinstance(value, dict):
+            key = value["user_id"].encode() if key is None else key
+            value = json.dumps(value).encode()
+
+        async def ack() -> None:
+            journal.append(("ack", offset))
+
+        return EventRecord("events", partition, offset, key, value, ack)
+
+    return make

@@ -1,0 +1,363 @@
+"""The worker's dataflow in memory: events in, then exactly the lists, training examples,
+dead letters, table writes and acks that come out (doubles in ``conftest.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rtrank.streams.records import Event
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.dataflow import (
+    Dataflow,
+    EventRecord,
+    Pending,
+    events_behind,
+    requests_for,
+    write_state,
+)
+from rtrank.streams.worker.metrics import Metrics
+from rtrank.streams.worker.state import UserState
+
+TS = 1_700_000_000_000
+SETTINGS = Settings(
+    batch_max_ms=0,  # a batch is what is queued when it begins
+    batch_catch_up_ms=0,
+    event_weights="view:1,purchase:8",
+    sequence_event_types="view,purchase",  # a click stays outside the sequence
+)
+
+
+def event(user: str, item: str, event_type: str = "view", ts: int = TS) -> dict[str, Any]:
+    return {"user_id": user, "item_id": item, "event_type": event_type, "ts": ts}
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def flow(scorer, sink, states, metrics) -> Dataflow:  # noqa: ANN001 - conftest doubles
+    return Dataflow(SETTINGS, scorer, sink, states, metrics)
+
+
+def run(flow: Dataflow, *records: EventRecord) -> None:
+    """Ingest ``records``, then answer them as one batch."""
+
+    async def go() -> None:
+        for record in records:
+            await flow.ingest(record)
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(go())
+
+
+def count(metrics: Metrics, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value("rtrank_events_total", {"outcome": outcome})
+
+
+# -- One valid event -------------------------------------------------------------------------
+
+
+def test_a_valid_event_is_answered_with_one_list(flow, sink, make_record) -> None:
+    run(flow, make_record(5, event("u1", "i1")))
+    [sent] = sink.on(SETTINGS.recommendations_topic)
+    rec = sent.json()
+    assert sent.key == b"u1"
+    assert rec["items"] == [{"item_id": "after-i1", "score": 1.0}]
+    assert rec["model_version"] == 7
+    assert rec["based_on"] == {"topic": "events", "partition": 0, "offset": 5, "ts": TS}
+    assert rec["batch_size"] == 1
+    assert set(rec["timings"]) == {"queued", "inference", "total"}
+
+
+def test_a_valid_event_sends_one_training_example_with_its_types_weight(
+    flow, sink, make_record
+) -> None:
+    run(flow, make_record(0, event("u1", "i1")), make_record(1, event("u1", "i2", "purchase")))
+    examples = [s.json() for s in sink.on(SETTINGS.training_topic)]
+    assert [(e["prefix"], e["item_id"], e["weight"]) for e in examples] == [
+        ([], "i1", 1.0),
+        (["i1"], "i2", 8.0),
+    ]
+    assert [s.key for s in sink.on(SETTINGS.training_topic)] == [b"u1", b"u1"]
+
+
+def test_the_training_example_is_sent_at_ingest_before_the_batch_is_answered(
+    flow, sink, make_record
+) -> None:
+    asyncio.run(flow.ingest(make_record(0, event("u1", "i1"))))
+    assert [s.topic for s in sink.sent] == [SETTINGS.training_topic]
+
+
+def test_a_valid_events_state_is_written_once_with_its_list(flow, states, make_record) -> None:
+    run(flow, make_record(5, event("u1", "i1")))
+    assert states.writes == [("u1", 5)]
+    state = UserState.from_json(states["u1"])
+    assert (state.history, state.seen, state.events, state.last_offset) == (["i1"], ["i1"], 1, 5)
+    assert (state.last_list, state.last_list_version) == (["after-i1"], 7)
+    assert flow.unwritten == {}
+
+
+def test_events_are_acked_after_the_lists_were_sent_now_and_the_states_written(
+    flow, journal, make_record
+) -> None:
+    run(flow, make_record(0, event("u1", "i1")), make_record(1, event("u2", "i9")))
+    assert journal == [
+        ("send", SETTINGS.training_topic),
+        ("send", SETTINGS.training_topic),
+        ("score", 2),
+        ("send", SETTINGS.recommendations_topic),
+        ("put", "u1"),
+        ("send", SETTINGS.recommendations_topic),
+        ("put", "u2"),
+        ("send now",),
+        ("ack", 0),
+        ("ack", 1),
+    ]
+
+
+def test_ingest_remembers_the_offset_read_last_per_partition(flow, make_record) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(4, event("u1", "i2"), partition=0))
+        await flow.ingest(make_record(9, b"not json", partition=1))
+
+    asyncio.run(go())
+    assert flow.read_up_to == {("events", 0): 4, ("events", 1): 9}
+
+
+# -- Dead letters ----------------------------------------------------------------------------
+
+
+def test_a_malformed_event_is_dead_lettered_as_it_came_with_its_reason(
+    flow, sink, make_record
+) -> None:
+    run(flow, make_record(3, b"{not json", key=b"u1"))
+    [dead] = sink.on(SETTINGS.dlq_topic)
+    assert (dead.key, dead.value) == (b"u1", b"{not json")
+    assert dead.headers["rtrank-reason"].startswith(b"not_json: ")
+    assert dead.headers["rtrank-source"] == b"events/0/3"
+
+
+def test_a_dead_lettered_event_is_acked_and_gets_no_list_example_or_state(
+    flow, sink, states, journal, metrics, make_record
+) -> None:
+    run(flow, make_record(3, event("u1", "i1", ts=5)))  # ts out of range
+    assert [s.topic for s in sink.sent] == [SETTINGS.dlq_topic]
+    assert states.writes == []
+    assert journal[-1] == ("ack", 3)
+    assert count(metrics, "invalid") == 1
+    assert metrics.registry.get_sample_value(
+        "rtrank_dead_letters_total", {"reason": "ts_out_of_range"}
+    ) == 1
+
+
+# -- Redelivery ------------------------------------------------------------------------------
+
+
+def test_a_redelivered_event_is_answered_again_but_not_applied_twice(
+    flow, sink, states, metrics, make_record
+) -> None:
+    run(flow, make_record(5, event("u1", "i1")))
+    applied = dict(states["u1"])
+    run(flow, make_record(5, event("u1", "i1")))  # the same offset again, after a crash
+    assert len(sink.on(SETTINGS.training_topic)) == 1
+    assert len(sink.on(SETTINGS.recommendations_topic)) == 2
+    state = states["u1"]
+    assert (state["history"], state["events"], state["last_offset"]) == (
+        applied["history"],
+        applied["events"],
+        applied["last_offset"],
+    )
+    assert count(metrics, "redelivered") == 1
+
+
+def test_an_event_before_the_last_applied_offset_is_a_redelivery(
+    flow, sink, states, make_record
+) -> None:
+    states.data["u1"] = UserState(history=["i1", "i2"], seen=["i1", "i2"], last_offset=8).to_json()
+    run(flow, make_record(6, event("u1", "i1")))
+    assert sink.on(SETTINGS.training_topic) == []
+    assert states["u1"]["history"] == ["i1", "i2"]
+
+
+def test_only_newly_applied_events_are_fresh_for_the_scorer(
+    flow, scorer, states, make_record
+) -> None:
+    states.data["u1"] = UserState(history=["i1"], seen=["i1"], last_offset=8).to_json()
+    run(flow, make_record(8, event("u1", "i1")), make_record(9, event("u1", "i2")))
+    [(_, fresh)] = scorer.calls
+    assert fresh == [Event("u1", "i2", "view", TS)]
+
+
+# -- Several events of one user in a batch ---------------------------------------------------
+
+
+def test_a_users_events_in_one_batch_get_one_list_from_the_latest(
+    flow, sink, scorer, make_record
+) -> None:
+    run(
+        flow,
+        make_record(0, event("u1", "i1")),
+        make_record(1, event("u1", "i2")),
+        make_record(2, event("u1", "i3")),
+    )
+    [(requests, _)] = scorer.calls
+    assert [r.history for r in requests] == [["i1", "i2", "i3"]]
+    [sent] = sink.on(SETTINGS.recommendations_topic)
+    assert sent.json()["based_on"]["offset"] == 2
+    assert sent.json()["batch_size"] == 3
+
+
+def test_a_users_events_in_one_batch_are_written_once_and_all_acked(
+    flow, states, journal, make_record
+) -> None:
+    run(
+        flow,
+        make_record(0, event("u1", "i1")),
+        make_record(1, event("u1", "i2")),
+        make_record(2, event("u1", "i3")),
+    )
+    assert states.writes == [("u1", 2)]
+    assert [e for e in journal if e[0] == "ack"] == [("ack", 0), ("ack", 1), ("ack", 2)]
+
+
+# -- Event types, state and quality ----------------------------------------------------------
+
+
+def test_an_event_type_outside_the_sequence_is_answered_without_entering_the_state(
+    flow, sink, states, metrics, make_record
+) -> None:
+    run(flow, make_record(0, event("u1", "i1")), make_record(1, event("u1", "i2", "click")))
+    assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i1"]
+    [sent] = sink.on(SETTINGS.recommendations_topic)
+    assert sent.json()["based_on"]["offset"] == 1
+    assert (states["u1"]["history"], states["u1"]["last_offset"]) == (["i1"], 0)
+    assert count(metrics, "outside_sequence") == 1
+
+
+def test_a_state_ingested_while_its_batch_is_scored_stays_unwritten_and_learns_the_list(
+    flow, scorer, states, make_record
+) -> None:
+    async def newer_event() -> None:
+        scorer.while_scoring = None
+        await flow.ingest(make_record(1, event("u1", "i2")))
+
+    scorer.while_scoring = newer_event
+    run(flow, make_record(0, event("u1", "i1")))
+    assert states["u1"]["history"] == ["i1"]
+    newer = flow.unwritten["u1"]
+    assert newer.history == ["i1", "i2"]
+    assert (newer.last_list, newer.last_list_version) == (["after-i1"], 7)
+
+
+def test_an_event_is_tested_against_the_list_its_user_was_last_sent(
+    flow, metrics, make_record
+) -> None:
+    run(flow, make_record(0, event("u1", "i1")))  # the list: ["after-i1"]
+    run(flow, make_record(1, event("u1", "after-i1")))
+    assert metrics.registry.get_sample_value("rtrank_online_tested_total") == 1
+    assert metrics.registry.get_sample_value("rtrank_online_tested_hits_total") == 1
+
+
+def test_a_batch_counts_its_lists(flow, metrics, make_record) -> None:
+    run(flow, make_record(0, event("u1", "i1")), make_record(1, event("u2", "i1")))
+    assert metrics.registry.get_sample_value("rtrank_recommendations_total") == 2
+    assert metrics.registry.get_sample_value("rtrank_batch_events_count") == 1
+    assert metrics.registry.get_sample_value("rtrank_answer_seconds_count") == 2
+
+
+# -- The parts, one at a time ----------------------------------------------------------------
+
+
+def pending(user: str, item: str, history: list[str], offset: int = 0) -> Pending:
+    async def ack() -> None:
+        pass
+
+    record = EventRecord("events", 0, offset, user.encode(), b"", ack)
+    state = UserState(history=history, seen=history)
+    return Pending(record, Event(user, item, "view", TS), state, 0.0)
+
+
+class Table:
+    """A state table in a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict] = {}
+
+    def get(self, user_id: str) -> dict | None:
+        return self.data.get(user_id)
+
+    def put(self, user_id: str, state: dict, answering: EventRecord) -> None:
+        self.data[user_id] = state
+
+    def __getitem__(self, user_id: str) -> dict:
+        return self.data[user_id]
+
+
+def test_one_request_per_user_from_their_latest_event() -> None:
+    dead = Pending(pending("x", "0", []).record, None, None, 0.0)
+    batch = [
+        pending("a", "1", ["1"]),
+        pending("b", "7", ["7"]),
+        pending("a", "2", ["1", "2"]),
+        dead,
+    ]
+    answered, requests = requests_for(batch, allow_repeats=False)
+    assert [p.parsed.user_id for p in answered] == ["b", "a"]
+    assert [r.history for r in requests] == [["7"], ["1", "2"]]
+    assert [r.exclude for r in requests] == [["7"], ["1", "2"]]
+
+
+def test_allowing_repeats_excludes_nothing() -> None:
+    _, requests = requests_for([pending("a", "1", ["1"])], allow_repeats=True)
+    assert requests[0].exclude == []
+
+
+def test_the_answered_state_is_written_with_its_list_and_leaves_the_unwritten_ones() -> None:
+    table = Table()
+    answered = pending("a", "2", ["1", "2"])
+    unwritten = {"a": answered.state}
+    write_state(table, unwritten, answered, ["9", "8"], version=3)
+    assert table["a"]["history"] == ["1", "2"]
+    assert (table["a"]["last_list"], table["a"]["last_list_version"]) == (["9", "8"], 3)
+    assert unwritten == {}
+
+
+def test_a_state_ingested_after_the_answered_one_stays_unwritten_and_learns_the_list() -> None:
+    table = Table()
+    answered = pending("a", "2", ["1", "2"])
+    newer = UserState(history=["1", "2", "3"], seen=["1", "2", "3"])
+    unwritten = {"a": newer}
+    write_state(table, unwritten, answered, ["9"], version=3)
+    assert table["a"]["history"] == ["1", "2"]
+    assert unwritten["a"] is newer and newer.last_list == ["9"]
+
+
+class Consumer:
+    """Stands for Faust's consumer: the partitions it holds and their highwater offsets."""
+
+    def __init__(self, highwaters: dict[str, int | None]) -> None:
+        self.highwaters = highwaters
+
+    def assignment(self) -> set[str]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: str) -> int | None:
+        return self.highwaters[tp]
+
+
+def test_events_behind_counts_what_follows_the_last_offset_read_per_partition() -> None:
+    consumer = Consumer({"events/0": 100, "events/1": 10, "events/2": None})
+    read_up_to = {"events/0": 89, "events/1": 9, "events/2": 5}
+    assert events_behind(consumer, read_up_to) == 10  # offsets 90..99; none after 9; unknown
+
+
+def test_events_behind_forgets_partitions_no_longer_assigned() -> None:
+    read_up_to = {"events/0": 0, "events/3": 0}
+    assert events_behind(Consumer({"events/0": 5}), read_up_to) == 4
+    assert read_up_to == {"events/0": 0}
