@@ -28,7 +28,8 @@ import faust
 from rtrank.streams.catalogue import parse_item
 from rtrank.streams.settings import Settings
 from rtrank.streams.validation import Limits, Rejection
-from rtrank.streams.worker.agents import Serving
+from rtrank.streams.worker.agents import FaustSink, Serving
+from rtrank.streams.worker.dead_letters import dead_letter
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rank_requests import register_rank_requests
 from rtrank.streams.worker.state import UserState
@@ -43,6 +44,7 @@ def register_catalogue(
     """The ``catalogue`` agent: ``items`` records into the ``item_to_info`` table."""
     limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
     item_to_info = tables.item_to_info
+    sink = FaustSink(app)
 
     @app.agent(topics.items, name="catalogue")
     async def catalogue_agent(stream: faust.StreamT) -> None:
@@ -54,15 +56,7 @@ def register_catalogue(
                 continue
             parsed = parse_item(message.key, message.value, limits)
             if isinstance(parsed, Rejection):
-                metrics.dead_letters.labels(f"item_{parsed.code}").inc()
-                await app.producer.send(
-                    settings.items_dlq_topic,
-                    message.key,
-                    message.value,
-                    None,
-                    None,
-                    parsed.dead_letter_headers(message),
-                )
+                await dead_letter(sink, settings.items_dlq_topic, message, parsed, metrics, "item_")
                 continue
             item_to_info[parsed.item_id] = parsed.to_json()
 
