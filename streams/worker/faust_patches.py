@@ -17,6 +17,7 @@ Sections:
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
+- Faust's root command group (`FaustRootGroup`), for rtrank's CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from faust.cli.base import _Group
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import EventT, TransportT
@@ -324,3 +326,11 @@ def keep_in_memory(table: faust.Table, data: MutableMapping) -> None:
     """
     table._data = table._new_store_by_url("memory://")
     table.data.data = data
+
+
+# -- Faust's root command group --------------------------------------------------------------
+
+FaustRootGroup = _Group
+"""Faust's root ``click`` group, private in ``faust.cli.base``: its ``make_context`` puts
+the app on the root context, which Faust's commands (``worker`` among them) read; rtrank's
+root group (`rtrank.streams.cli.main`) subclasses it so ``rtrank worker`` is Faust's."""
