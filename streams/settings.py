@@ -1,122 +1,309 @@
-"""Runtime settings: one frozen object, read once from ``RTRANK_*`` environment variables.
+"""Runtime settings: one frozen, typed object, validated once when a command starts.
 
-Every field below is set by the environment variable ``RTRANK_<FIELD>`` (upper case), e.g.
-``RTRANK_BROKER=kafka://kafka:9092`` or ``RTRANK_BATCH_MAX_EVENTS=512``. The object is built
-in ``main()`` and passed down; nothing else reads the environment.
+Every field is set by the environment variable ``RTRANK_<FIELD>`` (upper case), e.g.
+``RTRANK_BROKER=kafka://kafka:9092`` or ``RTRANK_BATCH_MAX_EVENTS=512``. `Settings.from_env`
+is the one place that reads the environment: the ``rtrank`` command calls it once and passes
+the object down, and a malformed value stops it there with one line naming the variable
+(`SettingsError`), not later inside the process that would have used it.
+
+Structured values keep the syntax of their variables and are parsed at load into typed values
+(`rtrank.streams.setting_types`): ``RTRANK_EVENT_WEIGHTS=view:1,click:2`` into
+``dict[str, float]``, ``RTRANK_BLOCKED_ITEMS=id1,id2`` into ``frozenset[str]``,
+``RTRANK_PINNED_ITEMS=id@0,id2@3`` into ``dict[str, int]``. `to_env` writes every value back in
+its variable's syntax, so a child process started with it reads the same settings.
+
+Keyword construction (``Settings(top_k=5)``, as tests and benchmarks do) sees only its
+arguments and the defaults, never the environment, and accepts either form of a structured
+value. The reference in docs/configuration.md is generated from the descriptions below
+(``rtrank config --markdown``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rtrank.streams.setting_types import (
+    Device,
+    Flag,
+    LogLevel,
+    Names,
+    Pinned,
+    Port,
+    Weights,
+    env_text,
+)
 
 
-@dataclass(frozen=True)
-class Settings:
-    broker: str = "kafka://localhost:9092"  # Faust URL; kafka-python uses the host:port part
-    app_id: str = "rtrank"  # consumer group and prefix of changelog topics
-    store: str = "rocksdb://"  # table store; memory:// only for unit tests
-    data_dir: Path = Path("rtrank-data")  # RocksDB tables live under here
-    web_port: int = 6066  # health + metrics HTTP port of the worker
-    log_level: str = "info"
+class SettingsError(ValueError):
+    """A malformed setting; the message is one line naming its variable and what is wrong."""
 
-    events_topic: str = "events"
-    recommendations_topic: str = "recommendations"
-    dlq_topic: str = "events.dlq"
-    training_topic: str = "training-examples"
-    model_updates_topic: str = "model-updates"  # one partition: versions must stay in order
-    partitions: int = 8  # events, recommendations and the user table share this count
-    standby_replicas: int = 1  # warm table copies on other workers (needs 2+ workers)
-    session_timeout_s: float = 30.0  # a worker silent this long loses its partitions
-    producer_linger_ms: float = 25.0  # fewer, larger produce requests (README: measured)
-    consumer_max_poll_records: int = 10_000  # records per consumer poll
-    stream_buffer_max: int = 32_768  # events buffered per stream before fetching pauses
-    consumer_fetch_wait_ms: int = 100  # longest a fetch waits at the broker (Faust: 1500)
 
-    top_k: int = 10  # K items per recommendation list
-    history_len: int = 50  # items kept per user and fed to the model
-    seen_len: int = 500  # items remembered per user for the seen-item filter
-    allow_repeats: bool = False  # True lets already-seen items be recommended again
-    batch_max_events: int = 4096  # N (only a backlog fills it): a batch closes at N events ...
-    batch_max_ms: float = 20.0  # ... or T ms after its first event was read, whichever first
-    batch_catch_up_ms: float = 500.0  # a batch waits up to this for events waiting unread
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTRANK_", frozen=True, extra="forbid")
 
-    device: str = "auto"  # auto = CUDA when present, else CPU
-    torch_threads: int = 1  # CPU threads for inference; 1 leaves a core to the event loop
-    score_max_users: int = 256  # users per model call: bounds the (users x catalogue) scores
-    score_shortlist: str = (
-        "auto"  # on/off/auto: top-k via a bf16 pass, then exact (auto: bf16 native)
+    broker: str = Field(
+        "kafka://localhost:9092",
+        description="Kafka bootstrap servers as a Faust URL (`kafka://host:port`, several "
+        "joined by `;`); the Kafka clients use the host:port parts.",
     )
-    checkpoint: str = ""  # model to serve; empty = randomly initialised, grows with the stream
-    seed: int = 0  # for the randomly initialised model
+    app_id: str = Field("rtrank", description="Consumer group and prefix of changelog topics.")
+    store: str = Field("rocksdb://", description="Table store; `memory://` only for unit tests.")
+    data_dir: Path = Field(Path("rtrank-data"), description="RocksDB tables live under here.")
+    web_port: Port = Field(6066, description="HTTP port of the worker's /health and /metrics.")
+    log_level: LogLevel = Field(
+        "info", description="Log level of the worker, the trainer and the model process."
+    )
 
-    update_max_bytes: int = 900_000  # per update message: under the broker's 1 MiB default
-    snapshot_every: int = 20  # versions per full snapshot: a late worker replays < this many deltas
-    update_catch_up_s: float = 60.0  # a starting worker waits this long to read the updates
-    trainer_lr: float = 5e-3  # online Adam rate of item rows, at full surprise (rtrank.model.online)
-    trainer_surprise_floor: float = 0.05  # least share of trainer_lr a step takes
-    trainer_dense_lr: float = 0.0  # online Adam rate of the transformer; 0: not trained online
-    trainer_batch_size: int = 256  # fresh examples per step; more arrive -> more steps
-    trainer_replay_ratio: float = 0.25  # replayed examples per fresh one: guards against forgetting
-    trainer_recent_size: int = 5_000  # newest examples kept for replay
-    trainer_reservoir_size: int = 20_000  # uniform sample of all older examples kept for replay
-    trainer_rows_per_step: int = 0  # rows a step updates besides its targets (largest gradients)
-    trainer_negatives: int = 256  # sampled-softmax negatives per online step (pretraining: 4096)
-    trainer_publish_s: float = 1.0  # at most one version per this long: freshness vs volume
-    trainer_examples_from: str = "earliest"  # where a trainer with no published version starts
-    trainer_threads: int = 1  # torch CPU threads of the trainer; leave cores to worker and broker
-    trainer_nice: int = 10  # added to the trainer's OS niceness: on a shared machine, serving first
-    eval_window: int = 1000  # events in the rolling online Hit@10 / NDCG@10
+    events_topic: str = Field("events", description="Input topic of user events.")
+    recommendations_topic: str = Field(
+        "recommendations", description="Output topic of recommendation lists (key user_id)."
+    )
+    dlq_topic: str = Field(
+        "events.dlq", description="Dead letters: events that failed validation, with a reason."
+    )
+    training_topic: str = Field(
+        "training-examples", description="(prefix, next item) examples for the trainer."
+    )
+    model_updates_topic: str = Field(
+        "model-updates",
+        description="Versioned model updates from the trainer; one partition, so versions "
+        "stay in order.",
+    )
+    partitions: int = Field(
+        8, gt=0, description="Partitions of events, recommendations and the user table."
+    )
+    standby_replicas: int = Field(
+        1, ge=0, description="Warm table copies on other workers (needs 2+ workers)."
+    )
+    session_timeout_s: float = Field(
+        30.0, gt=0, description="A worker silent this long loses its partitions."
+    )
+    producer_linger_ms: float = Field(
+        25.0,
+        ge=0,
+        description="How long the producer waits to fill a request: fewer, larger "
+        "produce requests (`rtrank bench pipeline`).",
+    )
+    consumer_max_poll_records: int = Field(10_000, gt=0, description="Records per consumer poll.")
+    stream_buffer_max: int = Field(
+        32_768, gt=0, description="Events buffered per stream before fetching pauses."
+    )
+    consumer_fetch_wait_ms: int = Field(
+        100, ge=0, description="Longest a fetch waits at the broker for new events (Faust: 1500)."
+    )
 
-    # re-ranking, cold start, re-rank requests (rtrank.streams.scorer.rerank, rtrank.streams.scorer.ranker)
-    items_topic: str = "items"  # item catalogue, compacted, keyed by item_id
-    items_dlq_topic: str = "items.dlq"  # malformed catalogue records
-    rank_requests_topic: str = "rank-requests"  # callers' candidates to order (key user_id)
-    rank_responses_topic: str = "rank-responses"  # answers, keyed by request_id
-    rerank_candidates: int = 50  # N >= K model candidates: room for filters and diversity
-    mmr_lambda: float = 1.0  # 1 = plain model order; lower trades relevance for diversity
-    max_per_category: int = 0  # at most this many items of one category per list; 0 = no cap
-    category_boosts: str = ""  # "cat:0.2,cat2:-0.5": added to normalised relevance
-    blocked_items: str = ""  # "id1,id2": never shown (legal, stock, policy)
-    pinned_items: str = ""  # "id@0,id2@3": shown at that 0-based position when allowed
-    repeat_event_types: str = ""  # seen only via these types ("view"): may be shown again
-    fresh_age_s: float = 7 * 24 * 3600.0  # items created since are fresh (boost, exploration)
-    fresh_boost: float = 0.0  # relevance added to fresh items
-    explore_slots: int = 1  # last positions of a list kept for fresh items (new ones learn)
-    trending_half_life_s: float = 3600.0  # popularity halves in this time without events
-    cold_start_max_history: int = 1  # users with at most this many known items get trending
-    event_weights: str = "view:1,click:2,add_to_cart:4,purchase:8"  # training-example weight
-    sequence_event_types: str = ""  # event types that enter the history; empty = all
-    explain: bool = False  # name the 1-3 history items behind each recommended item
+    top_k: int = Field(10, gt=0, description="K items per recommendation list.")
+    history_len: int = Field(50, gt=0, description="Items kept per user and fed to the model.")
+    seen_len: int = Field(
+        500, gt=0, description="Items remembered per user for the seen-item filter."
+    )
+    allow_repeats: Flag = Field(False, description="Let already-seen items be recommended again.")
+    batch_max_events: int = Field(
+        4096,
+        gt=0,
+        description="A micro-batch closes at this many events (only a backlog fills it) ...",
+    )
+    batch_max_ms: float = Field(
+        20.0,
+        ge=0,
+        description="... or this many ms after its first event was read, whichever comes first.",
+    )
+    batch_catch_up_ms: float = Field(
+        500.0,
+        ge=0,
+        description="Behind a backlog, a batch waits up to this long for the "
+        "events already waiting unread when it began.",
+    )
 
-    max_id_bytes: int = 256  # user_id / item_id / event_type longer than this go to the DLQ
-    max_event_bytes: int = 64 * 1024  # whole raw events longer than this go to the DLQ
+    device: Device = Field(
+        "auto", description="`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."
+    )
+    torch_threads: int = Field(
+        1, gt=0, description="CPU threads for inference; 1 leaves a core to the event loop."
+    )
+    score_max_users: int = Field(
+        256, gt=0, description="Users per model call: bounds the (users x catalogue) scores."
+    )
+    score_shortlist: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="`on`: top-K via a bfloat16 pass over the catalogue, rescored "
+        "exactly; `off`: float32 only; `auto`: on where bfloat16 runs natively.",
+    )
+    checkpoint: str = Field(
+        "", description="Model to serve; empty = randomly initialised, grows with the stream."
+    )
+    seed: int = Field(0, description="Seed of the randomly initialised model.")
+
+    update_max_bytes: int = Field(
+        900_000,
+        gt=0,
+        description="Largest model-update message (updates are chunked under "
+        "it): under the broker's 1 MiB default.",
+    )
+    snapshot_every: int = Field(
+        20, gt=0, description="Versions per full snapshot: a late worker replays fewer deltas."
+    )
+    update_catch_up_s: float = Field(
+        60.0,
+        ge=0,
+        description="A starting worker reads the published updates for at most "
+        "this long before serving.",
+    )
+    trainer_lr: float = Field(
+        5e-3,
+        ge=0,
+        description="Online Adam rate of item rows at full surprise (`rtrank.model.online`).",
+    )
+    trainer_surprise_floor: float = Field(
+        0.05, ge=0, le=1, description="Least share of the trainer's rate a step takes."
+    )
+    trainer_dense_lr: float = Field(
+        0.0, ge=0, description="Online Adam rate of the transformer; 0: not trained online."
+    )
+    trainer_batch_size: int = Field(
+        256, gt=0, description="Fresh examples per step; more arrive -> more steps."
+    )
+    trainer_replay_ratio: float = Field(
+        0.25, ge=0, description="Replayed examples per fresh one: guards against forgetting."
+    )
+    trainer_recent_size: int = Field(5_000, ge=0, description="Newest examples kept for replay.")
+    trainer_reservoir_size: int = Field(
+        20_000, ge=0, description="Uniform sample of all older examples kept for replay."
+    )
+    trainer_rows_per_step: int = Field(
+        0, ge=0, description="Item rows a step updates besides its targets (largest gradients)."
+    )
+    trainer_negatives: int = Field(
+        256, gt=0, description="Sampled-softmax negatives per online step (pretraining: 4096)."
+    )
+    trainer_publish_s: float = Field(
+        1.0, ge=0, description="At most one version per this long: freshness against volume."
+    )
+    trainer_examples_from: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a trainer with no published version starts reading examples."
+    )
+    trainer_threads: int = Field(
+        1, gt=0, description="Torch CPU threads of the trainer; leave cores to worker and broker."
+    )
+    trainer_nice: int = Field(
+        10,
+        description="Added to the trainer's OS niceness: on a shared machine, serving "
+        "first. 0 leaves it alone.",
+    )
+    eval_window: int = Field(
+        1000, gt=0, description="Events in the worker's rolling online Hit@10 / NDCG@10."
+    )
+
+    # re-ranking, cold start, re-rank requests (rtrank.streams.scorer.rerank, .ranker)
+    items_topic: str = Field("items", description="Item catalogue, compacted, keyed by item_id.")
+    items_dlq_topic: str = Field("items.dlq", description="Malformed catalogue records.")
+    rank_requests_topic: str = Field(
+        "rank-requests", description="Callers' candidates to order (key user_id)."
+    )
+    rank_responses_topic: str = Field(
+        "rank-responses", description="Answers to rank requests, keyed by request_id."
+    )
+    rerank_candidates: int = Field(
+        50, gt=0, description="N >= K model candidates: room for filters and diversity."
+    )
+    mmr_lambda: float = Field(
+        1.0, ge=0, le=1, description="1 = plain model order; lower trades relevance for diversity."
+    )
+    max_per_category: int = Field(
+        0, ge=0, description="At most this many items of one category per list; 0 = no cap."
+    )
+    category_boosts: Weights = Field(
+        {}, description="`cat:0.2,cat2:-0.5`: added to an item's normalised relevance."
+    )
+    blocked_items: Names = Field(
+        frozenset(), description="`id1,id2`: never shown (legal, stock, policy)."
+    )
+    pinned_items: Pinned = Field(
+        {}, description="`id@0,id2@3`: shown at that 0-based position when allowed."
+    )
+    repeat_event_types: Names = Field(
+        frozenset(),
+        description="`view,...`: items seen only through these event types may be shown again.",
+    )
+    fresh_age_s: float = Field(
+        7 * 24 * 3600.0, ge=0, description="Items created since are fresh (boost, exploration)."
+    )
+    fresh_boost: float = Field(0.0, description="Relevance added to fresh items.")
+    explore_slots: int = Field(
+        1, ge=0, description="Last positions of a list kept for fresh items (new ones learn)."
+    )
+    trending_half_life_s: float = Field(
+        3600.0, gt=0, description="Popularity halves in this time without events."
+    )
+    cold_start_max_history: int = Field(
+        1, ge=0, description="Users with at most this many known items get the trending list."
+    )
+    event_weights: Weights = Field(
+        {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0},
+        description="`type:weight,...`: weight of a training example (and of popularity) "
+        "per event type; other types count 1.",
+    )
+    sequence_event_types: Names = Field(
+        frozenset(), description="`type,...`: event types that enter the history; empty = all."
+    )
+    explain: Flag = Field(
+        False, description="Name the 1-3 history items behind each recommended item."
+    )
+
+    max_id_bytes: int = Field(
+        256, gt=0, description="user_id / item_id / event_type longer than this go to the DLQ."
+    )
+    max_event_bytes: int = Field(
+        64 * 1024, gt=0, description="Raw events longer than this go to the DLQ."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments only: the environment is read by `from_env` alone."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``RTRANK_*`` variables; unknown values raise ValueError."""
+        """Settings from ``RTRANK_*`` variables (``os.environ`` unless ``environ`` is given);
+        a variable not set keeps its default, and so marks it (`model_fields_set`).
+
+        Raises:
+            SettingsError: a value is malformed; one line names each bad variable.
+        """
         env = os.environ if environ is None else environ
-        values = {}
-        for field in fields(cls):
-            raw = env.get(f"RTRANK_{field.name.upper()}")
-            if raw is not None:
-                values[field.name] = _parse(field.name, field.type, raw)
-        return cls(**values)
+        values = {name: env[variable(name)] for name in cls.model_fields if variable(name) in env}
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise SettingsError(_one_line(e, values)) from None
 
     def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, validated like a new object (ValidationError otherwise).
+        Fields set here or before count as set (`model_fields_set`)."""
+        kept = {name: getattr(self, name) for name in self.model_fields_set}
+        return type(self)(**{**kept, **changes})
 
     def isolated(self, run: str, **changes: object) -> Settings:
         """A copy whose app id and every topic name carry ``run`` (e.g. ``demo-20261123``),
         so a demo, benchmark or test run shares no topic or consumer group with another run
         on the same broker."""
         topics = {
-            f.name: f"{run}.{getattr(self, f.name)}"
-            for f in fields(self)
-            if f.name.endswith("_topic")
+            name: f"{run}.{getattr(self, name)}"
+            for name in type(self).model_fields
+            if name.endswith("_topic")
         }
         return self.replace(app_id=f"{self.app_id}-{run}", **topics, **changes)
 
@@ -126,27 +313,48 @@ class Settings:
         return ",".join(part.split("://")[-1] for part in self.broker.split(";"))
 
 
-def _parse(name: str, type_name: object, raw: str) -> object:
-    kind = str(type_name)
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "Path":
-            return Path(raw)
-    except ValueError:
-        raise ValueError(f"RTRANK_{name.upper()}={raw!r} is not a valid {kind}") from None
-    return raw
+def variable(name: str) -> str:
+    """The environment variable of the field ``name``: ``top_k`` -> ``RTRANK_TOP_K``."""
+    return f"{Settings.model_config['env_prefix']}{name.upper()}"
 
 
-def documented_settings() -> list[tuple[str, str]]:
-    """(environment variable, default) pairs, for the README and ``--help``."""
-    return [(f"RTRANK_{f.name.upper()}", str(f.default)) for f in fields(Settings)]
+def to_env(settings: Settings) -> dict[str, str]:
+    """Every field as its ``RTRANK_*`` variable: `Settings.from_env` of it equals
+    ``settings``."""
+    fields = type(settings).model_fields
+    return {variable(name): env_text(getattr(settings, name)) for name in fields}
+
+
+_PHRASES = {
+    "int_parsing": "is not a valid integer",
+    "int_from_float": "is not a valid integer",
+    "float_parsing": "is not a valid number",
+    "bool_parsing": "is not a valid boolean (true/false, yes/no, on/off, 1/0)",
+}
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
+
+
+def _one_line(error: ValidationError, values: Mapping[str, str]) -> str:
+    """``RTRANK_X='bad' is not …`` for each error, joined by ``; ``."""
+    lines = []
+    for e in error.errors(include_url=False):
+        name = str(e["loc"][0]) if e["loc"] else ""
+        ctx = e.get("ctx", {})
+        if e["type"] in _PHRASES:
+            what = _PHRASES[e["type"]]
+        elif e["type"] in _BOUNDS:
+            bound = next(iter(ctx.values()))
+            what = f"must be {_BOUNDS[e['type']]} {bound}"
+        elif e["type"] == "literal_error":
+            what = f"must be one of {ctx['expected']}"
+        elif e["type"] == "value_error":
+            what = f"is not valid: {ctx['error']}"
+        else:
+            what = f"is not valid: {e['msg'][0].lower()}{e['msg'][1:]}"
+        lines.append(f"{variable(name)}={values.get(name, '')!r} {what}")
+    return "; ".join(lines)

@@ -11,10 +11,10 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from rtrank.streams.settings import Settings
+from rtrank.streams.settings import Settings, to_env
 
 
 def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -24,11 +24,7 @@ def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict
         for k, v in (os.environ if base is None else base).items()
         if not k.startswith("RTRANK_")
     }
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        env[f"RTRANK_{f.name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
+    env.update(to_env(settings))
     return env
 
 

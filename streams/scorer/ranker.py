@@ -1,8 +1,8 @@
 """From the model's top-N to emitted lists: cold start, explanations, re-rank (model process).
 
-The worker's model process (`rtrank.streams.scorer.model_process`) owns one `Ranker` next to its
-`rtrank.streams.scorer.scoring.Scorer` and serves one call at a time, so the popularity counts and the
-model are never touched concurrently.
+The worker's model process (`rtrank.streams.scorer.model_process`) owns one `Ranker` next to
+its `rtrank.streams.scorer.scoring.Scorer` and serves one call at a time, so the popularity
+counts and the model are never touched concurrently.
 
     ranker = Ranker(settings, Catalogue(items))
     ranker.observe(events)                                   # each batch, before scoring
@@ -37,50 +37,16 @@ EXPLAIN_TOP = 3
 TRENDING_REFRESH_S = 1.0
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """``"view:1,click:2"`` -> {"view": 1.0, "click": 2.0}.
-
-    Raises:
-        ValueError: an entry is not ``name:number``.
-    """
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.rpartition(":")
-        if not sep or not name:
-            raise ValueError(f"expected name:number, got {part!r}")
-        out[name.strip()] = float(value)
-    return out
-
-
-def parse_pinned(text: str) -> dict[str, int]:
-    """``"id@0,id2@3"`` -> {"id": 0, "id2": 3}.
-
-    Raises:
-        ValueError: an entry is not ``item@position`` with a position >= 0.
-    """
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        item, sep, position = part.rpartition("@")
-        if not sep or not item or int(position) < 0:
-            raise ValueError(f"expected item@position, got {part!r}")
-        out[item] = int(position)
-    return out
-
-
-def parse_set(text: str) -> frozenset[str]:
-    return frozenset(p.strip() for p in text.split(",") if p.strip())
-
-
 def rerank_config(settings: Settings) -> RerankConfig:
-    """The re-rank rules the settings describe (raises ValueError on malformed ones)."""
+    """The re-rank rules the settings describe."""
     return RerankConfig(
         k=settings.top_k,
         lam=settings.mmr_lambda,
         max_per_category=settings.max_per_category,
-        category_boosts=parse_weights(settings.category_boosts),
-        blocked=parse_set(settings.blocked_items),
-        pinned=parse_pinned(settings.pinned_items),
-        repeatable_types=parse_set(settings.repeat_event_types),
+        category_boosts=settings.category_boosts,
+        blocked=settings.blocked_items,
+        pinned=settings.pinned_items,
+        repeatable_types=settings.repeat_event_types,
         fresh_age_ms=int(settings.fresh_age_s * 1000),
         fresh_boost=settings.fresh_boost,
         explore_slots=settings.explore_slots,
@@ -97,9 +63,7 @@ class EventPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> EventPolicy:
         return cls(
-            parse_weights(settings.event_weights),
-            parse_set(settings.sequence_event_types),
-            parse_set(settings.repeat_event_types),
+            settings.event_weights, settings.sequence_event_types, settings.repeat_event_types
         )
 
     def weight(self, event_type: str) -> float:

@@ -9,7 +9,7 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.catalogue import Catalogue, ItemInfo
 from rtrank.streams.records import Event
-from rtrank.streams.scorer.ranker import EventPolicy, Ranker, parse_pinned, parse_weights
+from rtrank.streams.scorer.ranker import EventPolicy, Ranker
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
 from rtrank.streams.settings import Settings
 
@@ -115,14 +115,6 @@ def test_event_weights_and_sequence_types_come_from_the_settings() -> None:
 
 def test_every_event_type_enters_the_sequence_by_default() -> None:
     assert EventPolicy.from_settings(Settings()).enters_sequence("anything")
-
-
-def test_malformed_rule_settings_are_refused() -> None:
-    with pytest.raises(ValueError):
-        parse_weights("view=1")
-    with pytest.raises(ValueError):
-        parse_pinned("item-without-position")
-    assert parse_pinned("a@0, b@3") == {"a": 0, "b": 3}
 
 
 def test_an_event_of_a_repeatable_type_does_not_make_its_item_seen() -> None:
