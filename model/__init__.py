@@ -2,8 +2,10 @@
 
 No Kafka or Faust here. What the stream calls:
 
-- `rtrank.model.checkpoint.load_checkpoint(path, device) -> Checkpoint(model, vocab, version, meta)`
-- `rtrank.model.serving.resolve_device(name)`, `rtrank.model.serving.encode_histories(model, rows_lists)`
+- `rtrank.model.checkpoint.load_checkpoint(path, device)`
+  -> ``Checkpoint(model, vocab, version, meta)``
+- `rtrank.model.serving.resolve_device(name)`,
+  `rtrank.model.serving.encode_histories(model, rows_lists)`
 - `SASRec.top_k(user_vecs, k, exclude) -> (scores, rows)`
 - `rtrank.model.vocab.Vocabulary` (external item id <-> embedding row; row 0 is padding)
 - `rtrank.model.data.iter_records(path, fmt)` (report-and-skip reading for producers)

@@ -3,96 +3,40 @@
     learner = OnlineLearner(model, vocab, version=1, config=OnlineConfig())
     learner.observe(examples)          # new items grow the vocabulary and the embedding
     learner.step(examples)             # one gradient step: these examples + replayed ones
-    update = learner.publish()         # a Delta (or a Snapshot every `snapshot_every`)
+    update = learner.publish(version=2, snapshot=False)   # a Delta (or a Snapshot)
     apply_update(served_model, served_vocab, served_version, update)  # on a worker
 
-Why the step is built this way: the loss is the model's offline one (`SASRec.loss_logits`:
-sampled softmax by default), so online steps pull the model where pretraining did. Replaying
-Games offline through this learner, sampled and full softmax scored alike (Hit@10 0.0514 vs
-0.0522 at lr 5e-3, 0.0656 vs 0.0633 at 1e-3) and so did the drift stream (0.374 both);
-sampled steps cost less.
+A step uses the model's offline loss (`SASRec.loss_logits`, sampled softmax by default), so
+online steps pull the model where pretraining did, with fewer negatives (``negatives``)
+than pretraining: under Adam a target row moves by about ``lr`` whatever the gradient's
+size, so fewer negatives change little and cost less. Each fresh example is stepped on
+once, mixed with ``replay_ratio`` replayed ones (`ReplayBuffer`: the newest examples and a
+uniform reservoir of older ones), against forgetting. Steps keep the model's dropout.
 
-Why the defaults (item rows at lr 5e-3, dense parameters not trained online, 0.25 replayed
-examples per fresh one). First, prequential Hit@10/NDCG@10 of `rtrank bench online`'s two
-streams replayed through this learner offline (2,000 Games users, second halves, a version
-every 2,000 events; frozen pretrained model: Games 0.0579/0.0308, drift 0.0229/0.0106):
+What a step trains, and why (docs/decisions.md, "Online learning"):
 
-    rows lr  dense lr  replay   Games hit/ndcg   drift hit/ndcg   step CPU s (Games)
-    5e-3     5e-3      1.0      0.0505/0.0264    0.503/0.393      11.0
-    5e-3     1e-4      1.0      0.0529/0.0281    0.459/0.347      11.4
-    1e-3     1e-4      1.0      0.0587/0.0320    0.113/0.059      12.0
-    5e-3     1e-4      0        0.0563/0.0301    0.450/0.333       8.4
-    3e-3     1e-4      0        0.0599/0.0325    0.321/0.217       7.6
-    3e-3     1e-4      0.25     0.0590/0.0314    0.337/0.231       8.6
+- Item rows only, by default (``dense_lr`` 0): large steps on the pretrained transformer
+  cost quality on a stable catalogue, and without them the trunk runs without autograd, so
+  a step is cheaper and the trainer fresher.
+- The targets' rows only, by default (``rows_per_step`` 0): Adam's first steps on a row are
+  about ``lr`` in every dimension, so rows with tiny gradients (prefixes, negatives) would
+  move as far as the targets, which is noise on a pretrained catalogue.
+- Rows by a *lazy*, sparsified Adam: every row a step does not update keeps its exact bits,
+  so a delta carries only the rows that changed (plus new vocabulary entries, and dense
+  parameters when trained), and ``apply(delta)`` to the base reproduces the trainer's
+  weights exactly (tested).
+- A rate that follows the stream's surprise (``lr_scale``): each step measures the share of
+  its sampled negatives that outrank each target (`outranked_by_negatives`, a moving
+  average over steps) and compares it with the same share on data the model never trained
+  on (``held_out_outranked``, recorded in the checkpoint by training). The step takes
+  ``lr`` times `surprise_scale`: 0 at the held-out level, 1 at chance (0.5), at least
+  ``surprise_floor``. A stream like the pretraining data nudges the model; one whose
+  transitions changed moves it fast, and the rate falls as the model relearns. No fixed
+  rate served both of `rtrank bench online`'s streams (docs/benchmarks.md). Without a
+  reference (a model from scratch, an old checkpoint) every step takes the full rate.
 
-Large steps on the pretrained dense parameters cost quality on a stable catalogue and buy
-little on drift, which the item rows absorb; replaying already-trained examples within a
-short stream costs quality and time. On the real system (`rtrank bench online`, where the
-trainer lags the stream by seconds) rows at 3e-3 recovered from drift far less than this
-replay predicts (Hit@10 0.138), and rows at 5e-3 (0.347) cost Games no more (online within
-1-3% of frozen for both, run-to-run noise of frozen itself ~3%), hence 5e-3.
-
-Then the dense parameters went from lr 1e-4 to not trained at all (``dense_lr`` 0): the
-trunk then runs without autograd, and a step costs a forward pass and the rows' gradients
-only (a Games-like step of 256 on one thread: 150 -> 64 ms). At an equal lag an offline
-replay lost part of the drift recovery (Hit@10 0.063 -> 0.050; Games 0.0644 -> 0.0640,
-frozen 0.0654), but on the real system the cheaper trainer is fresher, and fresher won
-(`rtrank bench online`, 2026-12-03, one run each, Hit@10 frozen / online): dense 1e-4:
-Games 0.0584 / 0.0564, drift 0.0247 / 0.0660, freshness p50 2.7 s, p99 6.5 s; not
-trained: Games 0.0570 / 0.0576, drift 0.0242 / 0.0828, p50 2.6 s, p99 5.0 s.
-
-Steps keep the model's dropout, although drawing its masks was a third of a step (less
-since `rtrank.model.sasrec.Dropout`: a Games-like step 275 -> 245 ms on one thread): without
-it an offline replay scored no worse (2026-12-02: Games 0.0450 -> 0.0474, drift 0.154 ->
-0.163 Hit@10), but on the real system Games fell well below the frozen model (online
-0.0496, frozen 0.0569, `rtrank bench online`, one run) while drift recovered as before.
-
-A step draws ``negatives`` (256) for its sampled softmax, not the model's 4096: a
-Games-like step of 256 fresh examples on one thread took 188 ms with 4096 and 132 ms with
-256. Under Adam a target row moves by about ``lr`` per dimension whatever the gradient's
-size, so fewer negatives change little of what a step does to the rows; `rtrank bench
-online` with 256 (2026-12-03, one run, Hit@10 frozen / online): Games 0.0554 / 0.0567, drift
-0.0219 / 0.0893.
-
-Why a step's rate follows the stream's surprise (``lr_scale``). A fixed rate cannot serve
-both of `rtrank bench online`'s streams once Games is replayed whole: offline prequential
-replays (2026-12-04; every Games user's second half, 152,383 tested events, standard error
-0.0006; a version served 2,000 events after it was trained, 4,000 in the Games runs at a
-fixed rate; frozen Games Hit@10 0.0620, drift 0.0224) gave Games 0.0568 at 5e-3 (worse
-than frozen), 0.0644 at 1e-3 and 0.0646 at 5e-4, but drift 0.0500 at 5e-3 and no recovery
-at 1e-3 (0.0249). Neither a per-row decay of the rate (Games 0.0593) nor a longer
-first-moment average (0.0545) fixed Games. What tells
-the streams apart is how badly the model ranks what is happening: every step measures the
-share of its sampled negatives that outrank each target (`outranked_by_negatives`; a
-moving average over steps) and compares it with the same share on data the model never
-trained on, measured when it was trained (`held_out_outranked`, in the checkpoint). The
-step takes ``lr`` times `surprise_scale`: 0 at the held-out level, 1 at chance (0.5), at
-least ``surprise_floor``. Games' stream sits near its held-out level (0.20 against 0.15:
-about a fifth of the rate), drift's starts at chance (0.49 against 0.04: the full rate) and
-the share falls as the model relearns. Same replays: Games 0.0645, drift 0.0451 (at lr
-1e-2: 0.0637 and 0.0747). The Games gain shrinks as the served version lags the stream:
-0.0641 at 20,000 events behind, 0.0635 at 40,000 (the 2-core development machine lags
-this far on the whole Games file, README). Without a reference (a model from scratch, an
-old checkpoint) every step takes the full rate.
-
-A delta should carry only the
-embedding rows that changed, so item rows are updated by a *lazy*, sparsified Adam: the
-batch's targets plus the ``rows_per_step`` rows with the largest gradient; every other row
-keeps its exact bits. Dense parameters, when trained (``dense_lr`` > 0; by default they are
-not), use ordinary Adam and travel whole in every delta.
-Then ``apply(delta)`` to the base reproduces the trainer's weights exactly (tested).
-
-By default a step moves only its targets' rows (``rows_per_step`` 0). Adam's first steps on
-a row are about ``lr`` in every dimension whatever the gradient's size, so the prefix and
-negative rows a step also touched, most with tiny gradients, were moved as far as the
-targets: noise on a pretrained catalogue. `rtrank bench online`, same code, 2026-12-02
-(Hit@10 frozen / online): with 1024 extra rows Games 0.0612 / 0.0543 and 0.0621 / 0.0553,
-drift 0.022 / 0.484 and 0.022 / 0.477; targets only, Games 0.0592 / 0.0596 and
-0.0584 / 0.0581, drift 0.022 / 0.108 and 0.022 / 0.111. Drift recovers less but still several
-times the frozen model; Games no longer loses to it.
-
-What an update carries and how it is applied is `rtrank.model.updates`; no Kafka here (the wire
-format, chunks and checksums, is `rtrank.streams.trainer.model_updates`).
+What an update carries and how it is applied is `rtrank.model.updates`; no Kafka here (the
+wire format, chunks and checksums, is `rtrank.streams.trainer.model_updates`).
 """
 
 from __future__ import annotations
@@ -263,14 +207,14 @@ class OnlineLearner:
         The batch is sorted by prefix length and its gradient accumulated over
         ``LENGTH_BUCKETS`` slices, each padded only to its own longest prefix: outputs do not
         depend on padding, and most prefixes are short, so this skips most of the padded
-        positions (a Games-like batch of 512 stepped in 334 ms instead of 891 ms on one thread).
+        positions.
 
         The step trains a copy of just the item rows it reads (prefixes, targets, one set of
         sampled negatives shared by the slices), not the whole table: gradients of the other
-        rows are zero anyway, and zero-filling and summing dense (V, D) gradients per slice was
-        a third of the step's time (a Games-like step on one thread: 579 ms -> 415 ms).
-        Only each prefix's last position feeds the loss, so the last block computes that
-        position alone (`SASRec.hidden` with ``last_only``): 385 ms -> 292 ms.
+        rows are zero anyway, and zero-filling and summing dense (V, D) gradients per slice
+        was a third of a step. Only each prefix's last position feeds the loss, so the last
+        block computes that position alone (`SASRec.hidden` with ``last_only``). A step's
+        time: docs/benchmarks.md, "Component timings".
 
         With ``dense_lr`` 0 the trunk is not trained, so it runs without autograd: the
         gradient reaches the rows the loss scores (targets, negatives), not the prefixes'
@@ -350,10 +294,8 @@ class OnlineLearner:
         gradient (so it needs no bias correction): from zero, Adam's first steps on a row
         are ``lr`` in every dimension whatever its gradient, and most rows of a pretrained
         catalogue are stepped only a few times in a stream; from the prior, a row moves in
-        proportion to how far its gradient stands above the step's typical one. Offline
-        prequential replays of `rtrank bench online`'s streams (2,000 Games users, a new
-        version served 2,000 events after it was trained; Hit@10 online minus frozen):
-        Games -0.0025 -> -0.0011, drift +0.0386 -> +0.0429 (2026-12-03).
+        proportion to how far its gradient stands above the step's typical one (better on
+        both of `rtrank bench online`'s streams in offline replays).
         """
         norms = grad.norm(dim=1)  # (R,)
         norms[0] = 0.0
@@ -411,7 +353,7 @@ class OnlineLearner:
 
     def _dense_if_trained(self) -> dict[str, torch.Tensor]:
         """The dense parameters, whole, when steps train them; else nothing (they are the
-        base version's). A Games delta after 2,048 examples: 1.71 MB with them, 0.88 without."""
+        base version's, and a delta without them is about half the size)."""
         if not self.config.trains_dense:
             return {}
         return {n: t.detach().clone() for n, t in self.model.state_dict().items() if n != EMB}

@@ -1,6 +1,6 @@
 """Quality benchmark: the model and both baselines, trained and tested in one run.
 
-    rtrank bench quality /work/shared/data/amazon_games.txt
+    rtrank bench quality ../shared/data/amazon_games.txt
 
 Trains SASRec (`rtrank.model.train`), fits the popularity and transition baselines on the items
 the final model learnt from (the training part, plus the validation items when the model
@@ -11,10 +11,9 @@ table or as one JSON object.
 
 On Amazon Games the test stage scores lower than validation for every model trained on the
 training part alone: the test items are each user's latest, and popularity learnt from the
-training part fits them less (the popularity baseline's sampled-100 Hit@10 falls from 0.503
-on validation to 0.471 on test; the selected model's from 0.753 to 0.722: 21% of test
-targets occur fewer than 5 times in training, 17% of validation targets, and those are
-rarely hit). Hence the refit on the validation items (`rtrank.model.train`).
+training part fits them less (21% of test targets occur fewer than 5 times in training,
+17% of validation targets, and those are rarely hit). Hence the refit on the validation
+items (`rtrank.model.train`). Latest figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -11,21 +11,12 @@ Conventions:
   attention. Batched and one-by-one results agree up to float rounding.
 - Item scores are dot products with the (tied) item embeddings.
 
-Loss choice: sampled softmax, 4,096 uniform negatives shared by the batch (accidental
-hits masked), cross-entropy at every non-pad position. Measured on Amazon Games on the
-2-core AMD EPYC development machine (dim 64, 2 blocks, batch 128, lr 3e-3):
-
-- loss forward+backward for 800 positions over 23,716 rows: full softmax 173 ms (74 ms in
-  bf16), sampled 4,096 negatives 13.5 ms, sampled 1,024 4.7 ms;
-- one epoch (30,711 users, ~194k target positions): full softmax ~56 s, sampled ~11 s
-  (plus ~6 s validation);
-- validation NDCG@10 (sampled-100) after epoch 1: full softmax 0.345, sampled 0.349 —
-  the same progress per epoch for a fifth of the CPU time. Sampled reached 0.546 at
-  epoch 10 (~5 min) and 0.552 at best (epoch 16, lr halved on plateaus). (A public
-  PyTorch SASRec with the paper's 1-negative BCE reached 0.46 after 20 epochs here.)
-
-"ce" (full softmax over the catalogue, only at non-pad positions) stays available: it
-may suit a GPU, where the catalogue matmul is cheap (not measured).
+Loss: sampled softmax by default, 4,096 uniform negatives shared by the batch (accidental
+hits masked), cross-entropy at every non-pad position: on Games it makes the same
+validation progress per epoch as the full softmax for a fifth of the CPU time, and far more
+than the paper's one-negative BCE (docs/decisions.md). "ce" (full softmax over the
+catalogue, only at non-pad positions) stays available: it may suit a GPU, where the
+catalogue product is cheap (not measured).
 """
 
 from __future__ import annotations
@@ -73,9 +64,9 @@ class Dropout(nn.Module):
     ``1 / (1 - p)``, as `nn.Dropout`.
 
     On CPU the masks are slices, at random offsets, of a pool of ``POOL`` scaled masks
-    drawn once per module: drawing ``rand_like(x)`` per call was most of a call's time
-    (64x50x64 floats, one thread: 860 us fresh, 46 us from the pool) and 15% of the
-    online trainer's profile. Within a mask the elements are independent, as before. Two
+    drawn once per module: drawing ``rand_like(x)`` per call was most of a call's time and
+    a large share of the online trainer's (docs/benchmarks.md, "Component timings").
+    Within a mask the elements are independent. Two
     calls may take overlapping parts of the pool, but shifted against each other: a unit
     gets the same bit twice only when the offsets coincide. Larger inputs, and other
     devices (where drawing is cheap and an offset would cost a synchronisation), draw
@@ -198,8 +189,7 @@ class SASRec(nn.Module):
         (L' = min(L, max_len)). Outputs at pad positions are meaningless. ``item_weight``
         replaces the item table (rows of ``seqs`` index it; its row 0 must be padding).
         ``last_only``: the last block computes the last position only (L' = 1), which is
-        all a user vector needs (`rtrank.model.throughput`, 256 users, 23,715 items, one thread:
-        2,200 -> 2,985 users/s).
+        all a user vector needs (and a third faster: `rtrank.model.throughput`).
         """
         seqs = seqs[:, -self.config.max_len :]
         B, L = seqs.shape
@@ -287,7 +277,7 @@ class SASRec(nn.Module):
 
         A module in training mode is put in eval mode for the call and back afterwards; one
         already in eval mode (a server's) is left alone, since switching walks every
-        submodule: 20% of a served Games batch of 40 users' time on one thread.
+        submodule (a fifth of a small served batch's time).
         """
         if not self.training:
             return self.hidden(seqs.to(self.device), last_only=True)[:, -1, :]
@@ -302,8 +292,8 @@ class SASRec(nn.Module):
         """The item table as a contiguous (D, V) copy, for `scores` and `top_k` to serve from.
 
         The product with this copy is the same as with the transposed view of the table,
-        but BLAS runs it far faster: 256 users x 23,716 rows, one thread, AMD EPYC (Zen 4):
-        25 ms against 44 ms. A server keeps one and makes a new one whenever the table
+        but BLAS runs it far faster (docs/benchmarks.md, "Component timings"). A server
+        keeps one and makes a new one whenever the table
         changes (a model update, a grown catalogue); a stale copy scores stale rows.
         """
         return self.item_emb.weight.detach().T.contiguous()  # (D, V)
@@ -355,13 +345,12 @@ class SASRec(nn.Module):
         existing item rows, so a new item starts looking like a typical item rather than
         an outlier. The parameter object is replaced: rebuild optimizers afterwards.
 
-        The online trainer grows nearly every step on a stream with new items, and growing
-        was a fifth of a Games step (19,839 rows x 128 on one core: 7.2 ms per call). Now
-        (3 rows at a time: 0.2-0.3 ms) the statistics come from at most ``GROW_SAMPLE_ROWS``
-        evenly spaced rows, not the whole table, and the table lives in the leading rows
-        of a larger tensor with room for an eighth more rows, so that most growths write
-        the new rows in place instead of copying the table into fresh memory. The replaced
-        parameter is a view of the same rows, so it sees the new one's updates.
+        The online trainer grows nearly every step on a stream with new items, so growth
+        must be cheap (docs/decisions.md): the statistics come from at most
+        ``GROW_SAMPLE_ROWS`` evenly spaced rows, not the whole table, and the table lives in
+        the leading rows of a larger tensor with room for an eighth more rows, so that most
+        growths write the new rows in place instead of copying the table into fresh memory.
+        The replaced parameter is a view of the same rows, so it sees the new one's updates.
         """
         old = self.item_emb.weight
         n_old, D = old.shape

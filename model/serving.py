@@ -71,10 +71,8 @@ class ItemIndex:
 
     With ``shortlist``, a user's items are found in two passes: the whole catalogue scored
     with a bfloat16 copy of the table, its best ``k + SHORTLIST_MARGIN`` rows kept, and
-    those rescored in float32, of which the best ``k`` are returned. Top-50 of 3,000 Games
-    users' histories with a trained model, one AMD EPYC (Zen 4) core: the shortlist gave
-    the float32 lists for all 3,000 (with a margin of 6 rows, all but the tails of 2), in
-    0.29 s instead of 0.49 s; the bfloat16 product is 3x faster, what remains is `topk`.
+    those rescored in float32, of which the best ``k`` are returned: the float32 lists, in
+    about 60% of the time (docs/decisions.md, "Grouped encoding, bf16 shortlist").
     """
 
     def __init__(self, model: SASRec, shortlist: bool) -> None:
@@ -131,9 +129,8 @@ def encode_histories(
 
     Histories are encoded in groups of similar length (`length_groups`), each padded only
     to its own longest: a user's vector does not depend on padding, and most histories are
-    far shorter than the longest in a batch. Games histories at the second half of each
-    user (median 6 items, 6% at the 50-item cap), one thread: 60 users 18.4 -> 9.5 ms,
-    256 users 75 -> 25 ms against one batch padded to its longest.
+    far shorter than the longest in a batch (about half the time of one padded batch on
+    Games: docs/benchmarks.md, "Component timings").
     """
     max_len = model.config.max_len
     lengths = [min(len(h), max_len) for h in histories]

@@ -1,6 +1,6 @@
 """Offline training of the sequence model.
 
-    rtrank train /work/shared/data/amazon_games.txt --out games.safetensors
+    rtrank train ../shared/data/amazon_games.txt --out games.safetensors
 
 Reads the data, builds the vocabulary, splits leave-one-out, trains on the training part
 with next-item loss at every position, validates after each epoch (NDCG@10, sampled-100
@@ -12,14 +12,10 @@ user's validation item), at ``refit_lr``, within the same ``max_minutes``; the r
 is returned and written to ``--out``. The test items are never trained on.
 
 Why the refit: Games' test items are each user's newest, and what the training part
-teaches about them is older (see `rtrank.model.quality`); the validation items are the newest
-data the model may learn from. Measured on Games (sampled-100 test Hit@10/NDCG@10, 2 threads,
-2026-12-02): a selected model at 0.7212/0.5347, refit at 5e-4, after 1/2/3/5 epochs
-0.7315/0.5451, 0.7401/0.5524, 0.7447/0.5562, 0.7507/0.5635; the same at 1e-3 after 3 epochs
-0.7478/0.5600; another at 0.7210/0.5356, refit at 1.3e-4 (the selection's final rate) after
-3 epochs 0.7355/0.5485.
-The control, the same refit at 5e-4 on the training part alone, does not raise test (1/2/3
-epochs 0.7163/0.5318, 0.7155/0.5325, 0.7177/0.5333): the validation items help, not more steps.
+teaches about them is older (see `rtrank.model.quality`); the validation items are the
+newest data the model may learn from. The same refit on the training part alone does not
+raise test quality: the validation items help, not more steps (`rtrank bench quality`
+reports the selected model beside the refit one; docs/decisions.md).
 
 Batches are bucketed by length (a shuffled window of batches is sorted by length) and
 trimmed to their longest history: positions count back from the latest item, so the
@@ -27,12 +23,9 @@ width does not change the model's output, and most Amazon histories are short.
 
 Two regularisers are on by default: each input item is replaced by a random item with
 probability ``item_noise`` (0.2), and validation (hence the kept model) uses an exponential
-moving average of the weights (``ema_decay``). Measured on Games (sampled-100, best epoch
-by validation NDCG@10; valid -> test, one torch thread each, two runs sharing the cores):
-neither 0.7433/0.5588 -> 0.7082/0.5225; average only 0.7452/0.5619 -> 0.7105/0.5248;
-noise 0.1 0.7468/0.5655 -> 0.7144/0.5317; noise 0.2 0.7523/0.5687 -> 0.7201/0.5347
-(best at epoch 20 instead of 10: noise slows training down, the budget has room).
-Why test trails validation: `rtrank.model.quality`.
+moving average of the weights (``ema_decay``). Together they raised Games' sampled-100 test
+Hit@10 from 0.708 to 0.720 (docs/decisions.md); noise slows training, and the budget has
+room for it. Why test trails validation: `rtrank.model.quality`.
 """
 
 from __future__ import annotations
@@ -251,8 +244,8 @@ def train(
         model_config: its ``num_items`` must equal ``len(data.vocab)``.
         cfg: training options.
         out: checkpoint path written at every improvement and once more at the end, with
-            the returned model and its `held_out_outranked` (measured once: 1.4-1.9 s on
-            Games, two threads, where an epoch takes ~8 s); None: keep in memory only.
+            the returned model and its `held_out_outranked` (measured once, at the end:
+            a fraction of an epoch's time); None: keep in memory only.
         valid_set: validation inputs (built from ``data`` when None).
         on_epoch: called with each epoch's history entry (progress reporting).
     """
