@@ -2,9 +2,8 @@
 
 Why a process and not a thread: scoring is PyTorch calls and the re-rank's Python, and in a
 thread of the worker every one of them waits for the one GIL that the event loop and
-Faust's consumer thread hold most of the time under load. Measured with `rtrank bench
-pipeline`'s drain on the 2-core AMD EPYC development VM (runs alternated): 1,496–3,181
-events/s with a model thread, 6,500–8,340 with this process.
+Faust's consumer thread hold most of the time under load; with this process a backlog
+drains about twice as fast (`rtrank bench pipeline`, docs/decisions.md).
 
     model = ModelProcess(settings)
     report = await model.start()                         # load, read model updates
@@ -18,9 +17,10 @@ Contract:
 - One child process serves one call at a time, in the order the calls were made. A model
   update is applied at the start of a call, so it never lands mid-batch, and every list
   carries the version that scored it.
-- The child owns the `rtrank.streams.scorer.scoring.Scorer`, the `rtrank.streams.scorer.ranker.Ranker` (popularity,
-  re-rank rules) and the `rtrank.streams.trainer.model_updates.UpdateFeed` (it reads the model-updates
-  topic itself, so snapshots never cross the process boundary). The catalogue lives in the
+- The child owns the `rtrank.streams.scorer.scoring.Scorer`, the
+  `rtrank.streams.scorer.ranker.Ranker` (popularity, re-rank rules) and the
+  `rtrank.streams.trainer.model_updates.UpdateFeed` (it reads the model-updates topic
+  itself, so snapshots never cross the process boundary). The catalogue lives in the
   worker's ``item_to_info`` table; each call carries the entries that changed since the
   previous call (`rtrank.streams.catalogue.ChangedItems`) and the child applies them first.
 - Each call returns a `ModelReport`: what the worker's metrics, logs and ``/health`` need.
@@ -175,8 +175,8 @@ def _load(settings: Settings) -> tuple[bool, ModelReport]:
     _served = ServedModel(settings)
     caught_up = _served.catch_up()
     # As in the worker: torch and the model live as long as the process, so the cyclic
-    # collector's full passes need not walk them (~208k objects) during a batch. Measured:
-    # 300 batches of 45 users, one full pass among them, slowest batch 151 -> 32 ms.
+    # collector's full passes need not walk them (~208k objects) during a batch, where a
+    # full pass made the slowest batch several times slower.
     gc.freeze()
     return caught_up, _served.report()
 

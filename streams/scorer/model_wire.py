@@ -1,16 +1,14 @@
 """How a scoring call crosses to the model process and back: plain strings, not objects.
 
-Every call is pickled on one side of `rtrank.streams.scorer.model_process`'s pipe and unpickled on the
-other, and pickle pays per object: a batch of 40 users (histories and seen windows of 30
-ids, 10 items per list) cost 250 us to pickle and unpickle as `ScoreRequest`s and 500 us
-as lists of `RankedItem` (one AMD EPYC core). Packed as one string of ids per list, the
-requests cost about 30 us on the worker's side and 65 us on the model's, and the lists
-90 us and 105 us: per batch, ~235 us less of the worker's CPU (its event loop and the
-thread that feeds the pipe) and ~200 us less of the model process's.
+Every call is pickled on one side of `rtrank.streams.scorer.model_process`'s pipe and
+unpickled on the other, and pickle pays per object: requests as `ScoreRequest`s and lists
+as `RankedItem`s cost several times what one string of ids per list costs, on both sides
+of the pipe, and the worker's side is its event loop, the pipeline's first limit
+(docs/decisions.md, "Scoring calls cross the pipe as strings of ids").
 
 The separator is NUL, which no id can hold: events and rank requests with it are
-dead-lettered (`rtrank.streams.validation`), environment variables (settings) cannot carry it,
-and the vocabulary's ids come from those.
+dead-lettered (`rtrank.streams.validation`), environment variables (settings) cannot carry
+it, and the vocabulary's ids come from those.
 """
 
 from __future__ import annotations

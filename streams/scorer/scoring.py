@@ -1,11 +1,12 @@
 """The model as the stream sees it: ``Scorer.setup(settings)`` once, ``recommend(batch)`` per
-micro-batch. No Faust here; the worker's model process (`rtrank.streams.scorer.model_process`) calls it.
+micro-batch. No Faust here; the worker's model process
+(`rtrank.streams.scorer.model_process`) calls it.
 
 Without ``RTRANK_CHECKPOINT`` the worker serves a randomly initialised model whose
 vocabulary grows with the items the stream shows (so lists are valid but not yet learned);
 with a checkpoint, items unknown to its vocabulary are ignored until a model update brings
-them. ``apply(update)`` swaps in what the trainer published (`rtrank.model.updates`); the worker
-calls it between batches, in the same thread as ``recommend``.
+them. ``apply(update)`` swaps in what the trainer published (`rtrank.model.updates`); the
+worker calls it between batches, in the same thread as ``recommend``.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class Scorer:
         """Serve ``update`` from now on (call between batches, from the thread that scores).
 
         Raises:
-            rtrank.model.updates.UpdateError: stale, out of order or incompatible; the model served
-                so far is left exactly as it was.
+            rtrank.model.updates.UpdateError: stale, out of order or incompatible; the model
+                served so far is left exactly as it was.
         """
         model, vocab, version = apply_update(
             self.model, self.vocab, self.version, update, self.device
@@ -119,8 +120,9 @@ class Scorer:
     def recommend(self, requests: list[ScoreRequest], k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item_id, score) per request, best first, excluded items never returned.
 
-        Histories are encoded in groups of similar length (`rtrank.model.serving.encode_histories`),
-        then scored against the catalogue ``max_users`` at a time; a list is shorter than k
+        Histories are encoded in groups of similar length
+        (`rtrank.model.serving.encode_histories`), then scored against the catalogue
+        ``max_users`` at a time; a list is shorter than k
         only when the catalogue minus exclusions is smaller than k.
         """
         if self.grows_with_stream:
