@@ -19,12 +19,11 @@ full snapshot every ``snapshot_every`` versions. After a restart the replay buff
 refilled from the examples just before the resumed position. Adam's moments are not
 published: a restarted trainer begins them afresh.
 
-Steps stay at ``trainer_batch_size`` (256) examples: 512 made each example cheaper and
-freshness better in `rtrank bench online` (p99 11.9 s -> 10.5 s) but Games fell 10% below the
-frozen model (0.0564 vs 0.0628 Hit@10; 256: 0.0595 vs 0.0601), 2026-12-02, one run each.
-A trainer that keeps up steps on whatever one poll returned. Holding steps back for full
-batches (or 0.5 s) was tried and dropped: drift online fell from ~0.48 to 0.19 Hit@10 and
-freshness p99 rose 9.2 -> 10.5 s, while Games was no closer to frozen (0.0540 vs 0.0599).
+Steps stay at ``trainer_batch_size`` (256) examples: larger ones made each example cheaper
+but cost Games quality. A trainer that keeps up steps on whatever one poll returned:
+holding steps back for full batches cost most of the drift recovery, because how many
+steps the trainer takes is what lets it follow drift (`rtrank bench online`;
+docs/decisions.md, "Small steps").
 """
 
 from __future__ import annotations
