@@ -18,10 +18,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from rtrank.deploy.kafka import broker as local_kafka
-from rtrank.streams.bench.worker_process import WorkerProcess
+from rtrank.streams.bench.worker_process import WorkerProcess, metric_value
 from rtrank.streams.settings import Settings
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +100,36 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset the next record written to ``topic`` will get."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def wait_delivered(settings: Settings, worker: WorkerProcess, timeout_s: float = 60.0) -> None:
+    """Wait until the records of the events ``worker`` answered are on the broker.
+
+    ``WorkerProcess.drain`` counts events the worker has acked, but the worker's producer
+    delivers their training examples and lists after that, in the background: a topic read
+    right after ``drain`` can miss some. Returns once the training topic holds one example
+    per event, partition by partition (every event valid and applied), and the
+    recommendations topic every list the worker counted as emitted.
+    """
+    bootstrap = settings.bootstrap_servers
+
+    def delivered() -> bool:
+        emitted = metric_value(worker.metrics(), "rtrank_recommendations_total")
+        lists = sum(end_offsets(bootstrap, settings.recommendations_topic).values())
+        examples = end_offsets(bootstrap, settings.training_topic)
+        return lists == emitted and examples == end_offsets(bootstrap, settings.events_topic)
+
+    wait_for(delivered, timeout_s, message="the worker's examples and lists were not delivered")
 
 
 def latest_by_key(records: list, json_keys: bool = False) -> dict[str, dict]:
