@@ -23,8 +23,6 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import parse_chunk, read_updates, to_messages
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def online(settings: Settings, synthetic_checkpoint: Path) -> Settings:
@@ -157,9 +155,14 @@ def test_a_worker_started_after_several_updates_serves_the_current_version(
         prefix = history.setdefault(e["user_id"], [])
         examples.append(Example(tuple(prefix), e["item_id"]))
         prefix.append(e["item_id"])
-    for start in range(0, len(examples), 400):
+    wait_for(lambda: complete_versions(online), message="no base snapshot")
+    for start in range(0, len(examples), 400):  # a version (or more) learned from each chunk
+        published_so_far = len(complete_versions(online))
         send_examples(online, examples[start : start + 400])
-        time.sleep(0.6)
+        wait_for(
+            lambda n=published_so_far: len(complete_versions(online)) > n,
+            message="the trainer published nothing after a chunk of examples",
+        )
     wait_for(
         lambda: len(complete_versions(online)) >= 6,
         timeout_s=60,
