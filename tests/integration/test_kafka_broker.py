@@ -13,8 +13,6 @@ from kafka.admin import NewTopic
 
 from rtrank.deploy.kafka import broker as local_kafka
 
-pytestmark = pytest.mark.integration
-
 
 def _create(bootstrap: str, topic: str, partitions: int) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -141,7 +139,7 @@ def test_kafka_up_without_java_says_what_is_missing(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "streams",
+            "rtrank.streams",
             "kafka",
             "up",
             "--port",

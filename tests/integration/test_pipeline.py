@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,6 @@ from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
-
-pytestmark = pytest.mark.integration
 
 
 def final_state_of_users(settings) -> dict[str, dict]:
@@ -268,7 +265,11 @@ def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicate
     producer = threading.Thread(target=send_events, args=(settings, replay.events, 200.0, False))
     producer.start()
     for stop_signal in (signal.SIGTERM, signal.SIGKILL):
-        time.sleep(6)
+        wait_for(
+            lambda: metric_value(worker.metrics(), "rtrank_answer_seconds_count") >= 300,
+            timeout_s=120,
+            message="the worker answered too little of the stream to be stopped mid-stream",
+        )
         worker.stop(stop_signal)
         worker.start()
     producer.join()
@@ -354,7 +355,7 @@ def test_producing_before_any_worker_creates_co_partitioned_topics(settings) -> 
         [
             sys.executable,
             "-m",
-            "streams",
+            "rtrank.streams",
             "produce",
             "--synthetic",
             "--users",
@@ -386,8 +387,8 @@ def test_a_batchs_lists_are_sent_without_waiting_out_the_producer_linger(
     replay = synthetic_replay(users=20, items=SYNTHETIC_ITEMS, events=40, seed=7)
     send_events(settings, replay.events, progress=False)
 
-    records = read_topic(
-        settings.bootstrap_servers, settings.recommendations_topic, expected=20, timeout_s=40
+    records = read_topic(  # well within the linger: a list it held back would be missing
+        settings.bootstrap_servers, settings.recommendations_topic, expected=20, timeout_s=90
     )
     assert {r.key.decode() for r in records} == {e["user_id"] for e in replay.events}
 
