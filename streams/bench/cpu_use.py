@@ -1,42 +1,41 @@
-"""CPU seconds used by the processes of a run, from Linux's ``/proc``.
+"""CPU seconds used by the processes of a run, read with ``psutil``.
 
 `rtrank bench online` reports them per part of the system (worker, its model process,
 trainer, broker, the bench's own replay) over the measured second half, so that a reader
-sees which part a machine ran out of, not only that answers came late. Elsewhere than
-Linux nothing is reported.
+sees which part a machine ran out of, not only that answers came late.
+
+``psutil`` comes with the ``bench`` extra; it is imported where it is used, so that the
+``rtrank`` command (which lists the benchmarks) runs without it.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of process ``pid`` so far (all its threads, not its
-    children); None when ``/proc`` cannot tell (another OS, a process gone)."""
+    children); None when it cannot be read (a process gone, or not ours to read)."""
+    import psutil
+
     try:
-        # the command name (field 2) may hold spaces and parentheses: read after its ")"
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
+    return times.user + times.system
 
 
 def children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (empty when ``/proc`` cannot tell)."""
-    found: list[int] = []
+    """The live child processes of ``pid`` (empty when it cannot be read)."""
+    import psutil
+
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(c) for c in (task / "children").read_text().split()]
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
         return []
-    return found
 
 
 def used(parts: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds so far per part (the sum over its processes); a part none of whose
-    processes ``/proc`` can read is left out."""
+    processes can be read is left out."""
     out = {}
     for name, pids in parts.items():
         seconds = [s for s in (cpu_seconds(p) for p in pids) if s is not None]

@@ -25,11 +25,12 @@ from rtrank.model.train import TrainConfig, make_dataset, train
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.recommendation_reader import RecommendationReader
 from rtrank.streams.bench.replay import synthetic_replay
-from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess, metric_value
+from rtrank.streams.bench.worker_metrics import metric_value, online_quality
+from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
+from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.cli.tail import render
 from rtrank.streams.settings import Settings
-from rtrank.streams.worker.online_eval import online_quality
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 
 DEMO_DIR = Path.home() / ".cache" / "rtrank" / "demo"
@@ -56,11 +57,11 @@ MALFORMED = [
     "cores 200/s keeps p50 latency near 150 ms; at 500/s the worker falls behind)",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(users: int, items: int, events: int, rate: float, seed: int) -> None:
+@pass_settings
+def demo(base: Settings, users: int, items: int, events: int, rate: float, seed: int) -> None:
     """Run the pipeline end to end on a local broker and show the recommendations live."""
     tag = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     run_dir = DEMO_DIR / "runs" / tag
-    base = Settings.from_env()
     settings = base.isolated(
         f"demo-{tag}",
         data_dir=run_dir / "state",

@@ -62,18 +62,15 @@ from rtrank.model.updates import UpdateError
 from rtrank.streams.bench import cpu_use
 from rtrank.streams.bench.local_stack import local_broker_pid, local_kafka_for
 from rtrank.streams.bench.replay import from_file, interleave
-from rtrank.streams.bench.replay_eval import Judged, end_offsets, judge, paired_difference, read_run
+from rtrank.streams.bench.replay_eval import Judged, judge, paired_difference, read_run
 from rtrank.streams.bench.replay_eval import quality as replay_quality
-from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess, metric_value
+from rtrank.streams.bench.topic_reader import TopicReader, end_offsets
+from rtrank.streams.bench.worker_metrics import cumulative, metric_value
+from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
+from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
-from rtrank.streams.trainer.model_updates import (
-    Assembler,
-    parse_chunk,
-    read_range,
-    updates_consumer,
-)
-from rtrank.streams.worker.online_eval import cumulative
+from rtrank.streams.trainer.model_updates import Assembler, parse_chunk
 from rtrank.streams.worker.topics_and_tables import delete_run_topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -165,9 +162,9 @@ def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
 ) -> tuple[dict, Judged, dict[int, int], int]:
     """One run on fresh topics, deleted when it succeeds; returns its second-half quality,
-    each second-half event's judgement in stream order (`rtrank.streams.bench.replay_eval`), and for an
-    online run its freshness histogram and the training examples it wrote (a frozen run's
-    trainer publishes nowhere measured, so those are empty)."""
+    each second-half event's judgement in stream order (`rtrank.streams.bench.replay_eval`),
+    and for an online run its freshness histogram and the training examples it wrote (a
+    frozen run's trainer publishes nowhere measured, so those are empty)."""
     tag = uuid.uuid4().hex[:8]
     s = base.isolated(
         f"bench-online-{tag}",
@@ -292,15 +289,18 @@ class PublishedVersions:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._consumer, self._tp = updates_consumer(settings)
+        self._reader = TopicReader(
+            settings,
+            settings.model_updates_topic,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=max(settings.update_max_bytes * 4, 1 << 20),
+        )
         self._assembler = Assembler()
-        self._read_to = 0
         self.lags: dict[int, int] = {}
         self.trained: dict[int, dict[int, int]] = {}
 
     def read(self) -> dict[int, int]:
-        end = self._consumer.end_offsets([self._tp])[self._tp]
-        for record in read_range(self._consumer, self._tp, self._read_to, end):
+        for record in self._reader.read_to_end():
             try:
                 update = self._assembler.add(parse_chunk(record.value))
             except UpdateError:
@@ -311,11 +311,10 @@ class PublishedVersions:
             self.trained[update.version] = {int(p): int(o) for p, o in offsets.items()}
             for lag, count in update.meta.get("lag_ms_hist", {}).items():
                 self.lags[int(lag)] = self.lags.get(int(lag), 0) + int(count)
-        self._read_to = end
         return dict(self.lags)
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
 
 def percentile(hist: dict[int, int], q: float) -> float:
@@ -354,7 +353,9 @@ def percentile(hist: dict[int, int], q: float) -> float:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@pass_settings
 def online_command(
+    settings: Settings,
     path: str,
     fmt: str,
     rate: float,
@@ -367,7 +368,7 @@ def online_command(
     as_json: bool,
 ) -> None:
     """Prequential Hit@10/NDCG@10 of a frozen vs an online-learning model, and freshness."""
-    base = Settings.from_env().replace(device=device)
+    base = settings.replace(device=device)
     tmp = Path(tempfile.mkdtemp(prefix="rtrank-bench-online-"))
     try:
         streams = [

@@ -36,6 +36,7 @@ from rtrank.streams.bench.recommendation_reader import RecommendationReader
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.rerank_bench import rerank_command
 from rtrank.streams.bench.worker_process import WorkerProcess, start_child, stop_child
+from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.cli.training import quality_command
 from rtrank.streams.settings import Settings
@@ -71,7 +72,9 @@ bench.add_command(rerank_command)
     help="model to serve [default: randomly initialised over --items items]",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@pass_settings
 def pipeline(
+    base: Settings,
     events: int,
     users: int,
     items: int,
@@ -81,7 +84,6 @@ def pipeline(
     as_json: bool,
 ) -> None:
     """Pass-through vs full pipeline events/s, and latency at a fixed offered rate."""
-    base = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
     settings = base.isolated(
@@ -194,8 +196,8 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
 def faust_passthrough_rate(
     settings: Settings, events: list[dict], log_path: Path, timeout_s: float = 300.0
 ) -> float:
-    """Events/s of a Faust agent that only forwards (`rtrank.streams.bench.faust_passthrough`), reading
-    the same messages on topics of its own with the worker's settings."""
+    """Events/s of a Faust agent that only forwards (`rtrank.streams.bench.faust_passthrough`),
+    reading the same messages on topics of its own with the worker's settings."""
     source = settings.isolated("faust-pass", log_level="warn")
     ensure_topics(source)
     send_events(source, events, progress=False)

@@ -6,8 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, TopicPartition
-
+from rtrank.streams.bench.topic_reader import TopicReader
 from rtrank.streams.settings import Settings
 
 
@@ -16,35 +15,21 @@ class RecommendationReader:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.consumer: KafkaConsumer | None = None
+        self.reader: TopicReader | None = None
 
     def __enter__(self) -> RecommendationReader:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="latest",
-        )
-        topic = self.settings.recommendations_topic
-        parts = self.consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_end(*tps)
-        for tp in tps:
-            self.consumer.position(tp)  # resolve "end" now, before anything is produced
+        self.reader = TopicReader(self.settings, self.settings.recommendations_topic, from_end=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
+        if self.reader is not None:
+            self.reader.close()
 
     def poll(self, timeout_ms: int = 200) -> list[tuple[dict, float]]:
         """New recommendations with their receive time (epoch ms)."""
-        out = []
-        for messages in self.consumer.poll(timeout_ms=timeout_ms, max_records=5000).values():
-            now = time.time() * 1000
-            out.extend((json.loads(m.value), now) for m in messages)
-        return out
+        records = self.reader.poll(timeout_ms)
+        now = time.time() * 1000
+        return [(json.loads(m.value), now) for m in records]
 
     def collect_while(
         self,

@@ -53,7 +53,8 @@ def from_file(path: str, fmt: str = "auto", seed: int = 0) -> Replay:
 def synthetic_replay(
     users: int, items: int, events: int, seed: int = 0, noise: float = 0.1
 ) -> Replay:
-    """``events`` synthetic events for ``users`` users (planted transitions, see rtrank.model.synthetic).
+    """``events`` synthetic events for ``users`` users (planted transitions, see
+    `rtrank.model.synthetic`).
 
     The generator's timestamps only order the stream; events are stamped when sent, as live
     traffic would be.

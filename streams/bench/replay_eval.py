@@ -33,8 +33,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-
+from rtrank.streams.bench.topic_reader import end_offsets, read_topic
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.online_eval import gains, rank_of
 
@@ -162,29 +161,3 @@ def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Ru
         run.lists.setdefault(user, []).append(EmittedList(n, rec["model_version"], items))
     return run
 
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """Partition -> the offset the next record written to ``topic`` will get."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
-def read_topic(settings: Settings, topic: str) -> list:
-    """Every record of ``topic`` up to its end when called, all partitions."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        records = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            for tp, batch in consumer.poll(timeout_ms=1000, max_records=50_000).items():
-                records.extend(r for r in batch if r.offset < end[tp])
-        return records
-    finally:
-        consumer.close()

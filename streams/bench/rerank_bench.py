@@ -5,10 +5,10 @@
 
 Replays PATH leave-one-out (test stage): per evaluated user, the model ranks the whole
 catalogue (history excluded), its top ``--candidates`` go through the re-rank stage
-(`rtrank.streams.scorer.rerank.rerank`, MMR over the model's item embeddings, no business rules), and
-for each lambda the top-10 is scored: NDCG@10 of the held-out item, intra-list similarity
-(mean pairwise cosine of the list's item embeddings) and catalogue coverage@10 (distinct
-items in all lists / catalogue size). Without ``--checkpoint`` a model is trained first
+(`rtrank.streams.scorer.rerank.rerank`, MMR over the model's item embeddings, no business
+rules), and for each lambda the top-10 is scored: NDCG@10 of the held-out item, intra-list
+similarity (mean pairwise cosine of the list's item embeddings) and catalogue coverage@10
+(distinct items in all lists / catalogue size). Without ``--checkpoint`` a model is trained first
 for ``--minutes``. A random subset of ``--users`` users keeps the run short; the output
 says how many were evaluated.
 """

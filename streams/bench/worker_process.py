@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rtrank.streams.bench.worker_metrics import metric_value
 from rtrank.streams.settings import Settings, to_env
 
 
@@ -138,15 +139,6 @@ def stop_child(process: subprocess.Popen | None, sig: int, timeout_s: float) -> 
             process.kill()
             process.wait()
     return process.returncode
-
-
-def metric_value(exposition: str, name: str) -> float:
-    """Sum of every sample of ``name`` (all label sets) in a Prometheus text exposition."""
-    total = 0.0
-    for line in exposition.splitlines():
-        if line.startswith(name) and line[len(name)] in " {":
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 @dataclass

@@ -1,15 +1,28 @@
-"""The ``rtrank`` command: the worker's Faust command line with rtrank's commands added.
+"""The ``rtrank`` command: rtrank's commands, with Faust's worker as ``rtrank worker``.
 
     rtrank worker -l info        # the stream processor (web port: /health, /metrics)
     rtrank demo                  # the whole pipeline on a local broker
-    rtrank --help                # every command
+    rtrank --help                # every command, by group
 
-The app is built from one ``Settings`` object read from the environment here, once.
+The settings are read from the environment here, once; a bad value ends the command with
+one line naming the variable (exit code 2). The app is built from them and carried on the
+root click context, where Faust's commands look for it and rtrank's commands take its
+settings (`rtrank.streams.cli.context.pass_settings`).
+
+The root group subclasses Faust's own (`rtrank.streams.worker.faust_patches.FaustRootGroup`:
+its ``make_context`` puts the app on the root context) with Faust's root options and callback,
+so ``rtrank worker`` is Faust's worker command, options and all. Faust's other
+commands (``agents``, ``tables``, ``send``, ``reset``, ``models``, …) mean Faust's notions,
+not rtrank's, and live under ``rtrank faust``.
 """
 
 from __future__ import annotations
 
+import copy
+from importlib.metadata import version
+
 import click
+import faust
 
 from rtrank.streams.bench.demo import demo
 from rtrank.streams.bench.pipeline_bench import bench
@@ -18,20 +31,108 @@ from rtrank.streams.cli.produce import produce
 from rtrank.streams.cli.tail import tail
 from rtrank.streams.cli.trainer import trainer_command
 from rtrank.streams.cli.training import eval_command, train_command
-from rtrank.streams.settings import Settings
+from rtrank.streams.settings import Settings, SettingsError
 from rtrank.streams.worker.app import build_app
+from rtrank.streams.worker.faust_patches import FaustRootGroup
 
 COMMANDS = (kafka, produce, tail, demo, train_command, eval_command, bench, trainer_command)
 
+HELP = """rtrank: real-time sequential recommendations from a Kafka stream.
 
-def register(cli: click.Group) -> None:
+Producers write behaviour events (user, item, type, time) to the events topic. `rtrank
+worker` keeps each user's recent items in a RocksDB table, scores the catalogue with a
+sequence model and writes a re-ranked list per event to the recommendations topic, while
+`rtrank trainer` keeps learning from the same stream and publishes model updates that the
+workers swap in between batches. Settings come from RTRANK_* environment variables.
+
+Start with `rtrank demo` (the whole pipeline on a local broker, one command); run the
+stream processor with `rtrank worker -l info`.
+"""
+
+SECTIONS = (
+    ("Run", ("worker", "trainer", "demo")),
+    ("Data", ("produce", "tail")),
+    ("Model", ("train", "eval")),
+    ("Operate", ("kafka", "config", "faust")),
+    ("Measure", ("bench",)),
+)
+
+
+class RtrankGroup(FaustRootGroup):
+    """Faust's root group with the commands listed in `SECTIONS` (any other one last)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = {}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                listed[name] = command
+        if not listed:
+            return
+        limit = formatter.width - 6 - max(map(len, listed))
+        grouped = [(title, [n for n in names if n in listed]) for title, names in SECTIONS]
+        placed = {n for _, names in grouped for n in names}
+        grouped.append(("Other", [n for n in listed if n not in placed]))
+        for title, names in grouped:
+            if names:
+                with formatter.section(f"{title} commands"):
+                    formatter.write_dl([(n, listed[n].get_short_help_str(limit)) for n in names])
+
+
+def build_cli() -> RtrankGroup:
+    """The ``rtrank`` group: Faust's root options and worker, rtrank's commands, and Faust's
+    other commands under ``rtrank faust``."""
+    from faust.cli.faust import cli as faust_cli  # importing it registers Faust's commands
+
+    group = RtrankGroup(
+        name="rtrank",
+        help=HELP,
+        callback=faust_cli.callback,
+        params=[_rtrank_param(p) for p in faust_cli.params],
+    )
+    group.add_command(faust_cli.commands["worker"])
     for command in COMMANDS:
-        cli.add_command(command)
+        group.add_command(command)
+    group.add_command(
+        click.Group(
+            "faust",
+            help="Faust's own commands on rtrank's app (agents, tables, send, reset, …).",
+            commands={n: c for n, c in faust_cli.commands.items() if n != "worker"},
+        )
+    )
+    return group
+
+
+def _rtrank_param(param: click.Parameter) -> click.Parameter:
+    """Faust's root option as rtrank shows it: ``--version`` names rtrank, ``--app`` (there
+    is one app) is hidden; the others as they are."""
+    if param.name == "version":
+        return click.Option(
+            ["--version"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_show_version,
+            help="Show the version and exit.",
+        )
+    if param.name == "app":
+        hidden = copy.copy(param)
+        hidden.hidden = True
+        return hidden
+    return param
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"rtrank {version('rtrank')} (Faust {faust.__version__})")
+        ctx.exit()
 
 
 def main() -> None:
     """Console entry point: ``rtrank …``."""
-    from faust.cli.faust import cli
-
-    register(cli)
-    build_app(Settings.from_env()).main()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None
+    build_cli()(app=build_app(settings))

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from rtrank.model.data import FORMATS, DataError
 from rtrank.streams.bench.replay import Replay, from_file, synthetic_replay
+from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import TopicLayoutError, ensure_topics
 
@@ -32,7 +33,9 @@ PACING_TICK_S = 0.02  # a paced replay sends what is due in bursts this far apar
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="interleaving / generator seed"
 )
+@pass_settings
 def produce(
+    settings: Settings,
     path: str | None,
     fmt: str,
     rate: float,
@@ -48,7 +51,6 @@ def produce(
     Users are interleaved while each user's order is kept; events without a timestamp are
     stamped when sent. Malformed lines are reported with their line number and skipped.
     """
-    settings = Settings.from_env()
     if synthetic == (path is not None):
         raise click.UsageError("give either PATH or --synthetic")
     try:

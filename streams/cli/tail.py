@@ -7,6 +7,7 @@ import json
 import click
 from kafka import KafkaConsumer
 
+from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.settings import Settings
 
 
@@ -15,9 +16,11 @@ from rtrank.streams.settings import Settings
 @click.option("--limit", type=int, default=0, help="stop after this many records (0 = never)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.option("--from-beginning", is_flag=True, help="start at the oldest record, not the newest")
-def tail(topic: str | None, limit: int, as_json: bool, from_beginning: bool) -> None:
+@pass_settings
+def tail(
+    settings: Settings, topic: str | None, limit: int, as_json: bool, from_beginning: bool
+) -> None:
     """Follow a topic and print each record as it arrives (Ctrl-C stops)."""
-    settings = Settings.from_env()
     consumer = KafkaConsumer(
         topic or settings.recommendations_topic,
         bootstrap_servers=settings.bootstrap_servers,

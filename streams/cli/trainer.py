@@ -3,7 +3,8 @@
     rtrank trainer                                  # resume from model-updates, or start empty
     rtrank trainer --checkpoint games.safetensors   # the base when nothing is published yet
 
-Runs until SIGTERM/SIGINT; see `rtrank.streams.trainer.online_trainer` for what it reads and publishes.
+Runs until SIGTERM/SIGINT; see `rtrank.streams.trainer.online_trainer` for what it reads and
+publishes.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import threading
 import click
 
 from rtrank.model.checkpoint import CheckpointError
+from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.online_trainer import Trainer
 
 
 def on_ready(version: int) -> None:
-    """The line `rtrank.streams.bench.worker_process.TrainerProcess` waits for, whatever the log level."""
+    """The line `rtrank.streams.bench.worker_process.TrainerProcess` waits for, whatever the
+    log level."""
     click.echo(f"trainer ready at version {version}", err=True)
 
 
@@ -31,9 +34,9 @@ def on_ready(version: int) -> None:
     default=None,
     help="start from this model when model-updates holds no version [default: RTRANK_CHECKPOINT]",
 )
-def trainer_command(checkpoint: str | None) -> None:
+@pass_settings
+def trainer_command(settings: Settings, checkpoint: str | None) -> None:
     """Fine-tune the model from the stream and publish versions to the model-updates topic."""
-    settings = Settings.from_env()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -1,8 +1,8 @@
 """``rtrank train``, ``rtrank eval`` and ``rtrank bench quality``: offline model commands.
 
-Thin wrappers over ``model/`` (training in `rtrank.model.train`, metrics in `rtrank.model.evaluate`, the
-benchmark in `rtrank.model.quality`): parse options, call, print. Bad input ends in a one-line
-error, not a traceback.
+Thin wrappers over ``model/`` (training in `rtrank.model.train`, metrics in
+`rtrank.model.evaluate`, the benchmark in `rtrank.model.quality`): parse options, call, print.
+Bad input ends in a one-line error, not a traceback.
 """
 
 from __future__ import annotations

@@ -1,22 +1,19 @@
-"""Prequential (test-then-train) evaluation in the worker, and reading it back.
+"""Prequential (test-then-train) evaluation in the worker.
 
-When an event arrives, the user's last emitted list (kept in `rtrank.streams.worker.state.UserState`) is
-the test: was the event's item in it, at which rank? Hit@10 and NDCG@10 are counted in
-Prometheus metrics, as a rolling window over the last ``eval_window`` evaluated events and
-cumulatively per model version of the list that was tested.
-
-    quality = online_quality(worker.metrics())   # {"hit@10": ..., "ndcg@10": ..., ...}
-    tested, hits, ndcg_sum = cumulative(worker.metrics())
+When an event arrives, the user's last emitted list (kept in
+`rtrank.streams.worker.state.UserState`) is the test: was the event's item in it, at which
+rank? Hit@10 and NDCG@10 are counted in Prometheus metrics, as a rolling window over the last
+``eval_window`` evaluated events and cumulatively per model version of the list that was
+tested. The demo and the benchmarks read them back from ``/metrics``
+(`rtrank.streams.bench.worker_metrics`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from rtrank.streams.bench.worker_process import metric_value
 from rtrank.streams.worker.metrics import Metrics
 
 K = 10
@@ -81,50 +78,3 @@ class OnlineQuality:
         self.metrics.online_hits.labels(label).inc(hit)
         self.metrics.online_ndcg_sum.labels(label).inc(ndcg)
 
-
-_SAMPLE = re.compile(r'^(\w+)(?:\{model_version="(\d+)"\})? (\S+)$')
-
-
-def online_quality(exposition: str) -> dict:
-    """The online evaluation in a worker's ``/metrics`` text.
-
-    Returns ``{"hit@10", "ndcg@10"}`` (rolling window), ``"evaluated"`` (events, all
-    versions) and ``"by_version"``: ``{version: {"evaluated", "hit@10", "ndcg@10"}}``
-    (cumulative, for the versions still kept).
-    """
-    out: dict = {"hit@10": 0.0, "ndcg@10": 0.0, "evaluated": 0, "by_version": {}}
-    sums: dict[int, dict[str, float]] = {}
-    for line in exposition.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        name, version, value = match.group(1), match.group(2), float(match.group(3))
-        if name == "rtrank_online_hit_at_10":
-            out["hit@10"] = value
-        elif name == "rtrank_online_ndcg_at_10":
-            out["ndcg@10"] = value
-        elif version is not None and name in (
-            "rtrank_online_evaluated_total",
-            "rtrank_online_hits_total",
-            "rtrank_online_ndcg_total",
-        ):
-            sums.setdefault(int(version), {})[name] = value
-    for version, s in sorted(sums.items()):
-        n = s.get("rtrank_online_evaluated_total", 0.0)
-        out["evaluated"] += int(n)
-        out["by_version"][version] = {
-            "evaluated": int(n),
-            "hit@10": s.get("rtrank_online_hits_total", 0.0) / n if n else 0.0,
-            "ndcg@10": s.get("rtrank_online_ndcg_total", 0.0) / n if n else 0.0,
-        }
-    return out
-
-
-def cumulative(exposition: str) -> tuple[float, float, float]:
-    """(tested events, hits, NDCG@10 sum) since the worker started, all versions: the
-    difference of two readings is the quality of the events in between."""
-    return (
-        metric_value(exposition, "rtrank_online_tested_total"),
-        metric_value(exposition, "rtrank_online_tested_hits_total"),
-        metric_value(exposition, "rtrank_online_tested_ndcg_total"),
-    )

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from rtrank.streams.bench.pipeline_bench import bench
+from rtrank.streams.settings import Settings
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_the_
     monkeypatch.setenv("RTRANK_BROKER", f"kafka://{kafka_broker.bootstrap}")
     args = ["pipeline", "--events", "8000", "--users", "800", "--items", "300"]
     args += ["--rate", "100", "--latency-seconds", "3", "--json"]
-    result = CliRunner().invoke(bench, args)
+    result = CliRunner().invoke(bench, args, obj=Settings.from_env())
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout.strip().splitlines()[-1])
     assert r["passthrough_eps"] > 0 and r["pipeline_eps"] > 0 and r["faust_passthrough_eps"] > 0

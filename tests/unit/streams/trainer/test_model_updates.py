@@ -6,20 +6,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import zlib
 
 import pytest
 import torch
 
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import UpdateError, decode_update, encode_update
+from rtrank.model.updates import UpdateError, decode_update
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
-from rtrank.streams.trainer import model_updates
 from rtrank.streams.trainer.model_updates import MAGIC, Assembler, Chunk, parse_chunk, to_messages
-from rtrank.streams.worker.metrics import Metrics
-from rtrank.streams.worker.online_eval import OnlineQuality, gains, online_quality
+from rtrank.streams.worker.online_eval import gains
 
 ITEMS = [f"item-{n}" for n in range(2000)]
 LIMIT = 64 * 1024
@@ -159,32 +156,6 @@ def test_checksum_is_sha256_of_the_payload_which_is_the_encoded_update(learner) 
     assert json.loads(json.dumps(chunks[0].header)) == chunks[0].header
 
 
-def format_1_chunk(update, header: dict) -> Chunk:
-    """``update`` as a trainer before wire format 2 published it: zlib-compressed."""
-    payload = zlib.compress(encode_update(update), 1)
-    sha = hashlib.sha256(payload).hexdigest()
-    return Chunk({**header, "format": 1, "sha256": sha, "chunks": 1, "chunk": 0}, payload)
-
-
-def test_an_update_in_the_zlib_wire_format_of_older_trainers_still_assembles(learner) -> None:
-    learner.step([Example(("item-1",), "item-2")])
-    update = learner.publish(2, snapshot=False)
-    [(_, value)] = to_messages(update, LIMIT)
-    [delta] = assemble_all(
-        [(b"2", encode_chunk(format_1_chunk(update, parse_chunk(value).header)))]
-    )
-    assert delta.version == 2 and torch.equal(delta.row_values, update.row_values)
-
-
-def test_a_zlib_update_inflating_past_the_payload_limit_is_corrupt(learner, monkeypatch) -> None:
-    update = learner.publish(2, snapshot=True)
-    header = parse_chunk(to_messages(update, LIMIT)[0][1]).header
-    monkeypatch.setattr(model_updates, "MAX_PAYLOAD", 1000)
-    with pytest.raises(UpdateError) as err:
-        Assembler().add(format_1_chunk(update, header))
-    assert err.value.reason == "corrupt"
-
-
 def test_a_chunk_of_an_unknown_wire_format_is_corrupt(learner) -> None:
     [(_, value)] = to_messages(learner.publish(2, snapshot=False), LIMIT)
     chunk = parse_chunk(value)
@@ -200,20 +171,3 @@ def test_gains_count_a_hit_within_ten_and_discount_by_rank() -> None:
     assert gains(0) == (1.0, 1.0)
     assert gains(2) == pytest.approx((1.0, 0.5))
     assert gains(None) == gains(10) == (0.0, 0.0)
-
-
-def test_online_quality_reads_rolling_and_per_version_figures_from_the_metrics() -> None:
-    metrics = Metrics()
-    quality = OnlineQuality(metrics, window=4)
-    quality.observe(["a", "b"], 3, "a")  # hit at rank 0
-    quality.observe(["a", "b"], 3, "z")  # miss
-    quality.observe(["c", "d", "e"], 4, "e")  # hit at rank 2
-    quality.observe([], 4, "x")  # nothing recommended yet: not evaluated
-    q = online_quality(metrics.exposition().decode())
-    assert q["evaluated"] == 3
-    assert q["hit@10"] == pytest.approx(2 / 3)
-    assert q["ndcg@10"] == pytest.approx(1.5 / 3)
-    assert q["by_version"] == {
-        3: {"evaluated": 2, "hit@10": 0.5, "ndcg@10": 0.5},
-        4: {"evaluated": 1, "hit@10": 1.0, "ndcg@10": 0.5},
-    }

@@ -1,0 +1,126 @@
+"""`rtrank` is rtrank's command: its help, its groups, Faust's worker kept, settings read once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from rtrank.streams.cli.context import pass_settings
+from rtrank.streams.cli.main import build_cli, main
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.app import RtrankApp
+
+FAUST_ONLY = ("agents", "clean-versions", "completion", "livecheck", "model", "models")
+
+
+@pytest.fixture
+def environ(monkeypatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """An environment with no RTRANK_* variable but an unused broker and an in-memory store, and
+    ``sys.argv`` without pytest's arguments: Faust's group reads ``-W``/``-A`` from the list
+    ``sys.argv`` was at import, so it is emptied in place."""
+    for name in [n for n in os.environ if n.startswith("RTRANK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RTRANK_BROKER", "kafka://127.0.0.1:9")  # never connected
+    monkeypatch.setenv("RTRANK_STORE", "memory://")
+    monkeypatch.setenv("RTRANK_DATA_DIR", str(tmp_path))
+    argv = sys.argv[:]
+    sys.argv[:] = ["rtrank"]
+    yield monkeypatch
+    sys.argv[:] = argv
+
+
+def help_text(*args: str) -> str:
+    result = CliRunner().invoke(build_cli(), [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def section(text: str, title: str) -> list[str]:
+    """The command names listed under ``title`` in a help text."""
+    lines = text.split(f"{title}:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [line.split()[0] for line in lines]
+
+
+def test_help_describes_rtrank_and_not_faust(environ) -> None:
+    text = help_text()
+    assert text.splitlines()[2].strip().startswith("rtrank: real-time")
+    assert "rtrank demo" in text and "rtrank worker" in text
+    assert "Welcome" not in text and "faust-streaming.github.io" not in text
+
+
+def test_help_groups_the_commands_with_the_worker_first(environ) -> None:
+    text = help_text()
+    assert section(text, "Run commands") == ["worker", "trainer", "demo"]
+    assert section(text, "Data commands") == ["produce", "tail"]
+    assert section(text, "Model commands") == ["train", "eval"]
+    assert section(text, "Measure commands") == ["bench"]
+
+
+@pytest.mark.parametrize("name", FAUST_ONLY)
+def test_a_faust_only_command_is_under_rtrank_faust_not_at_the_top(environ, name: str) -> None:
+    top = help_text()
+    assert not any(line.split()[:1] == [name] for line in top.splitlines())
+    assert name in section(help_text("faust"), "Commands")
+
+
+def test_worker_is_fausts_worker_command_with_its_options(environ) -> None:
+    text = help_text("worker")
+    assert text.startswith("Usage: rtrank worker [OPTIONS]")
+    assert "--web-port" in text and "--loglevel" in text
+
+
+def test_version_names_rtrank(environ) -> None:
+    result = CliRunner().invoke(build_cli(), ["--version"])
+    assert result.output.startswith("rtrank ")
+
+
+def test_a_command_receives_the_settings_the_app_was_built_from(environ, tmp_path: Path) -> None:
+    settings = Settings(broker="memory://", store="memory://", data_dir=tmp_path, top_k=7)
+    group = build_cli()
+
+    @group.command("probe")
+    @pass_settings
+    def probe(received: Settings) -> None:
+        click.echo(f"same object: {received is settings}")
+
+    result = CliRunner().invoke(group, ["probe"], app=RtrankApp(settings))
+    assert result.output == "same object: True\n"
+
+
+def test_a_command_invoked_alone_receives_the_settings_given_as_obj() -> None:
+    settings = Settings(top_k=7)
+
+    @click.command()
+    @pass_settings
+    def probe(received: Settings) -> None:
+        click.echo(received.top_k)
+
+    assert CliRunner().invoke(probe, [], obj=settings).output == "7\n"
+
+
+def test_main_shows_rtrank_s_help(environ, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.argv", ["rtrank", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 0
+    assert "Run commands:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["tail"], ["worker"], ["--help"]])
+def test_a_bad_setting_ends_any_command_with_one_line_naming_the_variable(
+    environ, monkeypatch, capsys, command: list[str]
+) -> None:
+    environ.setenv("RTRANK_PARTITIONS", "many")
+    monkeypatch.setattr("sys.argv", ["rtrank", *command])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "RTRANK_PARTITIONS" in err and "Traceback" not in err
