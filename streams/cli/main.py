@@ -26,6 +26,7 @@ import faust
 
 from rtrank.streams.bench.demo import demo
 from rtrank.streams.bench.pipeline_bench import bench
+from rtrank.streams.cli.config import config
 from rtrank.streams.cli.kafka import kafka
 from rtrank.streams.cli.produce import produce
 from rtrank.streams.cli.tail import tail
@@ -35,7 +36,7 @@ from rtrank.streams.settings import Settings, SettingsError
 from rtrank.streams.worker.app import build_app
 from rtrank.streams.worker.faust_patches import FaustRootGroup
 
-COMMANDS = (kafka, produce, tail, demo, train_command, eval_command, bench, trainer_command)
+COMMANDS = (kafka, produce, tail, demo, train_command, eval_command, bench, trainer_command, config)
 
 HELP = """rtrank: real-time sequential recommendations from a Kafka stream.
 
