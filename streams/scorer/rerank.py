@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -311,7 +311,3 @@ def rerank(
     if pinned:
         shown = place_pinned(shown, pinned, seen, lookup, config, config.k)
     return shown[: config.k]
-
-
-def with_source(candidates: Sequence[Candidate], source: str) -> list[Candidate]:
-    return [replace(c, source=source) for c in candidates]

@@ -10,11 +10,9 @@ and its header carries ``id`` (one per published update), ``kind`` (snapshot/del
 ``version``, ``base`` (the version a delta applies to; null for a snapshot), ``chunk`` /
 ``chunks``, ``sha256`` of the whole payload and ``published_at`` (epoch ms).
 
-The header's ``format`` says how to read the payload: 2 (written now) as is, 1 (written
-before 2026-12-04, still read) zlib-compressed. Compression was dropped because trained
-float32 rows do not compress: a Games delta 862 KB -> 796 KB in 23 ms, a snapshot
-11.2 MB -> 10.4 MB in 302 ms, a tenth of the online trainer's CPU (py-spy, `rtrank bench
-online`) on a machine its worker already fills.
+The header's ``format`` is 2: the payload as is (trained float32 rows do not compress, so
+compressing them was CPU spent for nothing: docs/decisions.md). A chunk of any other format
+is corrupt.
 
 Late starters (workers, a restarted trainer) find the latest complete snapshot by reading
 the topic backwards in growing windows (`latest_snapshot_offset`) and replay from there:
@@ -31,7 +29,6 @@ import queue
 import threading
 import time
 import uuid
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +42,8 @@ from rtrank.streams.settings import Settings
 log = logging.getLogger(__name__)
 
 MAGIC = b"RTMU"
-WIRE_FORMAT = 2  # written: the payload as is
-ZLIB_WIRE_FORMAT = 1  # still read: the payload zlib-compressed
-READABLE_WIRE_FORMATS = (WIRE_FORMAT, ZLIB_WIRE_FORMAT)
+WIRE_FORMAT = 2  # the payload as is
 HEADER_ROOM = 4096  # bytes kept per message for our header and Kafka's record overhead
-MAX_PAYLOAD = 1 << 30  # a format-1 update inflating past this is refused (zip bomb guard)
 
 
 @dataclass(frozen=True)
@@ -94,7 +88,7 @@ def parse_chunk(value: bytes | None) -> Chunk:
             raise ValueError("no rtrank update magic")
         n = int.from_bytes(value[4:8], "big")
         header = json.loads(value[8 : 8 + n])
-        if not isinstance(header, dict) or header.get("format") not in READABLE_WIRE_FORMATS:
+        if not isinstance(header, dict) or header.get("format") != WIRE_FORMAT:
             raise ValueError("unknown wire format")
         for name in ("id", "kind", "sha256"):
             if not isinstance(header.get(name), str):
@@ -146,26 +140,13 @@ def assemble(chunks: list[Chunk]) -> Update:
     payload = b"".join(c.data for c in chunks)
     if hashlib.sha256(payload).hexdigest() != head["sha256"]:
         raise UpdateError("corrupt", f"version {head['version']}: checksum mismatch")
-    raw = inflate(payload, head["version"]) if head["format"] == ZLIB_WIRE_FORMAT else payload
-    update = decode_update(raw)
+    update = decode_update(payload)
     kind = "snapshot" if isinstance(update, Snapshot) else "delta"
     base = None if isinstance(update, Snapshot) else update.base
     if (kind, update.version, base) != (head["kind"], head["version"], head["base"]):
         raise UpdateError("corrupt", f"version {head['version']}: header and payload disagree")
     update.meta.setdefault("published_at", head.get("published_at"))
     return update
-
-
-def inflate(payload: bytes, version: int) -> bytes:
-    """A format-1 payload decompressed. Raises: UpdateError ``corrupt``."""
-    try:
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(payload, MAX_PAYLOAD)
-        if inflater.unconsumed_tail:
-            raise UpdateError("corrupt", f"version {version}: payload too large")
-    except zlib.error as e:
-        raise UpdateError("corrupt", f"version {version}: {e}") from e
-    return raw
 
 
 def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]:
