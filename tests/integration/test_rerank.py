@@ -24,11 +24,16 @@ from rtrank.deploy.kafka import broker as local_kafka
 from rtrank.model.synthetic import item_id
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
+from rtrank.streams.scorer.ranker import TRENDING_REFRESH_S
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import ensure_topics
-from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
-
-pytestmark = pytest.mark.integration
+from tests.integration.conftest import (
+    SYNTHETIC_ITEMS,
+    end_offsets,
+    latest_by_key,
+    read_topic,
+    wait_for,
+)
 
 EXPLORE_SLOTS = 2
 
@@ -99,14 +104,28 @@ def events_for(users: list[str], items: list[str], per_user: int, seed: int) -> 
     ]
 
 
-def lists_of(settings: Settings, users: set[str], since_ms: int = 0) -> list[dict]:
+def events_sent_so_far(settings: Settings) -> dict[int, int]:
+    """The events topic's end offsets: events sent later have offsets at or past them."""
+    return end_offsets(settings.bootstrap_servers, settings.events_topic)
+
+
+def lists_of(
+    settings: Settings, users: set[str], since: dict[int, int] | None = None
+) -> list[dict]:
+    """``users``' lists; with ``since`` (`events_sent_so_far`), only those answering an
+    event sent after it."""
     records = read_topic(settings.bootstrap_servers, settings.recommendations_topic)
     out = [json.loads(r.value) for r in records]
-    return [r for r in out if r["user_id"] in users and r["emitted_at"] >= since_ms]
+    return [
+        r
+        for r in out
+        if r["user_id"] in users
+        and r["based_on"]["offset"] >= (since or {}).get(r["based_on"]["partition"], 0)
+    ]
 
 
-def answered(settings: Settings, users: set[str], since_ms: int = 0) -> set[str]:
-    return {r["user_id"] for r in lists_of(settings, users, since_ms)}
+def answered(settings: Settings, users: set[str], since: dict[int, int] | None = None) -> set[str]:
+    return {r["user_id"] for r in lists_of(settings, users, since)}
 
 
 CATALOGUE = [item_id(n) for n in range(SYNTHETIC_ITEMS)]
@@ -122,7 +141,7 @@ def test_an_unavailable_item_never_appears_in_lists_after_the_next_batch(
     shown = Counter(i["item_id"] for r in lists_of(s, set(users)) for i in r["items"])
     hidden = [i for i, _ in shown.most_common(3)]
     publish_items(s, [{"item_id": i, "available": False} for i in hidden])
-    after = now_ms()
+    after = events_sent_so_far(s)
     send_events(s, events_for(users, CATALOGUE[:100], 2, seed=2), progress=False)
     wait_for(lambda: answered(s, set(users), after) == set(users), timeout_s=90)
     for rec in lists_of(s, set(users), after):
@@ -151,8 +170,11 @@ def test_a_first_event_gets_a_list_of_what_is_trending(rerank_settings, rerank_w
         for k in range(50 - 10 * n)
     ]
     send_events(s, warm, progress=False)
-    wait_for(lambda: len(answered(s, {e["user_id"] for e in warm})) > 0, timeout_s=60)
-    time.sleep(1.0)  # every warm-up batch counted
+    warm_users = {e["user_id"] for e in warm}
+    # Each user has one event, so once all are answered every warm-up event was counted;
+    # cold lists read trending from a cache refreshed at most every TRENDING_REFRESH_S.
+    wait_for(lambda: answered(s, warm_users) == warm_users, timeout_s=60)
+    time.sleep(TRENDING_REFRESH_S + 0.1)
     newcomer = f"newcomer-{uuid.uuid4().hex[:6]}"
     send_events(
         s,
@@ -179,7 +201,7 @@ def test_new_catalogue_items_fill_exploration_slots_within_the_quota(
         ],
     )
     users = [f"explore-{n}" for n in range(40)]
-    after = now_ms()
+    after = events_sent_so_far(s)
     send_events(s, events_for(users, CATALOGUE[:100], 3, seed=3), progress=False)
     wait_for(lambda: answered(s, set(users), after) == set(users), timeout_s=90)
     shown_new = 0
