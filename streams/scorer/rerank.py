@@ -1,7 +1,7 @@
 """The re-rank stage: pure functions from the model's top-N to the list a user is shown.
 
-No Kafka, Faust or torch here: `rtrank.streams.scorer.ranker` builds the inputs in the model process and
-calls `rerank`. The order of the stage, and why:
+No Kafka, Faust or torch here: `rtrank.streams.scorer.ranker` builds the inputs in the model
+process and calls `rerank`. The order of the stage, and why:
 
 1. filters (`keep`): seen items (unless their event type allows repeats), unavailable
    items and blocked items never reach the list — hard rules first;
