@@ -53,8 +53,8 @@ MALFORMED = [
     type=float,
     default=200.0,
     show_default=True,
-    help="events per second (broker, worker, trainer and replay share this machine: on 2 "
-    "cores 200/s keeps p50 latency near 150 ms; at 500/s the worker falls behind)",
+    help="events per second (broker, worker, trainer and replay share this machine: a rate "
+    "it cannot serve shows as growing latency)",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @pass_settings

@@ -28,12 +28,10 @@ model already learned those. The pretraining uses every user's first half; ``--u
 replays only that many users of PATH (all their events; 0, the default, every user).
 
 Why every user by default: what online learning can add to a model pretrained on the
-same kind of data is the second halves themselves, and 2,000 users' (9,547 events, 5 s at
-2,000/s) are too few to teach it anything measurable. Online minus frozen Hit@10 over ten
-such runs ranged from -0.0024 to +0.0013, standard error 0.0034; offline replays of every
-user's (152,383 events) gain +0.0025 (`rtrank.model.online`). The whole Games file is more than
-this 2-core machine serves at 2,000 events/s with a trainer beside the worker: the 76 s
-replay is answered in ~105 s, and freshness suffers with it (README, Benchmarks).
+same kind of data is the second halves themselves, and a few thousand users' are too few to
+teach it anything measurable (the difference stays within its standard error). The whole
+Games file is more than a small machine serves at 2,000 events/s with a trainer beside the
+worker; the table's ``answered`` column shows it (figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -7,14 +7,12 @@
 
 Each measured event is tested against the newest list the run emitted for an earlier event
 of its user: what that user had been shown had the worker kept up with the replay. The
-worker's own evaluation (`rtrank.streams.worker.online_eval`) tests an event when it is read, and a
-backlogged worker reads up to four batches ahead of what it has answered, so an event
-whose user's previous event is still in flight is tested against an older list. How many
-are depends on the machine's speed of the hour: in two runs of the whole Games file on the
-same day (2026-12-05), the worker's figure fell below this one by 0.0039 Hit@10 for the
-frozen model (answered in 95 s) and by 0.0023 for the online one (84 s), more than online
-learning adds, so the difference of the worker's figures for two runs measured the two
-runs' load as much as the two models.
+worker's own evaluation (`rtrank.streams.worker.online_eval`) tests an event when it is
+read, and a backlogged worker reads up to four batches ahead of what it has answered, so an
+event whose user's previous event is still in flight is tested against an older list. How
+many are depends on the machine's load of the hour, by more than online learning adds, so
+the difference of the worker's figures for two runs measured the two runs' load as much as
+the two models (docs/decisions.md, "`bench online` judges in replay order").
 
 Test before train still holds: a list emitted by a version that had already trained on the
 event tested (whose published offsets cover the event's training example) is never used;

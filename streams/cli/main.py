@@ -44,7 +44,8 @@ Producers write behaviour events (user, item, type, time) to the events topic. `
 worker` keeps each user's recent items in a RocksDB table, scores the catalogue with a
 sequence model and writes a re-ranked list per event to the recommendations topic, while
 `rtrank trainer` keeps learning from the same stream and publishes model updates that the
-workers swap in between batches. Settings come from RTRANK_* environment variables.
+workers swap in between batches. Settings come from RTRANK_* environment variables
+(`rtrank config` shows them).
 
 Start with `rtrank demo` (the whole pipeline on a local broker, one command); run the
 stream processor with `rtrank worker -l info`.

@@ -104,11 +104,10 @@ class Pacer:
     """Holds a replay to ``rate`` events/s (0: no limit), in bursts ``tick_s`` apart.
 
     Event ``n`` is due ``n / rate`` seconds after the start. Sleeping until each event was
-    due cost the replaying process six times the CPU of sending (244 vs 40 us per event,
-    0.5 of a core at 2,000 events/s with its producer's thread waking up for every event),
-    CPU the system under test then lacked in `rtrank bench`. So it sleeps only once the
-    replay is a tick ahead, and sends what became due meanwhile in one burst (93-97 us
-    per event at 2,000 events/s); events still carry the time they were sent.
+    due woke the replay (and its producer's thread) for every event, CPU several times that
+    of sending, which the system under test then lacked in `rtrank bench`. So it sleeps only
+    once the replay is a tick ahead, and sends what became due meanwhile in one burst;
+    events still carry the time they were sent.
     """
 
     rate: float

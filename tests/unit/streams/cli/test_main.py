@@ -59,6 +59,7 @@ def test_help_groups_the_commands_with_the_worker_first(environ) -> None:
     assert section(text, "Run commands") == ["worker", "trainer", "demo"]
     assert section(text, "Data commands") == ["produce", "tail"]
     assert section(text, "Model commands") == ["train", "eval"]
+    assert section(text, "Operate commands") == ["kafka", "config", "faust"]
     assert section(text, "Measure commands") == ["bench"]
 
 
