@@ -160,6 +160,8 @@ def replay_and_watch(
                 click.echo(render(rec["user_id"].encode(), json.dumps(rec).encode(), {}, False))
 
         latencies = reader.collect_while(sender.is_alive, idle_s=3.0, on_record=show)
+        worker.drain(len(stream) + bad_sent)  # the summary counts every event sent
+        latencies += reader.collect_while(lambda: False, idle_s=3.0, on_record=show)
         seconds = time.monotonic() - started
     metrics = worker.metrics()
     return _summary(len(stream), bad_sent, received, latencies, seconds, metrics, rate)
