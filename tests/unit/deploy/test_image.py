@@ -75,6 +75,28 @@ def test_runtime_dependencies_hold_no_dev_or_bench_tool() -> None:
     assert {"pytest", "ruff", "import-linter", "matplotlib"} <= tools
 
 
+def test_the_rtrank_command_and_the_model_process_load_without_the_bench_extra() -> None:
+    """The image has no bench extra: the CLI (which registers the bench commands) and the
+    model process must import only their runtime dependencies at load."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    bench_only = sorted(requirement_name(r) for r in extras["optional-dependencies"]["bench"])
+    blocker = f"""
+import sys
+class NoBenchExtra:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {bench_only!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (the bench extra)")
+sys.meta_path.insert(0, NoBenchExtra())
+import rtrank.streams.cli.main
+import rtrank.streams.scorer.model_process
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert bench_only  # the blocker had something to block
+
+
 def test_the_wheel_holds_every_module_and_the_kafka_pom(tmp_path: Path) -> None:
     """The image has nothing but the wheel: a subpackage missing from pyproject's package
     list would be missing from it."""
