@@ -7,9 +7,11 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from kafka import KafkaAdminClient
 
 from rtrank.streams.bench.pipeline_bench import bench
 from rtrank.streams.settings import Settings
+from tests.integration.conftest import wait_for
 
 
 @pytest.fixture
@@ -20,9 +22,21 @@ def torch_threads_kept():
     torch.set_num_threads(threads)
 
 
+def topics(bootstrap: str) -> set[str]:
+    """The broker's topics, Kafka's internal ones (``__…``) left out."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {name for name in admin.list_topics() if not name.startswith("__")}
+    finally:
+        admin.close()
+
+
 def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_the_offered_rate(
     kafka_broker, monkeypatch, torch_threads_kept
 ) -> None:
+    """Exit code 0 also means the worker answered all 8,000 events (the bench fails when
+    it does not), and a run that succeeded leaves none of its topics on the broker."""
+    before = topics(kafka_broker.bootstrap)
     monkeypatch.setenv("RTRANK_BROKER", f"kafka://{kafka_broker.bootstrap}")
     args = ["pipeline", "--events", "8000", "--users", "800", "--items", "300"]
     args += ["--rate", "100", "--latency-seconds", "3", "--json"]
@@ -34,8 +48,17 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_the_
     assert r["faust_ratio"] == pytest.approx(
         r["faust_passthrough_eps"] / r["passthrough_eps"], abs=1e-3
     )
-    assert r["latency_ms"]["answered"] > 0
+    assert r["ratio_to_faust"] == pytest.approx(
+        r["pipeline_eps"] / r["faust_passthrough_eps"], abs=1e-3
+    )
+    # One list per user per batch: at least one list, never more lists than events offered.
+    assert 0 < r["latency_ms"]["answered"] <= 100 * 3
     assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
     assert (r["offered_eps"], r["device"], r["items"]) == (100, "cpu", 300)
     assert r["model_only_users_per_s"] > 0
     assert r["machine"]["cores"] >= 1
+    wait_for(
+        lambda: topics(kafka_broker.bootstrap) <= before,
+        timeout_s=30,
+        message="the bench left topics on the broker",
+    )
