@@ -8,6 +8,7 @@ Bad input ends in a one-line error, not a traceback.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from collections.abc import Iterator
 
@@ -208,6 +209,8 @@ def quality_command(
     """Train the model and the popularity/transition baselines on PATH; compare them."""
     if not as_json:
         _log_to_stderr()
+    if plot and importlib.util.find_spec("matplotlib") is None:
+        raise click.UsageError("--plot needs matplotlib: pip install 'rtrank[bench]'")
     with _one_line_errors():
         resolve_device(options["device"])
         data = load_dataset(path, fmt)

@@ -18,7 +18,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from rtrank.deploy.kafka import broker as local_kafka
-from rtrank.streams.bench.worker_process import WorkerProcess, metric_value
+from rtrank.streams.bench.topic_reader import end_offsets
+from rtrank.streams.bench.worker_metrics import metric_value
+from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.settings import Settings
 
 
@@ -102,16 +104,6 @@ def read_topic(
         consumer.close()
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """Partition -> the offset the next record written to ``topic`` will get."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
 def wait_delivered(settings: Settings, worker: WorkerProcess, timeout_s: float = 60.0) -> None:
     """Wait until the records of the events ``worker`` answered are on the broker.
 
@@ -121,13 +113,12 @@ def wait_delivered(settings: Settings, worker: WorkerProcess, timeout_s: float =
     per event, partition by partition (every event valid and applied), and the
     recommendations topic every list the worker counted as emitted.
     """
-    bootstrap = settings.bootstrap_servers
 
     def delivered() -> bool:
         emitted = metric_value(worker.metrics(), "rtrank_recommendations_total")
-        lists = sum(end_offsets(bootstrap, settings.recommendations_topic).values())
-        examples = end_offsets(bootstrap, settings.training_topic)
-        return lists == emitted and examples == end_offsets(bootstrap, settings.events_topic)
+        lists = sum(end_offsets(settings, settings.recommendations_topic).values())
+        examples = end_offsets(settings, settings.training_topic)
+        return lists == emitted and examples == end_offsets(settings, settings.events_topic)
 
     wait_for(delivered, timeout_s, message="the worker's examples and lists were not delivered")
 

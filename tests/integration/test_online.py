@@ -17,7 +17,8 @@ from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.updates import UpdateError
 from rtrank.streams.bench.replay import synthetic_replay
-from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess, metric_value
+from rtrank.streams.bench.worker_metrics import metric_value
+from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import parse_chunk, read_updates, to_messages

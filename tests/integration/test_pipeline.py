@@ -14,7 +14,8 @@ import pytest
 from kafka import KafkaAdminClient
 
 from rtrank.streams.bench.replay import synthetic_replay
-from rtrank.streams.bench.worker_process import WorkerProcess, metric_value
+from rtrank.streams.bench.worker_metrics import metric_value
+from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import ensure_topics

@@ -22,6 +22,7 @@ from kafka import KafkaProducer
 
 from rtrank.deploy.kafka import broker as local_kafka
 from rtrank.model.synthetic import item_id
+from rtrank.streams.bench.topic_reader import end_offsets
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.scorer.ranker import TRENDING_REFRESH_S
@@ -29,7 +30,6 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 from tests.integration.conftest import (
     SYNTHETIC_ITEMS,
-    end_offsets,
     latest_by_key,
     read_topic,
     wait_for,
@@ -106,7 +106,7 @@ def events_for(users: list[str], items: list[str], per_user: int, seed: int) -> 
 
 def events_sent_so_far(settings: Settings) -> dict[int, int]:
     """The events topic's end offsets: events sent later have offsets at or past them."""
-    return end_offsets(settings.bootstrap_servers, settings.events_topic)
+    return end_offsets(settings, settings.events_topic)
 
 
 def lists_of(

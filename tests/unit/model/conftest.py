@@ -13,7 +13,10 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.synthetic import generate
 from rtrank.model.vocab import Vocabulary
 
-AMAZON_GAMES = Path(os.environ.get("RTRANK_DATA_DIR", "/work/shared/data")) / "amazon_games.txt"
+# The shared data set lies in ../shared/data beside the checkout (ARCHITECTURE.md); not a
+# setting of rtrank's, so not an RTRANK_* variable.
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+AMAZON_GAMES = Path(os.environ.get("SHARED_DATA_DIR", SHARED_DATA)) / "amazon_games.txt"
 
 
 @pytest.fixture

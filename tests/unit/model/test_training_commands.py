@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -81,3 +82,15 @@ def test_unknown_device_is_a_one_line_error(events_file, tmp_path):
         train_command, [str(events_file), "--out", str(tmp_path / "m"), "--device", "tpu"]
     )
     assert result.exit_code != 0 and "tpu" in result.output
+
+
+def test_plotting_without_matplotlib_names_the_extra_before_training(
+    events_file, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the bench extra is absent
+    result = CliRunner().invoke(
+        quality_command, [str(events_file), "--plot", str(tmp_path / "c.png"), *FAST]
+    )
+    assert result.exit_code == 2
+    assert "rtrank[bench]" in result.output
+    assert "transitions" not in result.output  # nothing was trained
