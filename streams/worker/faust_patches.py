@@ -49,18 +49,15 @@ class PatchedApp(faust.App):
     """A ``faust.App`` whose Kafka consumer delivers inline, whose producer buffer holds
     ``producer_buffer_max_messages``, whose consumer's fetch wait is ``fetch_wait_ms``
     once started, without Faust's ``Monitor``, and whose root logger drops the records no
-    handler prints once the worker has started.
-
-    ``producer_buffer_max_messages`` None keeps Faust's bound; ``fetch_wait_ms`` None
-    keeps Faust's fixed wait. Every other keyword is Faust's.
+    handler prints once the worker has started. Every other keyword is Faust's.
     """
 
     def __init__(
         self,
         id: str,  # noqa: A002 - Faust's name for it
         *,
-        producer_buffer_max_messages: int | None = None,
-        fetch_wait_ms: int | None = None,
+        producer_buffer_max_messages: int,
+        fetch_wait_ms: int,
         **options: Any,
     ) -> None:
         super().__init__(id, **options)
@@ -83,14 +80,13 @@ class PatchedApp(faust.App):
         """
         services = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
-        if self.producer_buffer_max_messages is not None:
-            self.producer.buffer.max_messages = self.producer_buffer_max_messages
+        self.producer.buffer.max_messages = self.producer_buffer_max_messages
         return services
 
     async def on_started(self) -> None:
         await super().on_started()
         drop_unprinted_log_records()
-        if self.fetch_wait_ms is not None and not set_fetch_wait(self.consumer, self.fetch_wait_ms):
+        if not set_fetch_wait(self.consumer, self.fetch_wait_ms):
             log.warning("consumer fetch wait not set: no aiokafka consumer found")
 
 

@@ -41,3 +41,8 @@ def test_the_producer_buffer_holds_two_batches_of_table_writes_before_ingest_wai
     app = RtrankApp(settings)
     app.on_init_dependencies()
     assert app.producer.buffer.max_messages == 600
+
+
+def test_the_consumer_fetch_wait_to_set_at_start_comes_from_the_settings(tmp_path) -> None:
+    settings = Settings(broker="memory://", data_dir=tmp_path, consumer_fetch_wait_ms=70)
+    assert RtrankApp(settings).fetch_wait_ms == 70
