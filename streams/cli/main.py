@@ -92,7 +92,7 @@ def build_cli() -> RtrankGroup:
         callback=faust_cli.callback,
         params=[_rtrank_param(p) for p in faust_cli.params],
     )
-    group.add_command(faust_cli.commands["worker"])
+    group.add_command(_worker(faust_cli.commands["worker"]))
     for command in COMMANDS:
         group.add_command(command)
     group.add_command(
@@ -103,6 +103,13 @@ def build_cli() -> RtrankGroup:
         )
     )
     return group
+
+
+def _worker(faust_worker: click.Command) -> click.Command:
+    """Faust's worker command, described as rtrank's stream processor in the command list."""
+    worker = copy.copy(faust_worker)
+    worker.short_help = "The stream processor: events in, lists out (/health, /metrics)."
+    return worker
 
 
 def _rtrank_param(param: click.Parameter) -> click.Parameter:

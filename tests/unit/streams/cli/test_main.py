@@ -76,6 +76,11 @@ def test_worker_is_fausts_worker_command_with_its_options(environ) -> None:
     assert "--web-port" in text and "--loglevel" in text
 
 
+def test_worker_is_listed_as_rtrank_s_stream_processor(environ) -> None:
+    listed = [line for line in help_text().splitlines() if line.split()[:1] == ["worker"]]
+    assert listed == ["  worker   The stream processor: events in, lists out (/health, /metrics)."]
+
+
 def test_version_names_rtrank(environ) -> None:
     result = CliRunner().invoke(build_cli(), ["--version"])
     assert result.output.startswith("rtrank ")
