@@ -13,6 +13,7 @@ from aiohttp.web import Response
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.agents import register_agents
 from rtrank.streams.worker.faust_patches import PatchedApp, fetch_wait_ms, producer_buffer_max
+from rtrank.streams.worker.group_metrics import register_group_metrics
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
 from rtrank.streams.worker.topics_and_tables import declare_tables, declare_topics, ensure_topics
@@ -61,6 +62,7 @@ def build_app(settings: Settings) -> RtrankApp:
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()
+    register_group_metrics(app, settings, metrics)
     register_catalogue(app, settings, topics, tables, metrics)
     serving = register_agents(
         app, settings, topics, tables.user_to_history, metrics, items=tables.items

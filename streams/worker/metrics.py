@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RECOVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
 @dataclass
@@ -110,6 +111,26 @@ class Metrics:
             "rtrank_online_ndcg",
             "Sum of NDCG@10 of tested events, by version",
             ["model_version"],
+            registry=r,
+        )
+
+        self.rebalances = Counter(
+            "rtrank_rebalances",
+            "Partition assignments this worker received (one per rebalance of the group)",
+            registry=r,
+        )
+        self.recovery_seconds = Histogram(
+            "rtrank_recovery_seconds",
+            "From a partition assignment to serving again: the takeover's table recovery "
+            "(from changelogs; short with standby replicas) and the seek to committed offsets",
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "rtrank_consumer_lag",
+            "Events not answered yet per partition of the events topic: its end offset minus "
+            "the group's committed offset (every worker reports every partition)",
+            ["partition"],
             registry=r,
         )
 
