@@ -1,0 +1,84 @@
+"""Prometheus metrics of the online trainer, in a registry of its own, served over HTTP on
+``RTRANK_TRAINER_METRICS_PORT`` (``/metrics``; 0: not served).
+
+    rtrank_trainer_steps_total               gradient steps taken
+    rtrank_trainer_examples_total            fresh examples trained on (rate(): examples/s)
+    rtrank_trainer_malformed_examples_total  examples skipped as malformed
+    rtrank_trainer_published_version         the last version published
+    rtrank_trainer_published_total{kind}     versions published (snapshot, delta)
+    rtrank_trainer_lag{partition}            training examples not read yet
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.steps = Counter("rtrank_trainer_steps", "Gradient steps taken", registry=r)
+        self.examples = Counter(
+            "rtrank_trainer_examples", "Fresh training examples trained on", registry=r
+        )
+        self.malformed = Counter(
+            "rtrank_trainer_malformed_examples",
+            "Training examples skipped as malformed",
+            registry=r,
+        )
+        self.published_version = Gauge(
+            "rtrank_trainer_published_version", "The last model version published", registry=r
+        )
+        self.published = Counter(
+            "rtrank_trainer_published",
+            "Model versions published, by kind (snapshot, delta)",
+            ["kind"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "rtrank_trainer_lag",
+            "Training examples not read yet, per partition of the training-examples topic",
+            ["partition"],
+            registry=r,
+        )
+
+    def trained(self, steps: int, examples: int) -> None:
+        """One round of the loop: ``steps`` gradient steps over ``examples`` fresh ones."""
+        self.steps.inc(steps)
+        self.examples.inc(examples)
+
+    def publishing(self, version: int, snapshot: bool) -> None:
+        self.published_version.set(version)
+        self.published.labels(kind="snapshot" if snapshot else "delta").inc()
+
+    def behind(self, highwaters: Mapping[int, int | None], positions: Mapping[int, int]) -> None:
+        """Lag per partition: the offset the next example will get (``highwaters``, None while
+        unknown) minus the next offset to read (``positions``)."""
+        for partition, highwater in highwaters.items():
+            if highwater is not None and partition in positions:
+                lag = max(0, highwater - positions[partition])
+                self.lag.labels(partition=str(partition)).set(lag)
+
+
+def serve_metrics(metrics: TrainerMetrics, port: int) -> WSGIServer | None:
+    """Serve ``metrics`` at ``http://0.0.0.0:port/metrics`` from a daemon thread; None when
+    ``port`` is 0 or taken (a warning says so: training goes on without the endpoint)."""
+    if port == 0:
+        return None
+    try:
+        server, _thread = start_http_server(port, registry=metrics.registry)
+    except OSError as e:
+        log.warning("trainer metrics not served on port %d: %s", port, e)
+        return None
+    log.info("trainer metrics on :%d/metrics", port)
+    return server
