@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rtrank.streams.setting_types import (
@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(
         8, gt=0, description="Partitions of events, recommendations and the user table."
+    )
+    replication_factor: int = Field(
+        1,
+        gt=0,
+        description="Replicas of every topic rtrank creates, Faust's own included: 1 on one "
+        "broker, 3 on a cluster. Set, not discovered from the brokers: a worker starting "
+        "while a broker is down must still create the topics every other worker does.",
+    )
+    min_insync_replicas: int = Field(
+        1,
+        gt=0,
+        description="`min.insync.replicas` of every topic rtrank creates: an acknowledged "
+        "write is on this many replicas. 2 with replication 3 keeps serving, losing nothing, "
+        "through one dead broker. At most RTRANK_REPLICATION_FACTOR.",
     )
     standby_replicas: int = Field(
         1, ge=0, description="Warm table copies on other workers (needs 2+ workers)."
@@ -262,6 +276,15 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         64 * 1024, gt=0, description="Raw events longer than this go to the DLQ."
     )
+
+    @field_validator("min_insync_replicas")
+    @classmethod
+    def _not_above_replication(cls, value: int, info: ValidationInfo) -> int:
+        """More in-sync replicas than replicas would refuse every acknowledged write."""
+        replicas = info.data.get("replication_factor")
+        if replicas is not None and value > replicas:
+            raise ValueError(f"more than RTRANK_REPLICATION_FACTOR={replicas}")
+        return value
 
     @classmethod
     def settings_customise_sources(

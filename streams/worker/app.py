@@ -38,6 +38,7 @@ class RtrankApp(PatchedApp):
             datadir=str(settings.data_dir),
             web_port=settings.web_port,
             topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
             table_standby_replicas=settings.standby_replicas,
             broker_session_timeout=settings.session_timeout_s,
             producer_linger=settings.producer_linger_ms / 1000,

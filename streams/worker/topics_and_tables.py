@@ -26,7 +26,17 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.worker.faust_patches import keep_in_memory
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-COMPACTED = {"cleanup.policy": "compact"}  # the latest record per key is the record
+DAY_MS = 24 * 3600 * 1000
+
+
+def compacted() -> dict[str, str]:
+    """The latest record per key is the record: kept for as long as the topic lives."""
+    return {"cleanup.policy": "compact"}
+
+
+def kept_for(days: int) -> dict[str, str]:
+    """Records older than ``days`` are deleted, whole segments at a time."""
+    return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
 
 
 # -- Topics ----------------------------------------------------------------------------------
@@ -35,11 +45,13 @@ COMPACTED = {"cleanup.policy": "compact"}  # the latest record per key is the re
 @dataclass(frozen=True)
 class TopicSpec:
     """One topic: ``role`` names it in `Topics`; ``declared`` False for a topic Faust
-    declares itself (a table's changelog) that rtrank still creates up front."""
+    declares itself (a table's changelog, the assignor's leader topic) that rtrank still
+    creates up front; ``configs`` are its topic configs (retention, min.insync.replicas)."""
 
     role: str
     name: str
     partitions: int
+    replicas: int
     configs: Mapping[str, str] = field(default_factory=dict)
     declared: bool = True
 
@@ -49,26 +61,63 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
     Every topic carries raw bytes: events as producers wrote them, the rest as JSON that
     `rtrank.streams.records` serialises. Model updates have one partition: a version must
-    follow its base. The catalogue and its changelog are compacted: the latest record per
-    item is the item.
+    follow its base. Every topic has ``RTRANK_REPLICATION_FACTOR`` replicas and
+    ``RTRANK_MIN_INSYNC_REPLICAS``, and a stated retention:
 
-    The catalogue's changelog is among them: left to Faust, it was created during the first
-    rebalance, missing from the metadata the assignor read, and the worker hung in recovery
-    (seen under load).
+    | topic | retention | why |
+    |---|---|---|
+    | events | 7 days | a worker down for days resumes from its committed offsets |
+    | recommendations | 1 day | a list is superseded by the user's next one |
+    | events.dlq, items.dlq | 30 days | dead letters wait for a person to look |
+    | training-examples | 7 days | a trainer down for days resumes where its version was |
+    | model-updates | 7 days | below |
+    | items, item_to_info changelog | compacted | the latest record per item is the item |
+    | rank-requests, rank-responses | 1 day | an answer is only useful to its caller, now |
+    | user_to_history changelog | compacted | the latest state per user is the state |
+    | the assignor's leader topic | 1 day | Faust never writes it; it elects a leader |
+
+    ``model-updates`` is deleted by age, not compacted: its key is the version, shared by
+    every chunk of one update, so compaction would keep a snapshot's last chunk only. Late
+    starters read it from the newest complete snapshot on (`rtrank.streams.trainer.
+    model_updates`), so 7 days is safe while the trainer publishes a snapshot at least every
+    7 days: it does every ``snapshot_every`` versions, a version at most every
+    ``trainer_publish_s`` while examples arrive. Kafka deletes a segment only once its
+    newest record is older than 7 days and never the segment being written; a trainer with
+    no examples for 7 days whose latest snapshot sits in a closed segment is the case this
+    bound does not cover.
+
+    The changelogs and the leader topic are Faust's; creating them here gives them the same
+    replication and configs (Faust would give them its own). The catalogue's changelog was
+    also, left to Faust, created during the first rebalance, missing from the metadata the
+    assignor read, and the worker hung in recovery (seen under load).
     """
-    n = settings.partitions
+    n, r = settings.partitions, settings.replication_factor
+
+    def spec(role: str, name: str, partitions: int, retention: dict[str, str], **kw) -> TopicSpec:
+        configs = {**retention, "min.insync.replicas": str(settings.min_insync_replicas)}
+        return TopicSpec(role, name, partitions, r, configs, **kw)
+
     return [
-        TopicSpec("events", settings.events_topic, n),
-        TopicSpec("recommendations", settings.recommendations_topic, n),
-        TopicSpec("dlq", settings.dlq_topic, n),
-        TopicSpec("training", settings.training_topic, n),
-        TopicSpec("model_updates", settings.model_updates_topic, 1),
-        TopicSpec("items", settings.items_topic, n, COMPACTED),
-        TopicSpec("items_dlq", settings.items_dlq_topic, n),
-        TopicSpec("rank_requests", settings.rank_requests_topic, n),
-        TopicSpec("rank_responses", settings.rank_responses_topic, n),
-        TopicSpec("item_to_info_changelog", catalogue_changelog(settings), n, COMPACTED, False),
-    ]
+        spec("events", settings.events_topic, n, kept_for(7)),
+        spec("recommendations", settings.recommendations_topic, n, kept_for(1)),
+        spec("dlq", settings.dlq_topic, n, kept_for(30)),
+        spec("training", settings.training_topic, n, kept_for(7)),
+        spec("model_updates", settings.model_updates_topic, 1, kept_for(7)),
+        spec("items", settings.items_topic, n, compacted()),
+        spec("items_dlq", settings.items_dlq_topic, n, kept_for(30)),
+        spec("rank_requests", settings.rank_requests_topic, n, kept_for(1)),
+        spec("rank_responses", settings.rank_responses_topic, n, kept_for(1)),
+        spec("item_to_info_changelog", changelog(settings, "item_to_info"), n, compacted(),
+             declared=False),
+        spec("user_to_history_changelog", changelog(settings, "user_to_history"), n,
+             compacted(), declared=False),
+        spec("leader", leader_topic(settings), 1, kept_for(1), declared=False),
+    ]  # fmt: skip
+
+
+def topic_spec(settings: Settings, role: str) -> TopicSpec:
+    """The spec of ``role`` in `topic_specs`."""
+    return next(spec for spec in topic_specs(settings) if spec.role == role)
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -76,9 +125,19 @@ def topic_names(settings: Settings) -> list[str]:
     return [spec.name for spec in topic_specs(settings)]
 
 
+def changelog(settings: Settings, table: str) -> str:
+    """The changelog of ``table`` (Faust's naming)."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
 def catalogue_changelog(settings: Settings) -> str:
-    """The changelog of the ``item_to_info`` GlobalTable (Faust's naming)."""
-    return f"{settings.app_id}-item_to_info-changelog"
+    """The changelog of the ``item_to_info`` GlobalTable."""
+    return changelog(settings, "item_to_info")
+
+
+def leader_topic(settings: Settings) -> str:
+    """The topic Faust's assignor assigns to one worker to elect the group's leader."""
+    return f"{settings.app_id}-__assignor-__leader"
 
 
 @dataclass(frozen=True)
@@ -101,7 +160,11 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         **{
             spec.role: app.topic(
-                spec.name, partitions=spec.partitions, config=dict(spec.configs), **RAW
+                spec.name,
+                partitions=spec.partitions,
+                replicas=spec.replicas,
+                config=dict(spec.configs),
+                **RAW,
             )
             for spec in topic_specs(settings)
             if spec.declared
@@ -133,13 +196,15 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
     lives where the user's events are read), in the app's store. ``item_to_info`` is a
     GlobalTable (every worker holds the whole catalogue), kept in memory and recovered from
     its changelog at start: it is small, and copied to the model process; its dict, a
-    `ChangedItems`, remembers what changed for the model process's next call.
+    `ChangedItems`, remembers what changed for the model process's next call. Their
+    changelogs get the configs of their `topic_specs` (Faust adds compaction).
     """
     user_to_history = app.Table(
         "user_to_history",
         default=None,
         partitions=settings.partitions,
         schema=json_table_schema(),
+        extra_topic_configs=dict(topic_spec(settings, "user_to_history_changelog").configs),
         help="user_id -> UserState (recent items, seen items, last applied offset)",
     )
     item_to_info = app.GlobalTable(
@@ -147,6 +212,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         default=None,
         partitions=settings.partitions,
         schema=json_table_schema(),
+        extra_topic_configs=dict(topic_spec(settings, "item_to_info_changelog").configs),
         help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
     )
     items = ChangedItems()
@@ -175,7 +241,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
             try:
                 admin.create_topics(
                     [
-                        NewTopic(spec.name, spec.partitions, 1, topic_configs=dict(spec.configs))
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            spec.replicas,
+                            topic_configs=dict(spec.configs),
+                        )
                         for spec in missing
                     ],
                     timeout_ms=int(timeout_s * 1000),

@@ -51,6 +51,12 @@ def test_a_bad_value_stops_the_load_with_one_line_naming_the_variable_and_the_fa
     )
 
 
+def test_more_in_sync_replicas_than_replicas_stops_the_load() -> None:
+    assert error_of(RTRANK_REPLICATION_FACTOR="2", RTRANK_MIN_INSYNC_REPLICAS="3") == (
+        "RTRANK_MIN_INSYNC_REPLICAS='3' is not valid: more than RTRANK_REPLICATION_FACTOR=2"
+    )
+
+
 def test_every_bad_variable_is_named_on_the_same_line() -> None:
     message = error_of(RTRANK_TOP_K="-1", RTRANK_BATCH_MAX_MS="soon")
     assert "\n" not in message
@@ -244,6 +250,8 @@ def every_field_changed() -> Settings:
         training_topic="t",
         model_updates_topic="m",
         partitions=3,
+        replication_factor=3,
+        min_insync_replicas=2,
         standby_replicas=0,
         session_timeout_s=12.5,
         producer_linger_ms=0.1,
