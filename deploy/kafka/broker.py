@@ -1,18 +1,22 @@
-"""A single-node Apache Kafka (KRaft) broker for development and tests.
+"""A local Apache Kafka (KRaft) for development and tests: one node, or a small cluster.
 
-    rtrank kafka up [--port 9092] [--data-dir DIR]
+    rtrank kafka up [--brokers 3] [--port 9092] [--data-dir DIR]
     rtrank kafka status
     rtrank kafka down
 
 The jars come from Maven Central through `pom.xml` beside this file. They are resolved once
 into a cache outside git (``RTRANK_KAFKA_CACHE``, default ``~/.cache/rtrank/kafka``); every
-later start is offline. One node is both broker and controller, listens on 127.0.0.1 only,
-keeps replication factors at 1, runs the log cleaner (Faust changelogs are compacted) and
-never auto-creates topics: a topic that the pipeline did not declare is an error, not a
-silent one-partition surprise.
+later start is offline. Every node is both broker and controller (a cluster of three is its
+own quorum of three controllers, which survives one dead node), listens on 127.0.0.1 only,
+runs the log cleaner (Faust changelogs are compacted) and never auto-creates topics: a topic
+that the pipeline did not declare is an error, not a silent one-partition surprise. Kafka's
+internal topics get replication min(3, nodes) and min.insync.replicas 2 from three nodes on.
 
-The data directory holds the KRaft storage, ``server.properties``, ``broker.pid`` and
-``broker.log``; the pid file is how ``status`` and ``down`` find the broker again.
+A node's data directory holds its KRaft storage, ``server.properties``, ``broker.pid`` and
+``broker.log``; the pid file is how ``status`` and ``down`` find it again. A cluster's nodes
+live in ``node-1``, ``node-2``, … under the cluster's directory, and their
+``server.properties`` record its layout (ports, quorum), so a later ``up`` — of the whole
+cluster, or of one node that died — starts every node where its peers expect it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +37,7 @@ POM = HERE / "pom.xml"
 LOG_CONFIG = HERE / "log4j2.properties"
 DEFAULT_PORT = 9092
 HEAP = "-Xmx512m"
+CLUSTER_HEAP = "-Xmx256m"  # per node: three JVMs share a developer's machine
 
 
 class BrokerError(RuntimeError):
@@ -41,10 +46,16 @@ class BrokerError(RuntimeError):
 
 @dataclass(frozen=True)
 class Broker:
-    """Where one local broker lives: its client port and its data directory."""
+    """Where one local node lives: its client port and its data directory.
+
+    In a cluster a node also has its id and a fixed controller port, which its peers know;
+    a lone node (``controller_port`` 0) takes a free one at each start.
+    """
 
     port: int
     data_dir: Path
+    node_id: int = 1
+    controller_port: int = 0
 
     @property
     def bootstrap(self) -> str:
@@ -65,6 +76,61 @@ class Broker:
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "kraft"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Local KRaft nodes forming one cluster; every node is a broker and a controller."""
+
+    nodes: tuple[Broker, ...]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client address: clients find the cluster through any live one."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def quorum_voters(self) -> str:
+        """``controller.quorum.voters``: ``id@host:port`` of every controller."""
+        return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+
+
+def new_cluster(data_dir: Path, brokers: int, ports: list[int] | None = None) -> Cluster:
+    """A cluster of ``brokers`` nodes under ``data_dir`` (``node-1`` …): client ports
+    ``ports`` (default: free ones), controller ports free now and fixed from then on."""
+    ports = ports or [free_port() for _ in range(brokers)]
+    if len(ports) != brokers:
+        raise ValueError(f"{brokers} nodes need {brokers} client ports, got {len(ports)}")
+    controllers: list[int] = []
+    while len(controllers) < brokers:
+        port = free_port()
+        if port not in controllers and port not in ports:
+            controllers.append(port)
+    return Cluster(
+        tuple(
+            Broker(port, data_dir / f"node-{n}", n, controller)
+            for n, (port, controller) in enumerate(zip(ports, controllers, strict=True), 1)
+        )
+    )
+
+
+def recorded_cluster(data_dir: Path) -> Cluster | None:
+    """The cluster whose nodes' ``server.properties`` are under ``data_dir``, or None."""
+    nodes = []
+    for properties in sorted(data_dir.glob("node-*/server.properties")):
+        values = _read_properties(properties)
+        ports = dict(
+            listener.split("://") for listener in values["listeners"].split(",")
+        )
+        nodes.append(
+            Broker(
+                port=int(ports["PLAINTEXT"].rsplit(":", 1)[1]),
+                data_dir=properties.parent,
+                node_id=int(values["node.id"]),
+                controller_port=int(ports["CONTROLLER"].rsplit(":", 1)[1]),
+            )
+        )
+    return Cluster(tuple(sorted(nodes, key=lambda n: n.node_id))) if nodes else None
 
 
 def default_data_dir(port: int) -> Path:
@@ -132,6 +198,13 @@ def running_pid(broker: Broker) -> int | None:
 
 def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """True when the broker answers a metadata request (not merely accepts a TCP connect)."""
+    return live_brokers(bootstrap, timeout_s) is not None
+
+
+def live_brokers(bootstrap: str, timeout_s: float = 3.0) -> int | None:
+    """How many brokers the cluster's metadata lists as alive, asked at ``bootstrap``; None
+    when nothing there answers. A broker is listed once the controller quorum has a leader
+    that registered it, so a full count means the quorum stands."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -142,113 +215,129 @@ def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
             bootstrap_timeout_ms=int(timeout_s * 1000),
         )
     except (KafkaError, OSError, ValueError):
-        return False
+        return None
     try:
-        admin.list_topics()
-        return True
+        return len(admin.describe_cluster()["brokers"])
     except (KafkaError, OSError):
-        return False
+        return None
     finally:
         admin.close()
 
 
-def up(broker: Broker, wait_s: float = 90.0) -> str:
-    """Start the broker in the background; return once it answers a metadata request.
+def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
+    """Start the node(s) not running, in the background; return once every node answers a
+    metadata request that lists every node (in a cluster: the controller quorum stands).
 
-    Returns a one-line message; raises BrokerError with the log path when it does not come up.
+    Returns a one-line message; raises BrokerError with a log path when a node does not
+    come up (the nodes this call started are stopped again).
     """
-    pid = running_pid(broker)
-    if pid is not None:
-        return f"Kafka is already running (pid {pid}) on {broker.bootstrap}"
-    if _port_taken(broker.port):
-        raise BrokerError(f"port {broker.port} is already in use by another process")
+    cluster = _as_cluster(target)
+    pids = [running_pid(node) for node in cluster.nodes]
+    if all(pids):
+        return f"Kafka is already running ({_pids(pids)}) on {cluster.bootstrap}"
+    for node, pid in zip(cluster.nodes, pids, strict=True):
+        for port in (node.port, node.controller_port) if pid is None else ():
+            if port and _port_taken(port):
+                raise BrokerError(f"port {port} is already in use by another process")
     java = _require("java", "Java 17+ is needed to run Kafka; install a JDK (e.g. openjdk-17-jre).")
-    libs = resolve_jars()
-    broker.data_dir.mkdir(parents=True, exist_ok=True)
-    controller_port = free_port()
-    broker.properties_file.write_text(_server_properties(broker, controller_port))
-    classpath = f"{libs}/*"
-    if not (broker.storage_dir / "meta.properties").exists():
-        _format_storage(java, classpath, broker)
-    log = broker.log_file.open("ab")
-    process = subprocess.Popen(
-        [
-            java,
-            HEAP,
-            "-Xms128m",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-            "-cp",
-            classpath,
-            "kafka.Kafka",
-            str(broker.properties_file),
-        ],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    broker.pid_file.write_text(str(process.pid))
+    classpath = f"{resolve_jars()}/*"
+    if isinstance(target, Broker) and target.controller_port == 0:
+        cluster = Cluster((replace(target, controller_port=free_port()),))
+    cluster_id = _cluster_id(cluster)
+    started: dict[Broker, subprocess.Popen] = {}
+    for n, node in enumerate(cluster.nodes):
+        if pids[n] is None:
+            started[node] = _start(java, classpath, node, cluster, cluster_id)
+            pids[n] = started[node].pid
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            broker.pid_file.unlink(missing_ok=True)
-            raise BrokerError(
-                f"Kafka exited with code {process.returncode} during start; see {broker.log_file}"
-            )
-        if answers_metadata(broker.bootstrap, timeout_s=2.0):
-            return f"Kafka {kafka_version()} is up (pid {process.pid}) on {broker.bootstrap}"
+        for node, process in started.items():
+            if process.poll() is not None:
+                _stop_all(started)
+                raise BrokerError(
+                    f"Kafka exited with code {process.returncode} during start; "
+                    f"see {node.log_file}"
+                )
+        if all(live_brokers(n.bootstrap, 2.0) == len(cluster.nodes) for n in cluster.nodes):
+            what = "is up" if len(cluster.nodes) == 1 else f"cluster of {len(cluster.nodes)} is up"
+            return f"Kafka {kafka_version()} {what} ({_pids(pids)}) on {cluster.bootstrap}"
         time.sleep(0.5)
-    _stop(process.pid)
-    broker.pid_file.unlink(missing_ok=True)
-    raise BrokerError(f"Kafka did not answer within {wait_s:.0f}s; see {broker.log_file}")
+    _stop_all(started)
+    logs = ", ".join(str(node.log_file) for node in started)
+    raise BrokerError(f"Kafka did not answer within {wait_s:.0f}s; see {logs}")
 
 
-def status(broker: Broker) -> tuple[bool, str]:
-    """(running, one-line description)."""
-    pid = running_pid(broker)
-    if pid is None:
-        return False, f"Kafka is not running (data dir {broker.data_dir})"
-    state = "answering" if answers_metadata(broker.bootstrap) else "not answering yet"
-    return (
-        True,
-        f"Kafka is running (pid {pid}) on {broker.bootstrap}, {state}; log {broker.log_file}",
-    )
+def status(target: Broker | Cluster) -> tuple[bool, str]:
+    """(every node running, a description: one line, plus one per node in a cluster)."""
+    if isinstance(target, Broker):
+        pid = running_pid(target)
+        if pid is None:
+            return False, f"Kafka is not running (data dir {target.data_dir})"
+        state = "answering" if answers_metadata(target.bootstrap) else "not answering yet"
+        return (
+            True,
+            f"Kafka is running (pid {pid}) on {target.bootstrap}, {state}; log {target.log_file}",
+        )
+    lines, running = [], 0
+    for node in target.nodes:
+        pid = running_pid(node)
+        if pid is None:
+            lines.append(f"  node {node.node_id} on {node.bootstrap}: not running")
+            continue
+        running += 1
+        seen = live_brokers(node.bootstrap)
+        state = "not answering yet" if seen is None else f"answering, sees {seen} live"
+        lines.append(
+            f"  node {node.node_id} (pid {pid}) on {node.bootstrap}: {state}; log {node.log_file}"
+        )
+    size = len(target.nodes)
+    head = f"Kafka cluster: {running} of {size} nodes running on {target.bootstrap}"
+    return running == size, "\n".join([head, *lines])
 
 
-def down(broker: Broker, wait_s: float = 30.0) -> str:
-    """Stop the broker cleanly (SIGTERM, SIGKILL after wait_s). Not running is not an error."""
-    pid = running_pid(broker)
-    if pid is None:
-        broker.pid_file.unlink(missing_ok=True)
+def down(target: Broker | Cluster, wait_s: float = 30.0) -> str:
+    """Stop every node (SIGTERM to all at once, SIGKILL after wait_s). Not running is not
+    an error. All at once: a node stopped alone in a cluster would wait for the quorum."""
+    nodes = _as_cluster(target).nodes
+    pids = [running_pid(node) for node in nodes]
+    live = [pid for pid in pids if pid is not None]
+    if not live:
+        for node in nodes:
+            node.pid_file.unlink(missing_ok=True)
         return "Kafka is not running"
-    _stop(pid, wait_s)
-    broker.pid_file.unlink(missing_ok=True)
-    return f"Kafka stopped (pid {pid})"
+    _stop_pids(live, wait_s)
+    for node in nodes:
+        node.pid_file.unlink(missing_ok=True)
+    return f"Kafka stopped ({_pids(pids)})"
 
 
-def _server_properties(broker: Broker, controller_port: int) -> str:
-    settings = {
+def server_properties(node: Broker, cluster: Cluster) -> dict[str, str]:
+    """The ``server.properties`` of ``node`` in ``cluster`` (a lone node: a cluster of one)."""
+    size = len(cluster.nodes)
+    replication = str(min(3, size))
+    min_isr = "2" if size >= 3 else "1"
+    return {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker.port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": cluster.quorum_voters,
+        "listeners": (
+            f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}"
+        ),
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(broker.storage_dir),
-        # One node: every internal topic must be satisfiable with a single replica.
-        "offsets.topic.replication.factor": "1",
+        "log.dirs": str(node.storage_dir),
+        # Internal topics as replicated as the cluster allows; one node: a single replica.
+        "offsets.topic.replication.factor": replication,
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_isr,
         # Our topics are declared with their partition counts; never invent them.
         "auto.create.topics.enable": "false",
         # Faust changelogs are compacted topics: the cleaner must run, with a small buffer.
@@ -259,15 +348,84 @@ def _server_properties(broker: Broker, controller_port: int) -> str:
         "num.io.threads": "4",
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
-    return "".join(f"{k}={v}\n" for k, v in settings.items())
 
 
-def _format_storage(java: str, classpath: str, broker: Broker) -> None:
-    cluster_id = _kafka_uuid()
+def write_properties(node: Broker, cluster: Cluster) -> None:
+    """Write `server_properties` into the node's data directory (created if missing)."""
+    node.data_dir.mkdir(parents=True, exist_ok=True)
+    properties = server_properties(node, cluster)
+    node.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+
+
+def _as_cluster(target: Broker | Cluster) -> Cluster:
+    return Cluster((target,)) if isinstance(target, Broker) else target
+
+
+def _pids(pids: list[int | None]) -> str:
+    numbers = [str(pid) for pid in pids if pid is not None]
+    return f"pid{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+
+
+def _start(
+    java: str, classpath: str, node: Broker, cluster: Cluster, cluster_id: str
+) -> subprocess.Popen:
+    write_properties(node, cluster)
+    if not (node.storage_dir / "meta.properties").exists():
+        _format_storage(java, classpath, node, cluster_id)
+    process = subprocess.Popen(
+        [
+            java,
+            HEAP if len(cluster.nodes) == 1 else CLUSTER_HEAP,
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(node.properties_file),
+        ],  # fmt: skip
+        stdout=node.log_file.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    node.pid_file.write_text(str(process.pid))
+    return process
+
+
+def _stop_all(started: dict[Broker, subprocess.Popen]) -> None:
+    _stop_pids([process.pid for process in started.values()])
+    for node in started:
+        node.pid_file.unlink(missing_ok=True)
+
+
+def _cluster_id(cluster: Cluster) -> str:
+    """The id the cluster's storage was formatted with (a node whose storage is gone
+    rejoins under it), or a new one."""
+    for node in cluster.nodes:
+        meta = node.storage_dir / "meta.properties"
+        if meta.exists():
+            found = _read_properties(meta).get("cluster.id")
+            if found:
+                return found
+    return _kafka_uuid()
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text(errors="replace").splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _format_storage(java: str, classpath: str, node: Broker, cluster_id: str) -> None:
     cmd = [
         java, "-Xmx256m", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath,
         "kafka.tools.StorageTool", "format", "--ignore-formatted",
-        "-t", cluster_id, "-c", str(broker.properties_file),
+        "-t", cluster_id, "-c", str(node.properties_file),
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -319,26 +477,37 @@ def _is_zombie(pid: int) -> bool:
     return fields[0] == "Z"
 
 
-def _stop(pid: int, wait_s: float = 30.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+def _stop_pids(pids: list[int], wait_s: float = 30.0) -> None:
+    """SIGTERM to every pid at once; SIGKILL to those still alive after ``wait_s``."""
+    alive = []
+    for pid in pids:
         try:
-            os.kill(pid, 0)
+            os.kill(pid, signal.SIGTERM)
+            alive.append(pid)
         except ProcessLookupError:
-            return
-        if _is_zombie(pid):
-            _reap(pid)
-            return
-        time.sleep(0.2)
+            pass
+    deadline = time.monotonic() + wait_s
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if not _gone(pid)]
+        if alive:
+            time.sleep(0.2)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        _reap(pid)
+
+
+def _gone(pid: int) -> bool:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return
-    _reap(pid)
+        return True
+    if _is_zombie(pid):
+        _reap(pid)
+        return True
+    return False
 
 
 def _reap(pid: int) -> None:
