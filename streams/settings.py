@@ -210,6 +210,13 @@ class Settings(BaseSettings):
         description="Added to the trainer's OS niceness: on a shared machine, serving "
         "first. 0 leaves it alone.",
     )
+    trainer_metrics_port: int = Field(
+        6067,
+        ge=0,
+        le=65535,
+        description="HTTP port of the trainer's /metrics (Prometheus); 0 = not served. "
+        "A port already taken leaves the trainer running without it (a warning says so).",
+    )
     eval_window: int = Field(
         1000, gt=0, description="Events in the worker's rolling online Hit@10 / NDCG@10."
     )

@@ -47,6 +47,7 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.updates import Snapshot, UpdateError, apply_update
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.settings import Settings
+from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
 from rtrank.streams.trainer.model_updates import read_updates, to_messages
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 
@@ -155,6 +156,7 @@ class Trainer:
     def __init__(self, settings: Settings, checkpoint: str = "") -> None:
         self.settings = settings
         self.checkpoint = checkpoint
+        self.metrics = TrainerMetrics()
 
     def run(self, stop: threading.Event, on_ready: Callable[[int], None] | None = None) -> None:
         """Resume (or start), then learn and publish until ``stop`` is set; ``on_ready`` is
@@ -162,6 +164,16 @@ class Trainer:
         s = self.settings
         torch.set_num_threads(max(1, s.trainer_threads))
         lower_priority(s.trainer_nice)
+        server = serve_metrics(self.metrics, s.trainer_metrics_port)
+        try:
+            self._run(stop, on_ready)
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+
+    def _run(self, stop: threading.Event, on_ready: Callable[[int], None] | None) -> None:
+        s = self.settings
         ensure_topics(s)
         state = resume(s, self.checkpoint)
         self.learner, self.next_version = state.learner, state.next_version
@@ -251,6 +263,7 @@ class Trainer:
                     example = parse_example(r.value)
                     if example is None:
                         bad += 1
+                        self.metrics.malformed.inc()
                         log.warning(
                             "skipped a malformed training example at %s/%d/%d (%d so far)",
                             tp.topic,
@@ -261,8 +274,12 @@ class Trainer:
                     else:
                         fresh.append(example)
                     self.offsets[tp.partition] = r.offset + 1
+            steps_before = self.learner.steps
             for start in range(0, len(fresh), s.trainer_batch_size):
                 self.learner.step(fresh[start : start + s.trainer_batch_size])
+            self.metrics.trained(self.learner.steps - steps_before, len(fresh))
+            highwaters = {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()}
+            self.metrics.behind(highwaters, self.offsets)
             trained_ts.extend(e.ts for e in fresh)
             if time.monotonic() - last_publish >= s.trainer_publish_s and self.learner.has_changes:
                 snapshot = self.versions_since_snapshot + 1 >= s.snapshot_every
@@ -289,6 +306,7 @@ class Trainer:
         for key, value in messages:
             producer.send(s.model_updates_topic, key=key, value=value, partition=0)
         producer.flush()
+        self.metrics.publishing(update.version, isinstance(update, Snapshot))
         self.versions_since_snapshot = (
             0 if isinstance(update, Snapshot) else (self.versions_since_snapshot + 1)
         )

@@ -287,6 +287,7 @@ def every_field_changed() -> Settings:
         trainer_examples_from="latest",
         trainer_threads=3,
         trainer_nice=0,
+        trainer_metrics_port=7067,
         eval_window=41,
         items_topic="i",
         items_dlq_topic="idlq",
