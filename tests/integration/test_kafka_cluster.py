@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -64,6 +66,21 @@ def cluster_worker(cluster_settings: Settings, tmp_path: Path) -> Iterator[Worke
         if proc.log.exists():
             print(f"--- the last lines of {proc.log} ---")
             print("\n".join(proc.log.read_text(errors="replace").splitlines()[-150:]))
+
+
+def test_kafka_status_finds_the_cluster_in_its_data_dir_and_every_node_answering(
+    kafka_cluster,
+) -> None:
+    data_dir = kafka_cluster.nodes[0].data_dir.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "rtrank.streams", "kafka", "status", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 of 3 nodes running" in done.stdout
+    assert done.stdout.count("answering, sees 3 live") == 3
 
 
 def _admin(settings: Settings) -> KafkaAdminClient:

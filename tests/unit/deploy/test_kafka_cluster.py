@@ -82,3 +82,19 @@ def test_a_node_whose_storage_is_gone_rejoins_under_the_clusters_id(tmp_path) ->
     kept.mkdir(parents=True)
     (kept / "meta.properties").write_text("version=1\ncluster.id=AbCdEfGhIjKlMnOpQrStUv\n")
     assert broker._cluster_id(cluster) == "AbCdEfGhIjKlMnOpQrStUv"
+
+
+def test_status_of_a_cluster_names_every_node_that_is_not_running(tmp_path) -> None:
+    running, text = broker.status(_three(tmp_path))
+    assert not running
+    assert text.splitlines() == [
+        "Kafka cluster: 0 of 3 nodes running on "
+        "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094",
+        "  node 1 on 127.0.0.1:9092: not running",
+        "  node 2 on 127.0.0.1:9093: not running",
+        "  node 3 on 127.0.0.1:9094: not running",
+    ]
+
+
+def test_down_of_a_cluster_not_running_is_not_an_error(tmp_path) -> None:
+    assert broker.down(_three(tmp_path)) == "Kafka is not running"
