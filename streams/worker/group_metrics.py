@@ -4,9 +4,12 @@ answered.
 
 - ``rtrank_rebalances_total``: partition assignments this worker received (Faust's
   ``on_partitions_assigned`` signal; one per rebalance of the group).
-- ``rtrank_recovery_seconds``: from the first assignment of a rebalance to Faust's
-  ``on_rebalance_complete`` (tables recovered, streams about to resume). An assignment that a
-  newer rebalance interrupts keeps its start: the histogram counts the whole pause.
+- ``rtrank_takeover_seconds``: from the start of a rebalance (Faust's
+  ``on_partitions_revoked``, sent once this worker has drained what it was processing; or
+  the assignment, when no revocation came first) to ``on_rebalance_complete`` (stores opened,
+  tables recovered, streams about to resume): the pause in this worker's answers, less the
+  time the group took to notice a departure (up to the session timeout). A rebalance that a
+  newer one interrupts keeps its start: the histogram counts the whole pause.
 - ``rtrank_consumer_lag{partition}``: the group's lag as the broker holds it, i.e. the end
   offset minus the committed offset, read every `LAG_EVERY_S` with an admin client. Events
   are committed only once answered, so this counts the events still waiting for their list
@@ -39,22 +42,28 @@ LAG_TIMEOUT_S = 5.0  # a reading against an unreachable broker gives up after th
 
 @dataclass
 class Takeovers:
-    """Counts assignments and times each rebalance from its first assignment to the worker
-    serving again."""
+    """Counts assignments and times each rebalance from its start (revocation, else
+    assignment) to the worker serving again."""
 
     metrics: Metrics
     clock: Callable[[], float] = time.monotonic
     pending_since: float | None = None
 
+    def revoked(self) -> None:
+        self._start()
+
     def assigned(self) -> None:
         self.metrics.rebalances.inc()
-        if self.pending_since is None:
-            self.pending_since = self.clock()
+        self._start()
 
     def recovered(self) -> None:
         if self.pending_since is not None:
-            self.metrics.recovery_seconds.observe(self.clock() - self.pending_since)
+            self.metrics.takeover_seconds.observe(self.clock() - self.pending_since)
             self.pending_since = None
+
+    def _start(self) -> None:
+        if self.pending_since is None:
+            self.pending_since = self.clock()
 
 
 def partition_lags(
@@ -142,8 +151,12 @@ def admin_for(settings: Settings) -> Callable[[], KafkaAdminClient]:
 
 
 def register_group_metrics(app: faust.App, settings: Settings, metrics: Metrics) -> Takeovers:
-    """Keep the rebalance, recovery and lag metrics of ``app``'s group up to date."""
+    """Keep the rebalance, takeover and lag metrics of ``app``'s group up to date."""
     takeovers = Takeovers(metrics)
+
+    @app.on_partitions_revoked.connect
+    def on_revoked(sender: faust.App, revoked: set, **kwargs: Any) -> None:
+        takeovers.revoked()
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: faust.App, assigned: set, **kwargs: Any) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-RECOVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+TAKEOVER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
 @dataclass
@@ -119,11 +119,12 @@ class Metrics:
             "Partition assignments this worker received (one per rebalance of the group)",
             registry=r,
         )
-        self.recovery_seconds = Histogram(
-            "rtrank_recovery_seconds",
-            "From a partition assignment to serving again: the takeover's table recovery "
-            "(from changelogs; short with standby replicas) and the seek to committed offsets",
-            buckets=RECOVERY_BUCKETS,
+        self.takeover_seconds = Histogram(
+            "rtrank_takeover_seconds",
+            "From the start of a rebalance (partitions revoked) to serving the new "
+            "assignment: joining, opening stores, table recovery (short with standby "
+            "replicas), seeking to committed offsets",
+            buckets=TAKEOVER_BUCKETS,
             registry=r,
         )
         self.consumer_lag = Gauge(

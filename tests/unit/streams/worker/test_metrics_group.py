@@ -1,4 +1,4 @@
-"""The consumer group's metrics: rebalances, recovery seconds, lag per partition."""
+"""The consumer group's metrics: rebalances, takeover seconds, lag per partition."""
 
 from __future__ import annotations
 
@@ -55,17 +55,28 @@ def test_every_assignment_counts_a_rebalance() -> None:
     assert value(metrics, "rtrank_rebalances_total") == 2
 
 
-def test_recovery_seconds_run_from_the_assignment_to_the_rebalance_completing() -> None:
+def test_a_takeover_runs_from_the_revocation_to_the_rebalance_completing() -> None:
+    metrics, clock = Metrics(), Clock()
+    takeovers = Takeovers(metrics, clock)
+    takeovers.revoked()
+    clock.now += 1.0
+    takeovers.assigned()
+    clock.now += 4.0
+    takeovers.recovered()
+    assert value(metrics, "rtrank_takeover_seconds_count") == 1
+    assert value(metrics, "rtrank_takeover_seconds_sum") == 5.0
+
+
+def test_without_a_revocation_a_takeover_runs_from_the_assignment() -> None:
     metrics, clock = Metrics(), Clock()
     takeovers = Takeovers(metrics, clock)
     takeovers.assigned()
     clock.now += 4.0
     takeovers.recovered()
-    assert value(metrics, "rtrank_recovery_seconds_count") == 1
-    assert value(metrics, "rtrank_recovery_seconds_sum") == 4.0
+    assert value(metrics, "rtrank_takeover_seconds_sum") == 4.0
 
 
-def test_a_rebalance_interrupted_by_another_is_timed_from_its_first_assignment() -> None:
+def test_a_rebalance_interrupted_by_another_is_timed_from_its_first_start() -> None:
     metrics, clock = Metrics(), Clock()
     takeovers = Takeovers(metrics, clock)
     takeovers.assigned()
@@ -73,8 +84,8 @@ def test_a_rebalance_interrupted_by_another_is_timed_from_its_first_assignment()
     takeovers.assigned()
     clock.now += 2.0
     takeovers.recovered()
-    assert value(metrics, "rtrank_recovery_seconds_count") == 1
-    assert value(metrics, "rtrank_recovery_seconds_sum") == 5.0
+    assert value(metrics, "rtrank_takeover_seconds_count") == 1
+    assert value(metrics, "rtrank_takeover_seconds_sum") == 5.0
 
 
 def test_a_completion_without_a_pending_assignment_times_nothing() -> None:
@@ -83,7 +94,7 @@ def test_a_completion_without_a_pending_assignment_times_nothing() -> None:
     takeovers.assigned()
     takeovers.recovered()
     takeovers.recovered()
-    assert value(metrics, "rtrank_recovery_seconds_count") == 1
+    assert value(metrics, "rtrank_takeover_seconds_count") == 1
 
 
 def test_the_app_s_rebalance_signals_reach_the_metrics(tmp_path) -> None:
@@ -93,13 +104,15 @@ def test_the_app_s_rebalance_signals_reach_the_metrics(tmp_path) -> None:
     clock = takeovers.clock = Clock()
 
     async def rebalance() -> None:
+        await app.on_partitions_revoked.send(set())
+        clock.now += 0.5
         await app.on_partitions_assigned.send({TopicPartition("events", 0)})
         clock.now += 1.5
         await app.on_rebalance_complete.send()
 
     asyncio.run(rebalance())
     assert value(metrics, "rtrank_rebalances_total") == 1
-    assert value(metrics, "rtrank_recovery_seconds_sum") == 1.5
+    assert value(metrics, "rtrank_takeover_seconds_sum") == 2.0
 
 
 def offset(o: int) -> SimpleNamespace:
