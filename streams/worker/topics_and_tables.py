@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import faust
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
 from rtrank.streams.catalogue import ChangedItems
 from rtrank.streams.settings import Settings
@@ -224,14 +224,16 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
 
 
 class TopicLayoutError(RuntimeError):
-    """An existing topic has a partition count that would break co-partitioning."""
+    """The topics cannot be laid out as configured: an existing topic's partition count
+    would break co-partitioning, or the cluster has fewer brokers than replicas asked."""
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
     """Create the missing topics of `topic_specs`; return name -> partitions.
 
     Raises:
-        TopicLayoutError: ``events`` exists with another partition count than configured.
+        TopicLayoutError: ``events`` exists with another partition count than configured,
+            or ``RTRANK_REPLICATION_FACTOR`` exceeds the brokers registered.
     """
     admin = _admin(settings, timeout_s)
     try:
@@ -253,6 +255,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
                 )
             except TopicAlreadyExistsError:
                 pass  # another process created them in between: fine
+            except InvalidReplicationFactorError:
+                brokers = len(admin.describe_cluster()["brokers"])
+                raise TopicLayoutError(
+                    f"RTRANK_REPLICATION_FACTOR={settings.replication_factor} but the cluster "
+                    f"at {settings.bootstrap_servers} has {brokers} broker(s) registered"
+                ) from None
         counts = _partition_counts(admin, topic_names(settings), timeout_s)
     finally:
         admin.close()

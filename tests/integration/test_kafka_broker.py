@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from rtrank.deploy.kafka import broker as local_kafka
+from rtrank.streams.worker.topics_and_tables import TopicLayoutError, ensure_topics
 
 
 def _create(bootstrap: str, topic: str, partitions: int) -> None:
@@ -90,6 +91,16 @@ def test_librdkafka_client_reads_what_kafka_python_wrote(kafka_broker) -> None:
             break
     consumer.close()
     assert received == sent
+
+
+def test_more_replicas_than_brokers_is_refused_in_one_line(settings) -> None:
+    three = settings.replace(replication_factor=3, min_insync_replicas=2)
+    with pytest.raises(TopicLayoutError) as refused:
+        ensure_topics(three)
+    assert str(refused.value) == (
+        f"RTRANK_REPLICATION_FACTOR=3 but the cluster at {settings.bootstrap_servers} "
+        "has 1 broker(s) registered"
+    )
 
 
 def _rtrank(*args: str) -> subprocess.CompletedProcess:
