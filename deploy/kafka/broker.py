@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from rtrank.deploy.kafka.processes import free_port, is_zombie, port_taken, stop_pids
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -191,7 +191,7 @@ def running_pid(broker: Broker) -> int | None:
         return None
     except PermissionError:
         return pid
-    if _is_zombie(pid):
+    if is_zombie(pid):
         return None
     return pid
 
@@ -237,7 +237,7 @@ def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
         return f"Kafka is already running ({_pids(pids)}) on {cluster.bootstrap}"
     for node, pid in zip(cluster.nodes, pids, strict=True):
         for port in (node.port, node.controller_port) if pid is None else ():
-            if port and _port_taken(port):
+            if port and port_taken(port):
                 raise BrokerError(f"port {port} is already in use by another process")
     java = _require("java", "Java 17+ is needed to run Kafka; install a JDK (e.g. openjdk-17-jre).")
     classpath = f"{resolve_jars()}/*"
@@ -305,7 +305,7 @@ def down(target: Broker | Cluster, wait_s: float = 30.0) -> str:
         for node in nodes:
             node.pid_file.unlink(missing_ok=True)
         return "Kafka is not running"
-    _stop_pids(live, wait_s)
+    stop_pids(live, wait_s)
     for node in nodes:
         node.pid_file.unlink(missing_ok=True)
     return f"Kafka stopped ({_pids(pids)})"
@@ -395,7 +395,7 @@ def _start(
 
 
 def _stop_all(started: dict[Broker, subprocess.Popen]) -> None:
-    _stop_pids([process.pid for process in started.values()])
+    stop_pids([process.pid for process in started.values()])
     for node in started:
         node.pid_file.unlink(missing_ok=True)
 
@@ -450,68 +450,3 @@ def _require(program: str, message: str) -> str:
     if path is None:
         raise BrokerError(f"{program} not found: {message}")
     return path
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, IndexError):
-        return False
-    return fields[0] == "Z"
-
-
-def _stop_pids(pids: list[int], wait_s: float = 30.0) -> None:
-    """SIGTERM to every pid at once; SIGKILL to those still alive after ``wait_s``."""
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + wait_s
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if not _gone(pid)]
-        if alive:
-            time.sleep(0.2)
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        _reap(pid)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    if _is_zombie(pid):
-        _reap(pid)
-        return True
-    return False
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
