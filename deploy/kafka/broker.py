@@ -198,13 +198,35 @@ def running_pid(broker: Broker) -> int | None:
 
 def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """True when the broker answers a metadata request (not merely accepts a TCP connect)."""
-    return live_brokers(bootstrap, timeout_s) is not None
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
 
 
-def live_brokers(bootstrap: str, timeout_s: float = 3.0) -> int | None:
-    """How many brokers the cluster's metadata lists as alive, asked at ``bootstrap``; None
-    when nothing there answers. A broker is listed once the controller quorum has a leader
-    that registered it, so a full count means the quorum stands."""
+def live_broker_ids(bootstrap: str, timeout_s: float = 3.0) -> set[int] | None:
+    """Ids of the brokers that the cluster's metadata lists unfenced, asked at
+    ``bootstrap``; None when nothing there answers.
+
+    A broker is unfenced while it heartbeats to the active controller and has caught up
+    with the cluster's metadata: every node in the set means the controller quorum stands
+    and every broker serves. A killed broker stays listed, unfenced, until its session
+    with the controller times out (seconds).
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -217,16 +239,17 @@ def live_brokers(bootstrap: str, timeout_s: float = 3.0) -> int | None:
     except (KafkaError, OSError, ValueError):
         return None
     try:
-        return len(admin.describe_cluster()["brokers"])
+        brokers = admin.describe_cluster()["brokers"]
     except (KafkaError, OSError):
         return None
     finally:
         admin.close()
+    return {b["broker_id"] for b in brokers if not b.get("is_fenced")}
 
 
 def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
-    """Start the node(s) not running, in the background; return once every node answers a
-    metadata request that lists every node (in a cluster: the controller quorum stands).
+    """Start the node(s) not running, in the background; return once the cluster lists
+    every node unfenced (`live_broker_ids`: in a cluster, the controller quorum stands).
 
     Returns a one-line message; raises BrokerError with a log path when a node does not
     come up (the nodes this call started are stopped again).
@@ -258,7 +281,7 @@ def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
                     f"Kafka exited with code {process.returncode} during start; "
                     f"see {node.log_file}"
                 )
-        if all(live_brokers(n.bootstrap, 2.0) == len(cluster.nodes) for n in cluster.nodes):
+        if live_broker_ids(cluster.bootstrap, 2.0) == {n.node_id for n in cluster.nodes}:
             what = "is up" if len(cluster.nodes) == 1 else f"cluster of {len(cluster.nodes)} is up"
             return f"Kafka {kafka_version()} {what} ({_pids(pids)}) on {cluster.bootstrap}"
         time.sleep(0.5)
@@ -278,19 +301,18 @@ def status(target: Broker | Cluster) -> tuple[bool, str]:
             True,
             f"Kafka is running (pid {pid}) on {target.bootstrap}, {state}; log {target.log_file}",
         )
-    lines, running = [], 0
-    for node in target.nodes:
-        pid = running_pid(node)
+    pids = [running_pid(node) for node in target.nodes]
+    live = (live_broker_ids(target.bootstrap) or set()) if any(pids) else set()
+    lines = []
+    for node, pid in zip(target.nodes, pids, strict=True):
         if pid is None:
             lines.append(f"  node {node.node_id} on {node.bootstrap}: not running")
             continue
-        running += 1
-        seen = live_brokers(node.bootstrap)
-        state = "not answering yet" if seen is None else f"answering, sees {seen} live"
+        state = "serving" if node.node_id in live else "not serving (starting or fenced)"
         lines.append(
             f"  node {node.node_id} (pid {pid}) on {node.bootstrap}: {state}; log {node.log_file}"
         )
-    size = len(target.nodes)
+    running, size = sum(pid is not None for pid in pids), len(target.nodes)
     head = f"Kafka cluster: {running} of {size} nodes running on {target.bootstrap}"
     return running == size, "\n".join([head, *lines])
 

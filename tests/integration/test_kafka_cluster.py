@@ -68,7 +68,7 @@ def cluster_worker(cluster_settings: Settings, tmp_path: Path) -> Iterator[Worke
             print("\n".join(proc.log.read_text(errors="replace").splitlines()[-150:]))
 
 
-def test_kafka_status_finds_the_cluster_in_its_data_dir_and_every_node_answering(
+def test_kafka_status_finds_the_cluster_in_its_data_dir_and_every_node_serving(
     kafka_cluster,
 ) -> None:
     data_dir = kafka_cluster.nodes[0].data_dir.parent
@@ -80,7 +80,7 @@ def test_kafka_status_finds_the_cluster_in_its_data_dir_and_every_node_answering
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 of 3 nodes running" in done.stdout
-    assert done.stdout.count("answering, sees 3 live") == 3
+    assert done.stdout.count(": serving;") == 3
 
 
 def _admin(settings: Settings) -> KafkaAdminClient:
@@ -149,7 +149,9 @@ def test_a_broker_killed_mid_replay_and_restarted_loses_nothing(
             timeout_s=120,
             message="the worker stopped answering with one broker of three dead",
         )
-        assert local_kafka.running_pid(victim) is None
+        running, described = local_kafka.status(kafka_cluster)
+        assert not running
+        assert f"node {victim.node_id} on {victim.bootstrap}: not running" in described
         local_kafka.up(kafka_cluster, wait_s=120)
     finally:
         producer.join()
