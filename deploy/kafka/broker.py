@@ -119,9 +119,7 @@ def recorded_cluster(data_dir: Path) -> Cluster | None:
     nodes = []
     for properties in sorted(data_dir.glob("node-*/server.properties")):
         values = _read_properties(properties)
-        ports = dict(
-            listener.split("://") for listener in values["listeners"].split(",")
-        )
+        ports = dict(item.split("://") for item in values["listeners"].split(","))
         nodes.append(
             Broker(
                 port=int(ports["PLAINTEXT"].rsplit(":", 1)[1]),
