@@ -246,8 +246,9 @@ def live_broker_ids(bootstrap: str, timeout_s: float = 3.0) -> set[int] | None:
 
 
 def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
-    """Start the node(s) not running, in the background; return once the cluster lists
-    every node unfenced (`live_broker_ids`: in a cluster, the controller quorum stands).
+    """Start the node(s) not running, in the background; return once each answers at its
+    own address and the cluster lists every node unfenced (`live_broker_ids`: the controller
+    quorum stands). Both: a node killed moments ago is still listed unfenced.
 
     Returns a one-line message; raises BrokerError with a log path when a node does not
     come up (the nodes this call started are stopped again).
@@ -279,7 +280,9 @@ def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
                     f"Kafka exited with code {process.returncode} during start; "
                     f"see {node.log_file}"
                 )
-        if live_broker_ids(cluster.bootstrap, 2.0) == {n.node_id for n in cluster.nodes}:
+        if all(answers_metadata(node.bootstrap, 2.0) for node in started) and (
+            live_broker_ids(cluster.bootstrap, 2.0) == {n.node_id for n in cluster.nodes}
+        ):
             what = "is up" if len(cluster.nodes) == 1 else f"cluster of {len(cluster.nodes)} is up"
             return f"Kafka {kafka_version()} {what} ({_pids(pids)}) on {cluster.bootstrap}"
         time.sleep(0.5)

@@ -13,13 +13,18 @@ one-partition topic behind our back (local brokers run with auto-creation off).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import faust
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidReplicationFactorError,
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+)
 
 from rtrank.streams.catalogue import ChangedItems
 from rtrank.streams.settings import Settings
@@ -27,6 +32,7 @@ from rtrank.streams.worker.faust_patches import keep_in_memory
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 DAY_MS = 24 * 3600 * 1000
+T = TypeVar("T")
 
 
 def compacted() -> dict[str, str]:
@@ -235,6 +241,34 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
         TopicLayoutError: ``events`` exists with another partition count than configured,
             or ``RTRANK_REPLICATION_FACTOR`` exceeds the brokers registered.
     """
+    counts = _retrying(lambda: _create_missing(settings, timeout_s), timeout_s)
+    if counts.get(settings.events_topic, settings.partitions) != settings.partitions:
+        raise TopicLayoutError(
+            f"topic {settings.events_topic!r} has {counts[settings.events_topic]} partitions but "
+            f"RTRANK_PARTITIONS={settings.partitions}; the user table must be co-partitioned "
+            "with it: set RTRANK_PARTITIONS to match or recreate the topic"
+        )
+    return counts
+
+
+def _retrying(action: Callable[[], T], timeout_s: float) -> T:
+    """``action()``, again while it fails to connect, for up to ``timeout_s``.
+
+    For seconds after a broker of a cluster dies, the cluster still lists it as alive
+    (until its session with the controller times out); kafka-python's admin client may send
+    to it and fail at once instead of asking another broker.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return action()
+        except KafkaConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _create_missing(settings: Settings, timeout_s: float) -> dict[str, int]:
     admin = _admin(settings, timeout_s)
     try:
         existing = set(admin.list_topics())
@@ -261,16 +295,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]
                     f"RTRANK_REPLICATION_FACTOR={settings.replication_factor} but the cluster "
                     f"at {settings.bootstrap_servers} has {brokers} broker(s) registered"
                 ) from None
-        counts = _partition_counts(admin, topic_names(settings), timeout_s)
+        return _partition_counts(admin, topic_names(settings), timeout_s)
     finally:
         admin.close()
-    if counts.get(settings.events_topic, settings.partitions) != settings.partitions:
-        raise TopicLayoutError(
-            f"topic {settings.events_topic!r} has {counts[settings.events_topic]} partitions but "
-            f"RTRANK_PARTITIONS={settings.partitions}; the user table must be co-partitioned "
-            "with it: set RTRANK_PARTITIONS to match or recreate the topic"
-        )
-    return counts
 
 
 def delete_run_topics(settings: Settings, run: str, timeout_s: float = 30.0) -> list[str]:

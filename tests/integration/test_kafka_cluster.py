@@ -23,7 +23,12 @@ from rtrank.streams.bench.worker_metrics import metric_value
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
-from rtrank.streams.worker.topics_and_tables import changelog, ensure_topics, topic_names
+from rtrank.streams.worker.topics_and_tables import (
+    changelog,
+    ensure_topics,
+    topic_names,
+    topic_specs,
+)
 from tests.integration.conftest import latest_by_key, read_topic, wait_for
 
 
@@ -102,6 +107,17 @@ def test_every_topic_is_created_with_three_replicas_and_two_in_sync(cluster_sett
     assert replicas == {name: {3} for name in names}
     min_isr = {name: c["min.insync.replicas"]["value"] for name, c in configs["topic"].items()}
     assert min_isr == {name: "2" for name in names}
+
+
+def test_topics_are_created_right_after_a_broker_died(kafka_cluster, cluster_settings) -> None:
+    """The dead broker is still listed as alive for seconds; creating must not fail there."""
+    victim = kafka_cluster.nodes[0]
+    os.kill(local_kafka.running_pid(victim), signal.SIGKILL)
+    try:
+        counts = ensure_topics(cluster_settings)
+    finally:
+        local_kafka.up(kafka_cluster, wait_s=120)
+    assert counts == {spec.name: spec.partitions for spec in topic_specs(cluster_settings)}
 
 
 def _leader_of_partition_0(settings: Settings, cluster: local_kafka.Cluster) -> local_kafka.Broker:
