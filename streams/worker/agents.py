@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from rtrank.streams.catalogue import ChangedItems
 from rtrank.streams.records import Event
@@ -104,6 +105,16 @@ class FaustSink:
         send_app_buffer_now(self.app)
 
 
+class FaustSource:
+    """The app's consumer as a `rtrank.streams.worker.dataflow.Source`."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def seek(self, tp: tuple[str, int], offset: int) -> None:
+        await self.app.consumer.seek(TP(*tp), offset)
+
+
 class FaustStates:
     """A Faust table of user states as a `rtrank.streams.worker.dataflow.StateTable`."""
 
@@ -149,7 +160,23 @@ def register_agents(
     commands that only produce or read topics never pay for it.
     """
     serving = Serving(settings, items if items is not None else ChangedItems(), metrics)
-    flow = Dataflow(settings, serving, FaustSink(app), FaustStates(user_to_history), metrics)
+    flow = Dataflow(
+        settings, serving, FaustSink(app), FaustStates(user_to_history), metrics, FaustSource(app)
+    )
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+        """Faust sends this during a rebalance, before the partitions are handed on."""
+        unwritten, in_flight = len(flow.unwritten), len(flow.in_flight)
+        dropped = flow.revoke(revoked)
+        log.info(
+            "partitions revoked: %d queued events dropped, %d of %d unwritten states, "
+            "%d events in flight",
+            dropped,
+            unwritten - len(flow.unwritten),
+            unwritten,
+            in_flight,
+        )
 
     @app.agent(topics.events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:

@@ -1,9 +1,10 @@
 """The worker's dataflow as plain code: ingest (validate, apply to state) and answer (batch,
-score, emit, write state, ack), over four small interfaces.
+score, emit, write state, ack), over five small interfaces.
 
 - a `Scorer`: a batch's scoring requests and fresh events -> (model version, one list each);
 - a `Sink` for records: send one (topic, key, value, headers), and send what is buffered now;
 - a `StateTable` of user states: get, and put in the partition of the event it answers;
+- a `Source` of events: read a partition again from an offset;
 - and acks: each `EventRecord` carries how to acknowledge it.
 
 The Faust agents (`rtrank.streams.worker.agents`) are adapters over the producer, the table
@@ -18,14 +19,18 @@ user's state with that list once, sends the batch's records now, and only then a
 batch's events: an event whose list or state was not delivered is redelivered after a crash.
 
 Everything one worker keeps between events (the queue, ``read_up_to``, ``unwritten``) is
-an attribute of one `Dataflow`, so that it can be dropped per partition.
+an attribute of one `Dataflow`, and belongs to a partition: `Dataflow.revoke` drops it when
+the partition is revoked, and fences off the partition's events still in flight. Ingest
+reads each partition without gaps (`Dataflow._skip_past_gap`): an event is never acked,
+and so committed, before every earlier event of its partition was read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +45,8 @@ from rtrank.streams.worker.dead_letters import dead_letter
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.online_eval import OnlineQuality
 from rtrank.streams.worker.state import UserState, apply_event, is_applied
+
+log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
@@ -62,6 +69,11 @@ class Sink(Protocol):
 
     def send_buffered_now(self) -> None:
         """Send what is buffered now instead of when the producer's linger expires."""
+
+
+class Source(Protocol):
+    async def seek(self, tp: tuple[str, int], offset: int) -> None:
+        """Read partition ``tp`` again from ``offset``: its next event is that one."""
 
 
 class StateTable(Protocol):
@@ -100,6 +112,7 @@ class Pending:
     state: UserState | None
     arrived: float  # time.monotonic() when ingest read it
     prefix: list[str] | None = None  # history before the event; None when not newly applied
+    generation: int = 0  # its partition's revocations when it was read (`Dataflow.owns`)
 
 
 def arrival(pending: Pending) -> float:
@@ -108,8 +121,9 @@ def arrival(pending: Pending) -> float:
 
 class Dataflow:
     """One worker's ingest and answer, and what they share: the queue of pending events,
-    the offset read last per partition (``read_up_to``) and the states applied but not
-    written yet (``unwritten``)."""
+    the offset read last per partition (``read_up_to``), the states applied but not
+    written yet (``unwritten``), and each partition's count of revocations
+    (``generations``), which fences the events read before a revocation."""
 
     def __init__(
         self,
@@ -118,11 +132,13 @@ class Dataflow:
         sink: Sink,
         states: StateTable,
         metrics: Metrics,
+        source: Source,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.sink = sink
         self.states = states
+        self.source = source
         self.metrics = metrics
         self.limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
         self.policy = EventPolicy.from_settings(settings)
@@ -130,16 +146,65 @@ class Dataflow:
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)
         self.read_up_to: dict[Any, int] = {}  # partition -> offset of the last event read
         self.unwritten: dict[str, UserState] = {}  # users whose state is not in the table yet
+        self.generations: dict[Any, int] = {}  # partition -> times revoked (`revoke`)
+        self.skipping: dict[Any, tuple[int, int]] = {}  # partition -> (gap, last event left)
+        self.in_flight: list[Pending] = []  # the batch being answered
+
+    def owns(self, pending: Pending) -> bool:
+        """True while ``pending``'s partition has not been revoked since it was read."""
+        return pending.generation == self.generations.get(pending.record.tp, 0)
+
+    def revoke(self, partitions: Iterable[Any]) -> int:
+        """Forget what this worker keeps for ``partitions`` (which it no longer owns) and
+        fence off their events in flight; returns how many queued events were dropped.
+
+        Contract: once this returns, no event read from ``partitions`` before it is
+        answered, acked, or written to the table, and ingest reads those partitions'
+        users from the table again. Their queued events and their users' unwritten states
+        go now; the batch being answered (``in_flight``) and an event being ingested
+        drop their part when they next check `owns`: right before each list is sent, each
+        state written and each event acked, with no await between that check and that
+        step. So whatever the awaits (scoring waits on the model process, sending on the
+        producer) this revocation lands between, nothing of a revoked partition is written
+        after it: the new owner recovers the table from a changelog that no old write
+        follows, and the dropped events, never acked, are redelivered to it.
+
+        Faust calls this from its revocation (`rtrank.streams.worker.agents`), before the
+        partitions are handed on, and after waiting for every event its stream handed over
+        to be acked: so normally the queue is empty by then, and this is what still holds
+        when it is not. With Kafka's eager rebalancing every rebalance revokes all
+        partitions, those kept included: their users are read from the table afresh.
+        """
+        revoked = set(partitions)
+        for tp in revoked:
+            self.generations[tp] = self.generations.get(tp, 0) + 1
+            self.read_up_to.pop(tp, None)
+            self.skipping.pop(tp, None)
+        queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        for pending in queued:
+            if pending.record.tp not in revoked:
+                self.queue.put_nowait(pending)
+        dropped = [p for p in queued if p.record.tp in revoked]
+        for pending in dropped + self.in_flight:
+            if pending.parsed is not None and pending.record.tp in revoked:
+                self.unwritten.pop(pending.parsed.user_id, None)
+        return len(dropped)
 
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
+        generation = self.generations.get(record.tp, 0)
+        last = self.read_up_to.get(record.tp)
+        if last is not None and record.offset > last + 1:
+            await self._skip_past_gap(record, last)
+            return
+        self.skipping.pop(record.tp, None)
         self.read_up_to[record.tp] = record.offset
         parsed = parse_event(record.key, record.value, self.limits)
         if isinstance(parsed, Rejection):
             metrics.events.labels("invalid").inc()
             await dead_letter(self.sink, settings.dlq_topic, record, parsed, metrics)
-            await self.queue.put(Pending(record, None, None, time.monotonic()))
+            await self.queue.put(Pending(record, None, None, time.monotonic(), None, generation))
             return
         user = parsed.user_id
         state = self.unwritten.get(user) or UserState.from_json(self.states.get(user))
@@ -162,7 +227,31 @@ class Dataflow:
             # load that saves the queue's wait (up to 4 batches) from model freshness.
             example = training_example(parsed, prefix, self.policy.weight(parsed.event_type))
             await self.sink.send(settings.training_topic, user.encode(), example.to_json())
-        await self.queue.put(Pending(record, parsed, state, time.monotonic(), prefix))
+        pending = Pending(record, parsed, state, time.monotonic(), prefix, generation)
+        await self.queue.put(pending)
+        if not self.owns(pending):  # revoked while sending the example or queueing
+            self.unwritten.pop(user, None)
+
+    async def _skip_past_gap(self, record: EventRecord, last: int) -> None:
+        """Leave ``record``, which follows a gap after ``last`` in its partition, unread
+        and unacked, and have the partition read again from the gap.
+
+        Ingest applies a partition's events in offset order, without gaps: the events
+        topic has none (it is not compacted, and rtrank's producers write no transaction
+        markers). Faust 0.15.3 loses events around a rebalance (fetched, never handed to
+        the agent, the consumer's read offset moved past them), and the acks of the events
+        after them would commit past them: they would never be applied nor answered. So
+        at a gap the partition is sought back to it, the events after it are dropped until
+        it arrives, and it is sought back again whenever the events after it come round
+        again without it (a seek undone by Faust's own seek to the committed offset).
+        """
+        tp, missing = record.tp, last + 1
+        gap, dropped_last = self.skipping.get(tp, (None, None))
+        self.skipping[tp] = (missing, record.offset)
+        if gap == missing and record.offset > dropped_last:
+            return  # an event after the gap, fetched before the seek
+        log.warning("%s: event %d after %d; read again from %d", tp, record.offset, last, missing)
+        await self.source.seek(tp, missing)
 
     async def next_batch(self, behind: int) -> list[Pending]:
         """The next micro-batch; ``behind``: events known to be waiting, not read yet."""
@@ -178,7 +267,18 @@ class Dataflow:
 
     async def answer(self, batch: list[Pending]) -> None:
         """Score ``batch``, emit one list per user, write those users' states, send the
-        records now, and then ack every event of the batch."""
+        records now, and then ack every event of the batch; events of partitions revoked
+        since they were read are left out at each step (`revoke`)."""
+        batch = [p for p in batch if self.owns(p)]
+        if not batch:
+            return
+        self.in_flight = batch
+        try:
+            await self._answer(batch)
+        finally:
+            self.in_flight = []
+
+    async def _answer(self, batch: list[Pending]) -> None:
         settings, metrics = self.settings, self.metrics
         started = time.monotonic()
         answered, requests = requests_for(batch, settings.allow_repeats)
@@ -188,17 +288,23 @@ class Dataflow:
         metrics.batch_size.observe(len(batch))
         metrics.inference_seconds.observe(inference_ms / 1000)
         lists_topic = settings.recommendations_topic
+        emitted = 0
         for pending, items in zip(answered, lists, strict=True):
+            if not self.owns(pending):
+                continue
             rec = recommendation(pending, items, version, started, inference_ms, len(batch))
             await self.sink.send(lists_topic, rec.user_id.encode(), rec.to_json())
-            listed = [i.item_id for i in items]
-            write_state(self.states, self.unwritten, pending, listed, version)
+            emitted += 1
+            if self.owns(pending):  # not revoked while the list was being sent
+                listed = [i.item_id for i in items]
+                write_state(self.states, self.unwritten, pending, listed, version)
         self.sink.send_buffered_now()
-        metrics.recommendations.inc(len(answered))
+        metrics.recommendations.inc(emitted)
         done = time.monotonic()
         for pending in batch:
-            metrics.answer_seconds.observe(done - pending.arrived)
-            await pending.record.ack()
+            if self.owns(pending):
+                metrics.answer_seconds.observe(done - pending.arrived)
+                await pending.record.ack()
 
 
 def requests_for(

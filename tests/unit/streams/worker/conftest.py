@@ -28,11 +28,13 @@ class Sent:
 
 
 class Sink:
-    """Keeps every record sent; ``send_buffered_now`` is a journal entry."""
+    """Keeps every record sent; ``send_buffered_now`` is a journal entry. ``while_sending``
+    runs inside a send (with its topic), as if the producer waited there."""
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
         self.sent: list[Sent] = []
+        self.while_sending: Callable[[str], Awaitable[None]] | None = None
 
     async def send(
         self,
@@ -41,6 +43,8 @@ class Sink:
         value: bytes | None,
         headers: dict[str, bytes] | None = None,
     ) -> None:
+        if self.while_sending is not None:
+            await self.while_sending(topic)
         self.sent.append(Sent(topic, key, value, headers))
         self.journal.append(("send", topic))
 
@@ -93,6 +97,16 @@ class Scorer:
         return self.VERSION, lists
 
 
+class Source:
+    """Every seek is a journal entry: ("seek", partition, offset)."""
+
+    def __init__(self, journal: list[tuple]) -> None:
+        self.journal = journal
+
+    async def seek(self, tp: tuple[str, int], offset: int) -> None:
+        self.journal.append(("seek", tp[1], offset))
+
+
 @pytest.fixture
 def journal() -> list[tuple]:
     return []
@@ -130,3 +144,8 @@ def make_record(journal: list[tuple]) -> Callable[..., EventRecord]:
         return EventRecord("events", partition, offset, key, value, ack)
 
     return make
+
+
+@pytest.fixture
+def source(journal: list[tuple]) -> Source:
+    return Source(journal)

@@ -30,6 +30,9 @@ SETTINGS = Settings(
 )
 
 
+P0, P1 = ("events", 0), ("events", 1)
+
+
 def event(user: str, item: str, event_type: str = "view", ts: int = TS) -> dict[str, Any]:
     return {"user_id": user, "item_id": item, "event_type": event_type, "ts": ts}
 
@@ -40,8 +43,8 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def flow(scorer, sink, states, metrics) -> Dataflow:  # noqa: ANN001 - conftest doubles
-    return Dataflow(SETTINGS, scorer, sink, states, metrics)
+def flow(scorer, sink, states, metrics, source) -> Dataflow:  # noqa: ANN001 - conftest doubles
+    return Dataflow(SETTINGS, scorer, sink, states, metrics, source)
 
 
 def run(flow: Dataflow, *records: EventRecord) -> None:
@@ -269,6 +272,177 @@ def test_a_batch_counts_its_lists(flow, metrics, make_record) -> None:
     assert metrics.registry.get_sample_value("rtrank_recommendations_total") == 2
     assert metrics.registry.get_sample_value("rtrank_batch_events_count") == 1
     assert metrics.registry.get_sample_value("rtrank_answer_seconds_count") == 2
+
+
+# -- Gaps in a partition --------------------------------------------------------------------
+
+
+def test_an_event_after_a_gap_is_left_unread_and_its_partition_read_again_from_the_gap(
+    flow, sink, journal, make_record
+) -> None:
+    async def go() -> None:
+        for offset in (3, 4, 7):  # 5 and 6 never reached the agent
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] in ("seek", "ack")] == [("seek", 0, 5)]
+    assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i3", "i4"]
+    assert flow.queue.qsize() == 2
+    assert flow.read_up_to == {P0: 4}
+
+
+def test_a_partition_read_again_after_a_gap_applies_its_events_in_order(
+    flow, states, journal, make_record
+) -> None:
+    offsets = (3, 4, 7, 8, 5, 6, 7, 8)  # 7 and 8 dropped, then 5.. read again
+
+    async def go() -> None:
+        for offset in offsets:
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(go())
+    assert states["u1"]["history"] == ["i3", "i4", "i5", "i6", "i7", "i8"]
+    assert [e for e in journal if e[0] in ("seek", "ack")] == [
+        ("seek", 0, 5),  # once for the gap, not for each event after it
+        ("ack", 3),
+        ("ack", 4),
+        ("ack", 5),
+        ("ack", 6),
+        ("ack", 7),
+        ("ack", 8),
+    ]
+
+
+def test_a_gap_whose_events_come_round_again_without_it_is_sought_again(
+    flow, sink, journal, make_record
+) -> None:
+    async def go() -> None:
+        for offset in (3, 6, 7, 6, 7, 4):  # 6 again: the first seek was undone
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4), ("seek", 0, 4)]
+    assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i3", "i4"]
+
+
+def test_an_event_before_the_last_one_read_is_read_as_a_redelivery(
+    flow, journal, make_record
+) -> None:
+    async def go() -> None:
+        for offset in (3, 4, 5, 2):  # the partition read again from its committed offset
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == []
+    assert flow.read_up_to == {P0: 2}
+
+
+# -- Revoked partitions ----------------------------------------------------------------------
+
+
+def test_a_revoked_partitions_queued_events_are_neither_answered_nor_acked(
+    flow, sink, states, journal, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(0, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(1, event("u1", "i2"), partition=0))
+        await flow.ingest(make_record(0, event("u2", "i9"), partition=1))
+        assert flow.revoke({P0}) == 2
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(go())
+    assert [s.key for s in sink.on(SETTINGS.recommendations_topic)] == [b"u2"]
+    assert states.writes == [("u2", 0)]
+    assert [e for e in journal if e[0] == "ack"] == [("ack", 0)]  # u2's, on partition 1
+
+
+def test_a_revoked_partitions_unwritten_states_and_read_offsets_are_forgotten(
+    flow, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(4, event("u2", "i1"), partition=1))
+        flow.revoke({P0})
+
+    asyncio.run(go())
+    assert list(flow.unwritten) == ["u2"]
+    assert flow.read_up_to == {P1: 4}
+
+
+def test_a_batch_whose_partition_is_revoked_while_scored_answers_only_the_other_partitions(
+    flow, scorer, sink, states, journal, make_record
+) -> None:
+    async def revoke() -> None:
+        flow.revoke({P0})
+
+    scorer.while_scoring = revoke
+    run(
+        flow,
+        make_record(5, event("u1", "i1"), partition=0),
+        make_record(6, event("u2", "i2"), partition=1),
+    )
+    assert [s.key for s in sink.on(SETTINGS.recommendations_topic)] == [b"u2"]
+    assert states.writes == [("u2", 6)]
+    assert [e for e in journal if e[0] == "ack"] == [("ack", 6)]
+    assert flow.unwritten == {}
+
+
+def test_a_state_is_not_written_nor_acked_when_revoked_while_its_list_is_sent(
+    flow, sink, states, journal, make_record
+) -> None:
+    async def revoke(topic: str) -> None:
+        if topic == SETTINGS.recommendations_topic:
+            flow.revoke({P0})
+
+    sink.while_sending = revoke
+    run(flow, make_record(5, event("u1", "i1"), partition=0))
+    assert states.writes == []
+    assert [e for e in journal if e[0] == "ack"] == []
+
+
+def test_an_event_revoked_while_ingested_leaves_no_unwritten_state_and_is_not_answered(
+    flow, sink, journal, make_record
+) -> None:
+    async def revoke(topic: str) -> None:
+        flow.revoke({P0})
+
+    sink.while_sending = revoke  # while its training example is sent
+
+    async def go() -> None:
+        await flow.ingest(make_record(5, event("u1", "i1"), partition=0))
+        sink.while_sending = None
+        await flow.ingest(make_record(0, event("u2", "i2"), partition=1))
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(go())
+    assert flow.unwritten == {}
+    assert [s.key for s in sink.on(SETTINGS.recommendations_topic)] == [b"u2"]
+    assert [e for e in journal if e[0] == "ack"] == [("ack", 0)]
+
+
+def test_a_partition_revoked_and_assigned_back_reads_the_table_not_the_stale_state(
+    flow, sink, states, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(5, event("u1", "i1"), partition=0))
+        flow.revoke({P0})
+        # Meanwhile the partition's next owner applied events 5..7 and wrote the table.
+        states.data["u1"] = UserState(
+            history=["i1", "i2", "i3"], seen=["i1", "i2", "i3"], events=3, last_offset=7
+        ).to_json()
+        await flow.ingest(make_record(8, event("u1", "i4"), partition=0))  # assigned back
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(go())
+    [sent] = sink.on(SETTINGS.recommendations_topic)
+    assert sent.json()["based_on"]["offset"] == 8
+    assert states.writes == [("u1", 8)]
+    assert (states["u1"]["history"], states["u1"]["events"]) == (["i1", "i2", "i3", "i4"], 4)
+    assert [s.json()["prefix"] for s in sink.on(SETTINGS.training_topic)] == [
+        [],
+        ["i1", "i2", "i3"],
+    ]
 
 
 # -- The parts, one at a time ----------------------------------------------------------------
