@@ -30,7 +30,11 @@ from rtrank.streams.scorer.rerank import RankedItem
 from rtrank.streams.scorer.scoring import ScoreRequest
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import Dataflow, EventRecord, events_behind
-from rtrank.streams.worker.faust_patches import as_current_event, send_app_buffer_now
+from rtrank.streams.worker.faust_patches import (
+    as_current_event,
+    committed_offset,
+    send_app_buffer_now,
+)
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.topics_and_tables import Topics
 
@@ -114,6 +118,9 @@ class FaustSource:
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         await self.app.consumer.seek(TP(*tp), offset)
 
+    def committed(self, tp: tuple[str, int]) -> int | None:
+        return committed_offset(self.app.consumer, TP(*tp))
+
 
 class FaustStates:
     """A Faust table of user states as a `rtrank.streams.worker.dataflow.StateTable`."""
@@ -177,6 +184,10 @@ def register_agents(
             unwritten,
             in_flight,
         )
+
+    @app.on_partitions_assigned.connect
+    async def forget_unassigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
+        flow.assigned(assigned)
 
     @app.agent(topics.events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:

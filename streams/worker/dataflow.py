@@ -4,7 +4,7 @@ score, emit, write state, ack), over five small interfaces.
 - a `Scorer`: a batch's scoring requests and fresh events -> (model version, one list each);
 - a `Sink` for records: send one (topic, key, value, headers), and send what is buffered now;
 - a `StateTable` of user states: get, and put in the partition of the event it answers;
-- a `Source` of events: read a partition again from an offset;
+- a `Source` of events: a partition's committed offset, and reading it again from one;
 - and acks: each `EventRecord` carries how to acknowledge it.
 
 The Faust agents (`rtrank.streams.worker.agents`) are adapters over the producer, the table
@@ -74,6 +74,10 @@ class Sink(Protocol):
 class Source(Protocol):
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         """Read partition ``tp`` again from ``offset``: its next event is that one."""
+
+    def committed(self, tp: tuple[str, int]) -> int | None:
+        """The offset partition ``tp`` is committed at (its next event to read), None
+        when unknown."""
 
 
 class StateTable(Protocol):
@@ -173,13 +177,13 @@ class Dataflow:
         partitions are handed on, and after waiting for every event its stream handed over
         to be acked: so normally the queue is empty by then, and this is what still holds
         when it is not. With Kafka's eager rebalancing every rebalance revokes all
-        partitions, those kept included: their users are read from the table afresh.
+        partitions, those kept included: their users are read from the table afresh. The
+        offset read last stays until the new assignment (`assigned`): a partition kept
+        goes on from it, so a gap at the start of the next generation is seen too.
         """
         revoked = set(partitions)
         for tp in revoked:
             self.generations[tp] = self.generations.get(tp, 0) + 1
-            self.read_up_to.pop(tp, None)
-            self.skipping.pop(tp, None)
         queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         for pending in queued:
             if pending.record.tp not in revoked:
@@ -190,11 +194,23 @@ class Dataflow:
                 self.unwritten.pop(pending.parsed.user_id, None)
         return len(dropped)
 
+    def assigned(self, partitions: Iterable[Any]) -> None:
+        """Forget the offset read last (``read_up_to``) of every partition not in
+        ``partitions``, the new assignment: another worker may read it meanwhile, so its
+        next owner here starts from whatever its first event is."""
+        kept = set(partitions)
+        for tp in [tp for tp in self.read_up_to if tp not in kept]:
+            del self.read_up_to[tp]
+            self.skipping.pop(tp, None)
+
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
         generation = self.generations.get(record.tp, 0)
         last = self.read_up_to.get(record.tp)
+        if last is None:  # the partition's first event here: it follows the committed offset
+            committed = self.source.committed(record.tp)
+            last = None if committed is None else committed - 1
         if last is not None and record.offset > last + 1:
             await self._skip_past_gap(record, last)
             return

@@ -15,6 +15,7 @@ Sections:
 - Faust's ``Monitor`` left out of the sensors.
 - Log records nobody prints (`drop_unprinted_log_records`).
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
+- The committed offset of a partition (`committed_offset`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
 - Faust's root command group (`FaustRootGroup`), for rtrank's CLI.
@@ -289,6 +290,16 @@ def send_buffered_now(producer: AIOKafkaProducer | None) -> None:
 def send_app_buffer_now(app: faust.App) -> None:
     """`send_buffered_now` for the aiokafka producer inside ``app``'s Faust producer."""
     send_buffered_now(app.producer._producer)
+
+
+# -- The committed offset --------------------------------------------------------------------
+
+
+def committed_offset(faust_consumer: Any, tp: Any) -> int | None:
+    """The offset ``tp`` was committed at as the consumer knows it: read from the broker
+    when the partition was assigned (Faust seeks it there before handing over events), then
+    each commit of its own; None when none is known."""
+    return getattr(faust_consumer, "_committed_offset", {}).get(tp)
 
 
 # -- The current event -----------------------------------------------------------------------

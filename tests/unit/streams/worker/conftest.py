@@ -98,13 +98,18 @@ class Scorer:
 
 
 class Source:
-    """Every seek is a journal entry: ("seek", partition, offset)."""
+    """Every seek is a journal entry: ("seek", partition, offset); ``commits``: the
+    committed offset per partition (none known by default)."""
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
+        self.commits: dict[tuple[str, int], int] = {}
 
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         self.journal.append(("seek", tp[1], offset))
+
+    def committed(self, tp: tuple[str, int]) -> int | None:
+        return self.commits.get(tp)
 
 
 @pytest.fixture

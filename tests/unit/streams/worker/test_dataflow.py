@@ -326,6 +326,22 @@ def test_a_gap_whose_events_come_round_again_without_it_is_sought_again(
     assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i3", "i4"]
 
 
+def test_a_partitions_first_event_past_its_committed_offset_is_a_gap(
+    flow, source, journal, make_record
+) -> None:
+    source.commits[P0] = 5
+    asyncio.run(flow.ingest(make_record(8, event("u1", "i8"))))  # 5..7 lost
+    assert [e for e in journal if e[0] in ("seek", "send")] == [("seek", 0, 5)]
+
+
+def test_a_partitions_first_event_at_its_committed_offset_is_read(
+    flow, source, sink, make_record
+) -> None:
+    source.commits[P0] = 5
+    asyncio.run(flow.ingest(make_record(5, event("u1", "i5"))))
+    assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i5"]
+
+
 def test_an_event_before_the_last_one_read_is_read_as_a_redelivery(
     flow, journal, make_record
 ) -> None:
@@ -357,9 +373,7 @@ def test_a_revoked_partitions_queued_events_are_neither_answered_nor_acked(
     assert [e for e in journal if e[0] == "ack"] == [("ack", 0)]  # u2's, on partition 1
 
 
-def test_a_revoked_partitions_unwritten_states_and_read_offsets_are_forgotten(
-    flow, make_record
-) -> None:
+def test_a_revoked_partitions_unwritten_states_are_forgotten(flow, make_record) -> None:
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
         await flow.ingest(make_record(4, event("u2", "i1"), partition=1))
@@ -367,7 +381,32 @@ def test_a_revoked_partitions_unwritten_states_and_read_offsets_are_forgotten(
 
     asyncio.run(go())
     assert list(flow.unwritten) == ["u2"]
+
+
+def test_the_offsets_read_are_forgotten_for_partitions_not_assigned_again(
+    flow, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(4, event("u2", "i1"), partition=1))
+        flow.revoke({P0, P1})
+        flow.assigned({P1})
+
+    asyncio.run(go())
     assert flow.read_up_to == {P1: 4}
+
+
+def test_a_partition_kept_through_a_rebalance_is_read_on_without_a_gap(
+    flow, journal, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        flow.revoke({P0})  # eager rebalancing: every partition revoked, then assigned again
+        flow.assigned({P0})
+        await flow.ingest(make_record(9, event("u1", "i9"), partition=0))  # 4..8 lost
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
 
 
 def test_a_batch_whose_partition_is_revoked_while_scored_answers_only_the_other_partitions(
@@ -427,7 +466,7 @@ def test_a_partition_revoked_and_assigned_back_reads_the_table_not_the_stale_sta
     async def go() -> None:
         await flow.ingest(make_record(5, event("u1", "i1"), partition=0))
         flow.revoke({P0})
-        # Meanwhile the partition's next owner applied events 5..7 and wrote the table.
+        flow.assigned({P1})  # P0 to another worker, which applied 5..7 and wrote the table
         states.data["u1"] = UserState(
             history=["i1", "i2", "i3"], seen=["i1", "i2", "i3"], events=3, last_offset=7
         ).to_json()
