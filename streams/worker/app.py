@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from aiohttp.web import Response
 
@@ -14,6 +15,7 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.worker.agents import register_agents
 from rtrank.streams.worker.faust_patches import PatchedApp, fetch_wait_ms, producer_buffer_max
 from rtrank.streams.worker.group_metrics import register_group_metrics
+from rtrank.streams.worker.local_state import mark_running, mark_stopped
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
 from rtrank.streams.worker.topics_and_tables import declare_tables, declare_topics, ensure_topics
@@ -25,9 +27,10 @@ class RtrankApp(PatchedApp):
     """The Faust app plus the settings it was built from.
 
     Its behaviour of its own: on a worker's first start, every rtrank topic is created with
-    the configured partition counts before any agent reads or writes. What it changes in
-    Faust (inline delivery, the fetch wait, the producer buffer's bound, no ``Monitor``)
-    is `rtrank.streams.worker.faust_patches.PatchedApp`'s.
+    the configured partition counts before any agent reads or writes, and the local tables
+    of a worker that did not stop cleanly are discarded (`rtrank.streams.worker.local_state`).
+    What it changes in Faust (inline delivery, the fetch wait, the producer buffer's bound,
+    no ``Monitor``) is `rtrank.streams.worker.faust_patches.PatchedApp`'s.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -52,9 +55,16 @@ class RtrankApp(PatchedApp):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        if self.settings.store.startswith("rocksdb:"):
+            mark_running(Path(self.conf.appdir), Path(self.conf.tabledir))
         if not self.settings.broker.startswith("memory://"):
             counts = await asyncio.to_thread(ensure_topics, self.settings)
             log.info("topics ready: %s", counts)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        if self.settings.store.startswith("rocksdb:"):
+            mark_stopped(Path(self.conf.appdir))
 
 
 def build_app(settings: Settings) -> RtrankApp:
