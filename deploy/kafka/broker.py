@@ -196,24 +196,7 @@ def running_pid(broker: Broker) -> int | None:
 
 def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """True when the broker answers a metadata request (not merely accepts a TCP connect)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-        )
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+    return live_broker_ids(bootstrap, timeout_s) is not None
 
 
 def live_broker_ids(bootstrap: str, timeout_s: float = 3.0) -> set[int] | None:

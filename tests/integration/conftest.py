@@ -59,11 +59,17 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
     try:
         yield proc
     finally:
-        if proc.running:
-            proc.stop(signal.SIGKILL)
-        if proc.log.exists():
-            print(f"--- the last lines of {proc.log} ---")
-            print("\n".join(proc.log.read_text(errors="replace").splitlines()[-150:]))
+        kill_and_show_log(proc)
+
+
+def kill_and_show_log(proc: WorkerProcess, lines: int = 150) -> None:
+    """SIGKILL ``proc`` if it still runs and print the end of its log (pytest shows it when
+    the test failed)."""
+    if proc.running:
+        proc.stop(signal.SIGKILL)
+    if proc.log.exists():
+        print(f"--- the last lines of {proc.log} ---")
+        print("\n".join(proc.log.read_text(errors="replace").splitlines()[-lines:]))
 
 
 def read_topic(

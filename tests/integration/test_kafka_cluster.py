@@ -29,7 +29,7 @@ from rtrank.streams.worker.topics_and_tables import (
     topic_names,
     topic_specs,
 )
-from tests.integration.conftest import latest_by_key, read_topic, wait_for
+from tests.integration.conftest import kill_and_show_log, latest_by_key, read_topic, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,7 @@ def cluster_worker(cluster_settings: Settings, tmp_path: Path) -> Iterator[Worke
     try:
         yield proc
     finally:
-        if proc.running:
-            proc.stop(signal.SIGKILL)
-        if proc.log.exists():
-            print(f"--- the last lines of {proc.log} ---")
-            print("\n".join(proc.log.read_text(errors="replace").splitlines()[-150:]))
+        kill_and_show_log(proc)
 
 
 def test_kafka_status_finds_the_cluster_in_its_data_dir_and_every_node_serving(

@@ -31,7 +31,7 @@ from rtrank.streams.bench.topic_reader import read_topic
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
-from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, wait_for
+from tests.integration.conftest import SYNTHETIC_ITEMS, kill_and_show_log, latest_by_key, wait_for
 
 USERS, EVENTS, RATE = 400, 8000, 200.0
 CHUNK = 250  # events sent between two steps of the script below
@@ -54,12 +54,8 @@ def workers(
     try:
         yield procs
     finally:
-        for n, proc in enumerate(procs):
-            if proc.running:
-                proc.stop(signal.SIGKILL)
-            if proc.log.exists():
-                print(f"--- the last lines of worker {n}'s log ---")
-                print("\n".join(proc.log.read_text(errors="replace").splitlines()[-60:]))
+        for proc in procs:
+            kill_and_show_log(proc, lines=60)
 
 
 class Script:
