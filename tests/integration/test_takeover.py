@@ -4,18 +4,12 @@ joining and leaving during a keyed replay lose no answer and no state update.
 The test prints each kill's takeover pause: the longest a killed worker's events
 partitions went without a list after the kill.
 
-It specifies what issue 26 asks and main does not yet do every time: with the gap check and
-the revocation fence it passes most runs, but on a busy machine some runs still send lists
-holding items seen before their event (a partition served from a state behind its
-changelog). It runs only with ``OPEN_ISSUE_TESTS=1`` until that cause is fixed, so that the
-default suite stays a verdict on what main claims.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import threading
 import time
@@ -86,10 +80,6 @@ class Script:
         assert all(w.healthy() for w in self.workers if w.running), "a worker did not start"
 
 
-@pytest.mark.skipif(
-    os.environ.get("OPEN_ISSUE_TESTS") != "1",
-    reason="issue 26 open: a takeover can still serve a state behind its changelog",
-)
 def test_workers_killed_restarted_joining_and_leaving_lose_no_answer_and_no_state(
     settings: Settings, workers: list[WorkerProcess]
 ) -> None:

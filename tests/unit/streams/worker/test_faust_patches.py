@@ -23,6 +23,7 @@ from rtrank.streams.worker.faust_patches import (
     as_current_event,
     drop_unprinted_log_records,
     fetch_wait_ms,
+    flush_until_empty,
     keep_in_memory,
     send_app_buffer_now,
     send_buffered_now,
@@ -320,3 +321,30 @@ def test_faust_s_start_up_spinner_handler_is_removed(root_logger) -> None:
     drop_unprinted_log_records()
     assert spinner not in root_logger.handlers
     assert root_logger.level == logging.WARNING
+
+
+class SlowBuffer:
+    """A producer buffer that sends one message per flush_atmost call, as Faust's does when
+    each later message takes over 0.1 s to leave it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.calls = 0
+
+    async def flush_atmost(self, max_messages: int | None) -> int:
+        self.calls += 1
+        self.size -= 1
+        return 1
+
+
+def test_a_flush_before_a_commit_returns_only_once_the_buffer_is_empty() -> None:
+    buffer = SlowBuffer(size=3)
+    asyncio.run(flush_until_empty(buffer))
+    assert (buffer.size, buffer.calls) == (0, 3)
+
+
+def test_the_app_s_producer_buffer_flushes_until_empty(tmp_path) -> None:
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
+    app = RtrankApp(settings)
+    app.on_init_dependencies()
+    assert app.producer.buffer.flush.__func__ is flush_until_empty
