@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         description="How long the producer waits to fill a request: fewer, larger "
         "produce requests (`rtrank bench pipeline`).",
     )
+    producer_delivery_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long the worker's producer retries a record (a list, a training "
+        "example, a changelog write) through broker failures. One still undelivered then "
+        "stops the worker (exit 1) before its event's offset is committed, so another "
+        "worker answers that event again.",
+    )
     consumer_max_poll_records: int = Field(10_000, gt=0, description="Records per consumer poll.")
     stream_buffer_max: int = Field(
         32_768, gt=0, description="Events buffered per stream before fetching pauses."
@@ -162,6 +170,20 @@ class Settings(BaseSettings):
     )
     snapshot_every: int = Field(
         20, gt=0, description="Versions per full snapshot: a late worker replays fewer deltas."
+    )
+    model_call_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Longest a call to the model process (a batch, a rank request, updates) "
+        "may take. A model process that has not answered by then is taken for hung: "
+        "/health fails and the worker stops (exit 1), so its partitions move to another.",
+    )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker told to stop (SIGTERM) that has not stopped within this long "
+        "(its broker unreachable, say) exits anyway with exit 1; it then restarts from its "
+        "changelogs, as after a crash.",
     )
     update_catch_up_s: float = Field(
         60.0,
