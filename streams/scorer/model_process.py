@@ -27,6 +27,16 @@ Contract:
 - The child dies with the worker (Linux: a parent-death signal); should it die first, the
   next call raises `ModelProcessError` and the worker must stop: its un-acked events are
   redelivered to whichever worker takes the partitions.
+- Every call is bounded: one not answered within ``model_call_timeout_s`` of being made (the
+  wait behind earlier calls included) is taken for a hung child, stopped or deadlocked
+  rather than dead. The child is then killed (SIGKILL ends a stopped process too; left
+  alive, the executor's manager thread would wait for its answer forever and, joined at
+  interpreter exit, keep the worker from exiting) and the call raises `ModelProcessError`,
+  as for a child that died. `start` has a bound of its own: ``update_catch_up_s`` (the
+  longest it waits for the model-updates topic) plus two call bounds, one for loading the
+  checkpoint and one for applying what it read.
+- `problem` says, for ``/health``, why the process cannot serve: it died, it was killed
+  for not answering, or a call has been outstanding longer than its bound right now.
 """
 
 from __future__ import annotations
@@ -36,8 +46,10 @@ import ctypes
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -69,7 +81,8 @@ PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies
 
 
 class ModelProcessError(RuntimeError):
-    """The model process is gone; the worker cannot answer any more."""
+    """The model process is gone (died, or killed for not answering); the worker cannot
+    answer any more."""
 
 
 @dataclass
@@ -213,16 +226,37 @@ class ModelProcess:
             initializer=_prepare_child,
             initargs=(settings.log_level,),
         )
+        self._outstanding: dict[int, tuple[float, float]] = {}  # call -> (made at, bound)
+        self._calls = 0
+        self._failure: str | None = None
+
+    @property
+    def start_timeout_s(self) -> float:
+        """The bound of `start`: the update catch-up plus a call's bound to load the
+        checkpoint and another to apply what was read."""
+        return self.settings.update_catch_up_s + 2 * self.settings.model_call_timeout_s
+
+    @property
+    def problem(self) -> str | None:
+        """Why this process cannot serve (for ``/health``), or None while it can: it died or
+        was killed, or a call has been outstanding longer than its bound."""
+        if self._failure is not None:
+            return self._failure
+        now = time.monotonic()
+        late = [now - made for made, bound in self._outstanding.values() if now - made > bound]
+        if late:
+            return f"model process not answering for {max(late):.0f} s"
+        return None
 
     async def start(self) -> ModelReport:
-        """Load the model and catch up with its updates.
+        """Load the model and catch up with its updates, within `start_timeout_s`.
 
         Raises:
             rtrank.model.checkpoint.CheckpointError: the checkpoint cannot be loaded.
             ValueError: the device is unknown or unavailable.
-            ModelProcessError: the process died.
+            ModelProcessError: the process died or did not answer in time.
         """
-        caught_up, report = await self._call(_load, self.settings)
+        caught_up, report = await self._call(_load, self.settings, bound=self.start_timeout_s)
         if not caught_up:
             log.warning(
                 "model updates not read within %.0fs; serving what there is",
@@ -251,9 +285,32 @@ class ModelProcess:
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _call(self, fn: Any, *args: Any) -> Any:
+    async def _call(self, fn: Any, *args: Any, bound: float | None = None) -> Any:
+        """``fn(*args)`` in the child, raising `ModelProcessError` when it dies or does not
+        answer within ``bound`` (``model_call_timeout_s`` by default)."""
+        bound = self.settings.model_call_timeout_s if bound is None else bound
         loop = asyncio.get_running_loop()
+        self._calls += 1
+        call = self._calls
+        self._outstanding[call] = (time.monotonic(), bound)
         try:
-            return await loop.run_in_executor(self._pool, fn, *args)
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args), bound)
+        except TimeoutError:
+            self._kill()
+            self._failure = f"the model process did not answer within {bound:.0f} s (killed)"
+            raise ModelProcessError(self._failure) from None
         except BrokenProcessPool as e:
-            raise ModelProcessError(f"the model process died ({e})") from None
+            self._failure = self._failure or f"the model process died ({e})"
+            raise ModelProcessError(self._failure) from None
+        finally:
+            del self._outstanding[call]
+
+    def _kill(self) -> None:
+        """SIGKILL the child: the pool then fails every call, outstanding or later, as
+        broken, and its manager thread ends."""
+        # The executor names its processes only in this private mapping (pid -> Process).
+        for pid in list(self._pool._processes or {}):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

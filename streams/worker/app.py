@@ -84,7 +84,12 @@ def build_app(settings: Settings) -> RtrankApp:
     async def health(web, request):  # noqa: ANN001 - Faust view signature
         """200 once the worker can answer: the model is loaded and its first partition
         assignment is recovered (before that, events would only queue up). Later
-        rebalances show in ``rebalancing`` but keep the status: the worker is alive."""
+        rebalances show in ``rebalancing`` but keep the status: the worker is alive.
+        503 with the reason once the model process cannot answer (dead, or hung: a call
+        outstanding past ``model_call_timeout_s``); the worker is then stopping."""
+        problem = serving.model.problem if serving.model is not None else None
+        if problem is not None:
+            return web.json({"status": "failing", "reason": problem}, status=503)
         ready = serving.report is not None and app.tables.recovery.completed.is_set()
         body = {"status": "ok" if ready else "starting", "rebalancing": app.rebalancing}
         if ready:

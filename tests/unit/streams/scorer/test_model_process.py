@@ -1,10 +1,13 @@
 """The model process: it serves what the scorer and re-ranker serve, with the worker's
-catalogue changes, and a dead process is an error, never a silent hang."""
+catalogue changes, and a dead or hung process is an error, never a silent hang."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +111,85 @@ def test_a_call_to_a_dead_process_raises_model_process_error(
             loop.run_until_complete(model.apply_updates({}))
     finally:
         model.stop()
+
+
+def started_child(model: ModelProcess, loop: asyncio.AbstractEventLoop) -> multiprocessing.Process:
+    """Start ``model`` and return its child process."""
+    others = set(multiprocessing.active_children())
+    loop.run_until_complete(model.start())
+    (child,) = set(multiprocessing.active_children()) - others
+    return child
+
+
+def test_a_call_to_a_stopped_process_fails_within_its_bound_and_the_process_is_killed(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    model = ModelProcess(settings.replace(model_call_timeout_s=2.0))
+    try:
+        child = started_child(model, loop)
+        os.kill(child.pid, signal.SIGSTOP)
+        called = time.monotonic()
+        with pytest.raises(ModelProcessError, match="did not answer within 2 s"):
+            loop.run_until_complete(model.apply_updates({}))
+        assert 2.0 <= time.monotonic() - called < 10.0
+        child.join(timeout=10)
+        assert child.exitcode == -signal.SIGKILL
+        with pytest.raises(ModelProcessError, match="did not answer within 2 s"):
+            loop.run_until_complete(model.apply_updates({}))
+    finally:
+        model.stop()
+
+
+def test_a_hung_process_is_a_problem_only_once_a_call_is_past_its_bound(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    model = ModelProcess(settings.replace(model_call_timeout_s=2.0))
+    seen: list[tuple[float, str | None]] = []  # (seconds since the call was made, problem)
+
+    async def watch_a_call() -> None:
+        call = asyncio.ensure_future(model.apply_updates({}))
+        called = time.monotonic()
+        while not call.done():
+            seen.append((time.monotonic() - called, model.problem))
+            await asyncio.sleep(0.05)
+        seen.append((time.monotonic() - called, model.problem))
+        with pytest.raises(ModelProcessError):
+            call.result()
+
+    try:
+        child = started_child(model, loop)
+        assert model.problem is None
+        os.kill(child.pid, signal.SIGSTOP)
+        loop.run_until_complete(watch_a_call())
+    finally:
+        model.stop()
+    assert all(problem is None for since, problem in seen if since < 2.0)
+    assert any(since > 1.0 for since, _ in seen)
+    assert "did not answer within 2 s" in seen[-1][1]
+
+
+def test_a_call_outstanding_past_its_bound_is_a_problem_before_it_gives_up(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    """As seen by ``/health`` on an event loop too busy to have run the call's timeout."""
+    model = ModelProcess(settings.replace(model_call_timeout_s=1.0))
+
+    async def block_the_loop_during_a_call() -> str | None:
+        call = asyncio.ensure_future(model.apply_updates({}))
+        await asyncio.sleep(0)  # the call is made
+        time.sleep(1.5)  # the loop is busy past the call's bound
+        problem = model.problem
+        with pytest.raises(ModelProcessError):
+            await call
+        return problem
+
+    try:
+        child = started_child(model, loop)
+        os.kill(child.pid, signal.SIGSTOP)
+        problem = loop.run_until_complete(block_the_loop_during_a_call())
+    finally:
+        model.stop()
+    assert problem is not None and problem.startswith("model process not answering for")
 
 
 def test_a_checkpoint_that_cannot_load_fails_the_start_with_its_reason(
