@@ -35,6 +35,7 @@ from rtrank.streams.bench.online_bench import online_command
 from rtrank.streams.bench.recommendation_reader import RecommendationReader
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.rerank_bench import rerank_command
+from rtrank.streams.bench.scale_bench import scale_command
 from rtrank.streams.bench.worker_process import WorkerProcess, start_child, stop_child
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
@@ -53,6 +54,7 @@ def bench() -> None:
 bench.add_command(quality_command)
 bench.add_command(online_command)
 bench.add_command(rerank_command)
+bench.add_command(scale_command)
 
 
 @bench.command("pipeline")
