@@ -305,6 +305,12 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         64 * 1024, gt=0, description="Raw events longer than this go to the DLQ."
     )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="Events whose `ts` is more than this many seconds ahead of the worker's "
+        "clock go to the DLQ (`ts_in_future`).",
+    )
 
     @field_validator("min_insync_replicas")
     @classmethod

@@ -6,16 +6,22 @@ human-readable detail. Nothing here raises on bad input: the stream must go on.
 
 from __future__ import annotations
 
-import json
+import re
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rtrank.streams import safe_json
 from rtrank.streams.records import Event
+
+if TYPE_CHECKING:
+    from rtrank.streams.settings import Settings
 
 REQUIRED = ("user_id", "item_id", "event_type", "ts")
 MIN_TS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_DEPTH = 8  # extra fields nested deeper than this are garbage, not data
+BAD_ID_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # C0, DEL, C1, surrogates
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,15 @@ class Rejection:
 class Limits:
     max_id_bytes: int = 256
     max_event_bytes: int = 64 * 1024
+    max_clock_skew_ms: int = 300_000  # an event's ts may be at most this far in the future
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.max_id_bytes,
+            settings.max_event_bytes,
+            round(settings.max_clock_skew_s * 1000),
+        )
 
 
 def parse_json_object(value: bytes | None, limits: Limits) -> dict[str, Any] | Rejection:
@@ -46,25 +61,25 @@ def parse_json_object(value: bytes | None, limits: Limits) -> dict[str, Any] | R
     if len(value) > limits.max_event_bytes:
         return Rejection("too_large", f"{len(value)} bytes > {limits.max_event_bytes}")
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection("not_utf8", f"value is not UTF-8 ({exc.reason} at byte {exc.start})")
-    try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return Rejection("not_json", f"value is not JSON ({exc})")
+        obj = safe_json.loads(value)
+    except safe_json.JsonError as exc:
+        return Rejection(exc.code, exc.detail)
     if not isinstance(obj, dict):
         return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
     return obj
 
 
-def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event | Rejection:
+def parse_event(
+    key: bytes | None, value: bytes | None, limits: Limits, now_ms: int | None = None
+) -> Event | Rejection:
     """Validate one raw record from the events topic.
 
     The key, when present, must be the UTF-8 ``user_id``: a disagreeing key would put the
     user's state on the wrong partition. ``user_id`` and ``item_id`` may be JSON strings or
     integers (integers become their decimal string); ``ts`` is integral epoch milliseconds
-    between 2000 and 2100.
+    between 2000 and 2100, and at most ``limits.max_clock_skew_ms`` after ``now_ms`` (the
+    wall clock by default): a producer's clock may run a little ahead, but an event dated
+    years ahead would outweigh every real one wherever recency counts.
     """
     obj = parse_json_object(value, limits)
     if isinstance(obj, Rejection):
@@ -87,6 +102,13 @@ def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event
         return Rejection("wrong_type", f"ts must be integral milliseconds, got {ts}")
     if not MIN_TS <= ts < MAX_TS:
         return Rejection("ts_out_of_range", f"ts {ts} is outside 2000..2100 in epoch ms")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if ts - now_ms > limits.max_clock_skew_ms:
+        return Rejection(
+            "ts_in_future",
+            f"ts {int(ts)} is {int(ts) - now_ms} ms ahead of the clock "
+            f"(more than {limits.max_clock_skew_ms} ms)",
+        )
     extra = {k: v for k, v in obj.items() if k not in REQUIRED}
     if _depth(extra) > MAX_DEPTH:
         return Rejection("too_nested", f"extra fields nest deeper than {MAX_DEPTH} levels")
@@ -102,7 +124,8 @@ def parse_event(key: bytes | None, value: bytes | None, limits: Limits) -> Event
 
 def parse_identifier(name: str, value: object, limits: Limits, allow_int: bool) -> str | Rejection:
     """A user, item or request id: a non-empty string (or an integer, as its decimal string)
-    within the size limit."""
+    within the size limit, without control characters (C0, DEL, C1) or lone surrogates: ids
+    end up in keys, logs and terminals."""
     if isinstance(value, bool) or not (
         isinstance(value, str) or allow_int and isinstance(value, int)
     ):
@@ -113,13 +136,9 @@ def parse_identifier(name: str, value: object, limits: Limits, allow_int: bool) 
         return Rejection("empty_id", f"{name} is empty")
     if len(text.encode("utf-8", "surrogatepass")) > limits.max_id_bytes:
         return Rejection("id_too_long", f"{name} is longer than {limits.max_id_bytes} bytes")
-    if any(ch in text for ch in "\x00\n\r") or _has_surrogate(text):
+    if BAD_ID_CHARACTERS.search(text):
         return Rejection("bad_characters", f"{name} contains control or surrogate characters")
     return text
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _depth(value: object, level: int = 0) -> int:

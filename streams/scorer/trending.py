@@ -4,8 +4,10 @@ An event of weight ``w`` at time ``t`` contributes ``w * 2 ** -((now - t) / half
 Stored as forward decay (Cormode et al., 2009): each event adds ``w * 2 ** ((t - t0) /
 half_life)`` once, and reading divides by ``2 ** ((now - t0) / half_life)``, so an event
 costs O(1) whatever the catalogue size. ``t0`` moves forward (all values rescaled) before
-the exponents grow large. "Now" is the newest event time seen: replays of old data decay
-by their own clock.
+the exponents grow large. "Now" is the newest event time seen, and an event's time counts
+as at most the wall clock's: replays of old data decay by their own clock, and an event
+dated in the future (a producer's wrong clock, or a hostile one) counts as happening now
+instead of outweighing every real event until its date (and moving "now" there).
 
 Each worker counts the events of its own partitions: with users spread over partitions
 that is a sample of the whole stream. The counts are a cache derived from the stream, not
@@ -15,21 +17,30 @@ state: a restarted worker starts cold and warms up as events arrive.
 from __future__ import annotations
 
 import heapq
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RESCALE_AT = 60.0  # half-lives past t0 before rescaling (2**60 is still exact enough)
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
 class Trending:
     half_life_ms: float
     max_items: int = 200_000  # least popular items are forgotten beyond this many
+    clock_ms: Callable[[], int] = wall_clock_ms
     _t0: int | None = None
     _now: int = 0
     _raw: dict[str, float] = field(default_factory=dict)
 
     def observe(self, item_id: str, ts: int, weight: float = 1.0) -> None:
-        """Count one event of ``weight`` on ``item_id`` at ``ts`` (epoch ms)."""
+        """Count one event of ``weight`` on ``item_id`` at ``ts`` (epoch ms), or now when
+        ``ts`` is later than the clock."""
+        ts = min(ts, self.clock_ms())
         if self._t0 is None:
             self._t0 = ts
         self._now = max(self._now, ts)

@@ -144,7 +144,7 @@ class Dataflow:
         self.states = states
         self.source = source
         self.metrics = metrics
-        self.limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
+        self.limits = Limits.from_settings(settings)
         self.policy = EventPolicy.from_settings(settings)
         self.quality = OnlineQuality(metrics, settings.eval_window)
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)

@@ -16,13 +16,13 @@ error response, never silence. Scoring runs in the model process, like the lists
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
+from rtrank.streams import safe_json
 from rtrank.streams.records import compact_json
 from rtrank.streams.settings import Settings
 from rtrank.streams.validation import Limits, Rejection, parse_identifier, parse_json_object
@@ -82,14 +82,19 @@ def parse_rank_request(value: bytes | None, limits: Limits) -> RankRequest | Rej
 
 
 def request_id_of(value: bytes | None, key: bytes | None) -> str | None:
-    """Best effort, for error responses: the request's id, else the record key."""
+    """Best effort, for error responses: the request's id when it is a valid id, else the
+    record key when it is no longer than an id may be, else None."""
     try:
-        obj = json.loads(value or b"")
-        if isinstance(obj, dict) and isinstance(obj.get("request_id"), str | int):
-            return str(obj["request_id"])
-    except (ValueError, RecursionError):
-        pass  # not JSON: fall back to the key
-    return key.decode("utf-8", "replace") if key else None
+        obj = safe_json.loads(value or b"")
+    except safe_json.JsonError:
+        obj = None  # not JSON we accept: fall back to the key
+    if isinstance(obj, dict):
+        rid = parse_identifier("request_id", obj.get("request_id"), Limits(), allow_int=True)
+        if not isinstance(rid, Rejection):
+            return rid
+    if key and len(key) <= Limits().max_id_bytes:
+        return key.decode("utf-8", "replace")
+    return None
 
 
 def error_response(request_id: str | None, rejection: Rejection) -> bytes:
@@ -106,7 +111,7 @@ def register_rank_requests(
     user_to_history: faust.Table,
 ) -> None:
     """Attach the ``rank`` agent: one response per request on ``rank_responses_topic``."""
-    limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
+    limits = Limits.from_settings(settings)
 
     @app.agent(topic, name="rank")
     async def rank(stream: faust.StreamT) -> None:

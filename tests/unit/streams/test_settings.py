@@ -313,6 +313,7 @@ def every_field_changed() -> Settings:
         explain=True,
         max_id_bytes=47,
         max_event_bytes=53,
+        max_clock_skew_s=2.5,
     )
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rtrank.streams.records import Event
+from rtrank.streams.settings import Settings
 from rtrank.streams.validation import Limits, Rejection, parse_event
 
 LIMITS = Limits(max_id_bytes=32, max_event_bytes=1024)
@@ -70,3 +71,31 @@ def test_deep_json_within_size_limit_is_rejected_not_crashing() -> None:
     result = parse_event(None, deep, Limits(max_event_bytes=10_000))
     assert isinstance(result, Rejection)
     assert result.code in ("not_json", "not_object")
+
+
+def test_an_event_dated_more_than_the_allowed_skew_ahead_of_the_clock_is_rejected() -> None:
+    now = 1_700_000_000_000
+    limits = Limits(max_clock_skew_ms=300_000)
+    result = parse_event(None, encode({**GOOD, "ts": now + 300_001}), limits, now_ms=now)
+    assert isinstance(result, Rejection)
+    assert result.code == "ts_in_future"
+
+
+def test_an_event_dated_within_the_allowed_skew_ahead_of_the_clock_is_accepted() -> None:
+    now = 1_700_000_000_000
+    limits = Limits(max_clock_skew_ms=300_000)
+    event = parse_event(None, encode({**GOOD, "ts": now + 300_000}), limits, now_ms=now)
+    assert event.ts == now + 300_000
+
+
+def test_an_event_dated_2099_is_rejected_against_the_wall_clock() -> None:
+    result = parse_event(None, encode({**GOOD, "ts": 4_070_908_800_000}), LIMITS)
+    assert isinstance(result, Rejection)
+    assert result.code == "ts_in_future"
+
+
+def test_the_limits_follow_the_settings() -> None:
+    limits = Limits.from_settings(
+        Settings(max_id_bytes=9, max_event_bytes=99, max_clock_skew_s=1.5)
+    )
+    assert limits == Limits(max_id_bytes=9, max_event_bytes=99, max_clock_skew_ms=1500)

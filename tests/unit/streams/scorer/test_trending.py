@@ -50,3 +50,22 @@ def test_the_least_popular_items_are_forgotten_beyond_the_cap() -> None:
     for n in range(5):
         t.observe(f"i{n}", T0, weight=float(n + 1))
     assert "i4" in dict(t.top(10)) and len(t) <= 4
+
+
+def test_an_event_dated_in_the_future_counts_as_happening_now() -> None:
+    t = Trending(HOUR, clock_ms=lambda: T0)
+    t.observe("a", T0)
+    t.observe("from-2099", 4_070_908_800_000)
+    assert t.score("from-2099") == pytest.approx(1.0)
+    assert t.score("a") == pytest.approx(1.0)
+
+
+def test_an_event_dated_2099_does_not_make_its_item_the_only_trending_one() -> None:
+    t = Trending(HOUR, clock_ms=lambda: T0 + HOUR)
+    for n, item in enumerate(["a", "b", "c"]):
+        for _ in range(5 - n):
+            t.observe(item, T0 + HOUR)
+    t.observe("from-2099", 4_070_908_800_000)
+    top = t.top(4)
+    assert [i for i, _ in top] == ["a", "b", "c", "from-2099"]
+    assert all(score >= 1.0 for _, score in top)
