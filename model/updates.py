@@ -256,4 +256,6 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     if n > len(data) - 8:
         raise ValueError("header longer than the data")
     header = json.loads(data[8 : 8 + n])
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
     return dict(header.get("__metadata__") or {})

@@ -13,6 +13,7 @@ Entries are separated by commas and stripped; empty text is an empty value.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -78,6 +79,16 @@ def _writable(names: Any) -> Any:
     return names
 
 
+def _weights(weights: dict[str, float]) -> dict[str, float]:
+    """A NaN weight would never equal itself read back, and an infinite one swamps every
+    other; neither is a weight anyone means."""
+    _writable(weights)
+    bad = [name for name, w in weights.items() if not math.isfinite(w)]
+    if bad:
+        raise ValueError(f"weights must be finite numbers, not {', '.join(map(repr, bad))}")
+    return weights
+
+
 def _pinned(pinned: dict[str, int]) -> dict[str, int]:
     _writable(pinned)
     if any(position < 0 for position in pinned.values()):
@@ -98,7 +109,7 @@ def _flag(value: Any) -> Any:
     return value
 
 
-Weights = Annotated[dict[str, float], _from_text(parse_weights), AfterValidator(_writable)]
+Weights = Annotated[dict[str, float], _from_text(parse_weights), AfterValidator(_weights)]
 Names = Annotated[frozenset[str], _from_text(parse_names), AfterValidator(_writable)]
 Pinned = Annotated[dict[str, int], _from_text(parse_pinned), AfterValidator(_pinned)]
 Flag = Annotated[bool, BeforeValidator(_flag)]

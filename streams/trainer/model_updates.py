@@ -99,7 +99,7 @@ def parse_chunk(value: bytes | None) -> Chunk:
         if not 0 <= header["chunk"] < header["chunks"]:
             raise ValueError("chunk number out of range")
         return Chunk(header, value[8 + n :])
-    except (ValueError, TypeError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as e:
         raise UpdateError("corrupt", f"bad update message ({e})") from e
 
 

@@ -28,7 +28,6 @@ docs/decisions.md, "Small steps").
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -46,6 +45,7 @@ from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.updates import Snapshot, UpdateError, apply_update
 from rtrank.model.vocab import Vocabulary
+from rtrank.streams import safe_json
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
 from rtrank.streams.trainer.model_updates import read_updates, to_messages
@@ -59,7 +59,7 @@ LAG_BUCKET_MS = 100  # resolution of the freshness histogram carried by each ver
 def parse_example(value: bytes | None) -> Example | None:
     """A `rtrank.streams.records.TrainingExample` JSON record, or None when it is malformed."""
     try:
-        obj = json.loads(value)
+        obj = safe_json.loads(value)  # JsonError is a ValueError
         prefix, item, ts = obj["prefix"], obj["item_id"], obj.get("ts", 0)
         weight = obj.get("weight", 1.0)
     except (TypeError, ValueError, KeyError, AttributeError):
