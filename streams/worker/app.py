@@ -18,6 +18,7 @@ from rtrank.streams.worker.group_metrics import register_group_metrics
 from rtrank.streams.worker.local_state import mark_running, mark_stopped
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
+from rtrank.streams.worker.shutdown import StopDeadline
 from rtrank.streams.worker.topics_and_tables import declare_tables, declare_topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ class RtrankApp(PatchedApp):
 
     Its behaviour of its own: on a worker's first start, every rtrank topic is created with
     the configured partition counts before any agent reads or writes, and the local tables
-    of a worker that did not stop cleanly are discarded (`rtrank.streams.worker.local_state`).
+    of a worker that did not stop cleanly are discarded (`rtrank.streams.worker.local_state`);
+    a worker told to stop ends within ``shutdown_timeout_s``, with exit 1 if its stop did
+    not finish by then (`rtrank.streams.worker.shutdown`).
     What it changes in Faust (inline delivery, the fetch wait, the producer buffer's bound,
     no ``Monitor``) is `rtrank.streams.worker.faust_patches.PatchedApp`'s.
     """
@@ -60,6 +63,13 @@ class RtrankApp(PatchedApp):
         if not self.settings.broker.startswith("memory://"):
             counts = await asyncio.to_thread(ensure_topics, self.settings)
             log.info("topics ready: %s", counts)
+
+    async def on_stop(self) -> None:
+        """The first step of a stop (mode stops the app before the worker's other
+        services): from here the process has ``shutdown_timeout_s`` to end
+        (`rtrank.streams.worker.shutdown`)."""
+        StopDeadline(self.settings.shutdown_timeout_s).start()
+        await super().on_stop()
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
