@@ -4,7 +4,9 @@ timer, over `rtrank.streams.worker.dataflow`, which holds what they do (and its 
 The adapters: `FaustSink` (the app's producer), `FaustStates` (the ``user_to_history``
 table, each state written in the partition of the event it answers) and each event's ack
 through its stream, which does not ack on its own (``noack``): an event is acked only once
-its batch's lists were sent and states written.
+its batch's lists were sent and states written. Every record's delivery is checked
+(`rtrank.streams.worker.delivery`): one that cannot be delivered stops the worker before
+its event's offset is committed.
 
 `Serving` is the worker's model process (`rtrank.streams.scorer.model_process`): the event
 loop never waits on the model, nor shares its GIL with it. The model process applies model
@@ -30,7 +32,9 @@ from rtrank.streams.scorer.rerank import RankedItem
 from rtrank.streams.scorer.scoring import ScoreRequest
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import Dataflow, EventRecord, events_behind
+from rtrank.streams.worker.delivery import DeliveryGuard
 from rtrank.streams.worker.faust_patches import (
+    PatchedApp,
     as_current_event,
     committed_offset,
     send_app_buffer_now,
@@ -91,7 +95,8 @@ class Serving:
 
 
 class FaustSink:
-    """The app's producer as a `rtrank.streams.worker.dataflow.Sink`."""
+    """The app's producer as a `rtrank.streams.worker.dataflow.Sink`. The producer checks
+    each record's delivery itself (`rtrank.streams.worker.faust_patches.CheckedProducer`)."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
@@ -153,19 +158,21 @@ def event_record(stream: faust.StreamT, event: faust.EventT) -> EventRecord:
 
 
 def register_agents(
-    app: faust.App,
+    app: PatchedApp,
     settings: Settings,
     topics: Topics,
     user_to_history: faust.Table,
     metrics: Metrics,
     items: ChangedItems | None = None,
 ) -> Serving:
-    """Attach the ingest agent, the answer task and the idle update timer to ``app``.
+    """Attach the ingest agent, the answer task and the idle update timer to ``app``, and
+    check the delivery of every record it sends (``producer_delivery_timeout_s``).
 
     ``items`` is the catalogue the lists are re-ranked with (the ``item_to_info`` table's
     dict). The model process starts with the worker (not when the app is built), so
     commands that only produce or read topics never pay for it.
     """
+    app.check_delivery(DeliveryGuard(metrics.failed_sends), settings.producer_delivery_timeout_s)
     serving = Serving(settings, items if items is not None else ChangedItems(), metrics)
     flow = Dataflow(
         settings, serving, FaustSink(app), FaustStates(user_to_history), metrics, FaustSource(app)

@@ -10,9 +10,13 @@ Sections:
 - `PatchedApp`: a ``faust.App`` with the patches below applied where Faust builds its parts.
 - Inline delivery: `InlineDeliveryConsumer` hands each fetched message to the app without
   four tasks per message.
+- Checked delivery: `CheckedProducer` (idempotent, acks=all, every send watched, a bounded
+  flush) and `CheckedConsumer` (no commit once a record was not delivered), for
+  `rtrank.streams.worker.delivery.DeliveryGuard`.
 - Limits Faust has no setting for: the consumer's fetch wait (`set_fetch_wait`), the
   producer buffer's bound (`producer_buffer_max`).
-- A producer buffer flush that empties the buffer (`flush_until_empty`) before a commit.
+- A producer buffer flush that empties the buffer (`flush_until_empty`) before a commit,
+  the message it is handing to aiokafka included (`send_pending_counted`).
 - Faust's ``Monitor`` left out of the sensors.
 - Log records nobody prints (`drop_unprinted_log_records`).
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
@@ -24,6 +28,7 @@ Sections:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import types
 import weakref
@@ -33,13 +38,17 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from faust.cli.base import _Group
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import EventT, TransportT
+from faust.types.tuples import RecordMetadata
 from faust.utils.terminal import SpinnerHandler
 from mode import ServiceT
 from mode.services import WaitResults
+
+from rtrank.streams.worker.delivery import DeliveryGuard
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,10 @@ class PatchedApp(faust.App):
     ``producer_buffer_max_messages``, whose consumer's fetch wait is ``fetch_wait_ms``
     once started, without Faust's ``Monitor``, and whose root logger drops the records no
     handler prints once the worker has started. Every other keyword is Faust's.
+
+    Its Kafka producer is idempotent with acks=all, and once `check_delivery` gave it a
+    `DeliveryGuard`, every record it sends is checked and no offset is committed after
+    one was not delivered (`CheckedProducer`, `CheckedConsumer`).
     """
 
     def __init__(
@@ -65,11 +78,25 @@ class PatchedApp(faust.App):
         super().__init__(id, **options)
         self.producer_buffer_max_messages = producer_buffer_max_messages
         self.fetch_wait_ms = fetch_wait_ms
+        self.delivery: DeliveryGuard | None = None
+
+    def check_delivery(self, delivery: DeliveryGuard, timeout_s: float) -> None:
+        """Report every record's delivery to ``delivery``, which may then stop the
+        commits; a record is retried for up to ``timeout_s``.
+
+        ``timeout_s`` is Faust's ``producer_request_timeout`` (aiokafka's request timeout,
+        which also bounds a send waiting for room in the producer's batches) and bounds
+        each flush before a commit (`CheckedProducer.flush`). Call it before the producer
+        is built (before the worker starts).
+        """
+        self.delivery = delivery
+        self.conf.producer_request_timeout = timeout_s
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
         if isinstance(transport, aiokafka_driver.Transport):
-            transport.Consumer = InlineDeliveryConsumer
+            transport.Consumer = CheckedConsumer
+            transport.Producer = CheckedProducer
         return transport
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
@@ -83,7 +110,10 @@ class PatchedApp(faust.App):
         services = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
         self.producer.buffer.max_messages = self.producer_buffer_max_messages
-        self.producer.buffer.flush = types.MethodType(flush_until_empty, self.producer.buffer)
+        buffer = self.producer.buffer
+        buffer.sending = 0
+        buffer._send_pending = types.MethodType(send_pending_counted, buffer)
+        buffer.flush = types.MethodType(flush_until_empty, buffer)
         return services
 
     async def on_started(self) -> None:
@@ -193,6 +223,105 @@ def _close(awaitables: tuple[Awaitable, ...]) -> None:
             awaitable.close()
 
 
+# -- Checked delivery ------------------------------------------------------------------------
+
+
+class CheckedProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer, idempotent with acks=all, reporting every record's
+    delivery to the app's `DeliveryGuard` (``app.delivery``, none: unchecked).
+
+    Every send goes through here: the lists, training examples and dead letters
+    (`rtrank.streams.worker.agents.FaustSink`), the tables' changelog writes (Faust's
+    producer buffer), rank responses. Each record's delivery future gets a done-callback,
+    and a send that raises is a failure too; nothing more is awaited per record.
+
+    Faust asks aiokafka for idempotence only inside transactions. An idempotent producer
+    writes a retried batch once (no duplicate lists or changelog records after a lost
+    acknowledgement), and retries a retriable error (a broker down, too few in-sync
+    replicas) with no end of its own: `flush` bounds it.
+    """
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        delivery = self.app.delivery
+        try:
+            sent = await super().send(
+                topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+            )
+        except Exception as exc:
+            if delivery is not None:
+                delivery.failed(topic, exc)
+            raise
+        if delivery is not None:
+            delivery.watch(topic, sent)
+        return sent
+
+    async def flush(self) -> None:
+        """Faust's flush (run before every commit), failing the delivery when it has not
+        finished in ``producer_request_timeout``: the records it waits for were retried
+        that long.
+
+        It waits for every record handed to the producer when it started: those of every
+        acked event; their done-callbacks have run when it returns.
+        """
+        delivery = self.app.delivery
+        if delivery is None:
+            await super().flush()
+            return
+        if not delivery.may_commit():
+            return  # nothing will be committed: no need to wait for anything
+        try:
+            await asyncio.wait_for(super().flush(), self.request_timeout)
+        except TimeoutError:
+            delivery.failed(
+                undelivered_topics(self._producer),
+                KafkaTimeoutError(f"not delivered in {self.request_timeout:g} s of retries"),
+            )
+
+
+def undelivered_topics(producer: AIOKafkaProducer | None) -> str:
+    """The topics of the record batches ``producer`` has not delivered yet, for a log."""
+    if producer is None:
+        return "?"
+    accumulator = producer._message_accumulator
+    topics = {tp.topic for tp, batches in accumulator._batches.items() if batches}
+    topics.update(batch.tp.topic for batch in accumulator._pending_batches)
+    return ", ".join(sorted(topics)) or "?"
+
+
+class CheckedConsumer(InlineDeliveryConsumer):
+    """The app's consumer (`InlineDeliveryConsumer`), committing no offset once the app's
+    `DeliveryGuard` learnt of a record that was not delivered.
+
+    Faust commits in ``_commit_offsets``: it flushes the producer (`CheckedProducer.flush`),
+    then calls ``_commit`` with the offsets it decided on before the flush. The check is
+    made in ``_commit``, at the last moment, after the done-callbacks of the records the
+    flush waited for have run: a failure found by the flush, or by any record before it,
+    stops that commit too.
+    """
+
+    async def _commit(self, offsets: Any) -> bool:
+        delivery = self.app.delivery
+        if delivery is not None:
+            await asyncio.sleep(0)  # let pending done-callbacks run
+            if not delivery.may_commit():
+                log.warning("offsets not committed: a record was not delivered")
+                return False
+        return await super()._commit(offsets)
+
+
 # -- Limits Faust has no setting for ---------------------------------------------------------
 
 PRODUCER_BUFFER_BATCHES = 2  # batches of table writes the producer buffer may hold
@@ -218,10 +347,29 @@ async def flush_until_empty(buffer: Any) -> None:
     left it for 0.1 s, however many remain: on a busy worker the commit then passed
     changelog writes still buffered, and a worker killed right after lost them while its
     events stayed committed (the next owner served a state without those events).
+    Nor is the buffer empty while its last message is still being handed to aiokafka
+    (``sending``, `send_pending_counted`: a send waits there while its partition's batch
+    is full): aiokafka's own flush, next, waits only for the records it already holds.
     Installed on the app's buffer by `PatchedApp`.
     """
-    while buffer.size:
-        await buffer.flush_atmost(None)
+    while buffer.size or buffer.sending:
+        if buffer.size:
+            await buffer.flush_atmost(None)
+        else:
+            buffer.message_sent.clear()
+            await buffer.message_sent.wait()  # set by the buffer's task after each send
+
+
+async def send_pending_counted(buffer: Any, fut: Any) -> None:
+    """Faust's producer buffer ``_send_pending`` (the buffer's task runs it for each
+    message it takes), counting in ``buffer.sending`` the messages being sent: taken from
+    the buffer's queue (no longer in its ``size``), not yet held by aiokafka.
+    Installed on the app's buffer by `PatchedApp`, before the buffer's task starts."""
+    buffer.sending += 1
+    try:
+        await fut.message.channel.publish_message(fut, wait=False)
+    finally:
+        buffer.sending -= 1
 
 
 def set_fetch_wait(faust_consumer: Any, wait_ms: int) -> bool:

@@ -51,6 +51,13 @@ class Metrics:
             "Events on this worker's partitions not read yet, when its last batch began",
             registry=r,
         )
+        self.failed_sends = Counter(
+            "rtrank_failed_sends",
+            "Records the producer could not deliver, by topic (the first stops the worker "
+            "before their events are committed)",
+            ["topic"],
+            registry=r,
+        )
         self.model_version = Gauge(
             "rtrank_model_version", "Version of the served model", registry=r
         )

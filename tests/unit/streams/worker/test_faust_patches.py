@@ -3,7 +3,9 @@
 Deliveries run in the consumer's task until they wait, and one that waits is raced against
 a stopped flow as in Faust; the fetch wait reaches the aiokafka consumer a Faust consumer
 runs in its thread; buffered records are sent now; table writes go to the current event's
-partition; a table is kept in a dict of ours; log records nobody prints are not made.
+partition; a table is kept in a dict of ours; log records nobody prints are not made; the
+producer is idempotent and reports every record's delivery, and no offset is committed
+after a record was not delivered.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from types import SimpleNamespace
 
 import faust
 import pytest
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
+from faust.types import TP
 from faust.utils.terminal import SpinnerHandler
 
 from rtrank.streams.settings import Settings
-from rtrank.streams.worker.app import RtrankApp
+from rtrank.streams.worker.app import RtrankApp, build_app
+from rtrank.streams.worker.delivery import DeliveryGuard
 from rtrank.streams.worker.faust_patches import (
+    CheckedConsumer,
+    CheckedProducer,
     InlineDeliveryConsumer,
     as_current_event,
     drop_unprinted_log_records,
@@ -27,9 +35,11 @@ from rtrank.streams.worker.faust_patches import (
     keep_in_memory,
     send_app_buffer_now,
     send_buffered_now,
+    send_pending_counted,
     set_fetch_wait,
     step_inline,
 )
+from rtrank.streams.worker.metrics import Metrics
 
 # -- Inline delivery
 
@@ -329,6 +339,7 @@ class SlowBuffer:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.sending = 0
         self.calls = 0
 
     async def flush_atmost(self, max_messages: int | None) -> int:
@@ -348,3 +359,234 @@ def test_the_app_s_producer_buffer_flushes_until_empty(tmp_path) -> None:
     app = RtrankApp(settings)
     app.on_init_dependencies()
     assert app.producer.buffer.flush.__func__ is flush_until_empty
+    assert app.producer.buffer._send_pending.__func__ is send_pending_counted
+
+
+class _Channel:
+    """A topic whose publish waits for ``sent`` (aiokafka waiting for room in a batch)."""
+
+    def __init__(self) -> None:
+        self.sent = asyncio.Event()
+
+    async def publish_message(self, fut: object, wait: bool) -> None:
+        await self.sent.wait()
+
+
+def test_a_flush_waits_for_the_message_being_handed_to_the_producer(tmp_path) -> None:
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
+    app = RtrankApp(settings)
+    app.on_init_dependencies()
+    buffer = app.producer.buffer
+
+    async def scenario() -> list[str]:
+        channel, steps = _Channel(), []
+        message = SimpleNamespace(message=SimpleNamespace(channel=channel))
+
+        async def buffer_task() -> None:  # Faust's ProducerBuffer._handle_pending, one message
+            await buffer._send_pending(message)
+            steps.append("sent")
+            buffer.message_sent.set()
+
+        async def commit() -> None:
+            await buffer.flush()
+            steps.append("flushed")
+
+        sending = asyncio.ensure_future(buffer_task())
+        await asyncio.sleep(0)
+        assert (buffer.size, buffer.sending) == (0, 1)
+        flushing = asyncio.ensure_future(commit())
+        await asyncio.sleep(0.01)
+        assert steps == []
+        channel.sent.set()
+        await asyncio.gather(sending, flushing)
+        return steps
+
+    assert asyncio.run(scenario()) == ["sent", "flushed"]
+
+
+# -- Checked delivery
+
+
+class _Stops:
+    def __init__(self) -> None:
+        self.requested = 0
+
+    def __call__(self) -> None:
+        self.requested += 1
+
+
+def _guard() -> DeliveryGuard:
+    return DeliveryGuard(Metrics().failed_sends, stop=_Stops())
+
+
+def _checked_app(tmp_path, guard: DeliveryGuard, timeout_s: float = 120.0) -> RtrankApp:
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
+    app = RtrankApp(settings)
+    app.check_delivery(guard, timeout_s)
+    return app
+
+
+class _Accumulator:
+    def __init__(self, undelivered: dict) -> None:
+        self._batches = undelivered
+        self._pending_batches: set = set()
+
+
+class _AiokafkaProducer:
+    """aiokafka's producer as Faust's calls it: ``send`` returns the record's delivery future
+    (or raises ``raises``); ``flush`` waits for ``delivered``."""
+
+    def __init__(self, raises: Exception | None = None, undelivered: dict | None = None) -> None:
+        self.raises = raises
+        self.futures: list[asyncio.Future] = []
+        self.delivered = asyncio.Event()
+        self._message_accumulator = _Accumulator(undelivered or {})
+
+    async def send(self, topic: str, value: bytes | None, **kwargs: object) -> asyncio.Future:
+        if self.raises is not None:
+            raise self.raises
+        self.futures.append(asyncio.get_running_loop().create_future())
+        return self.futures[-1]
+
+    async def flush(self) -> None:
+        await self.delivered.wait()
+
+
+def _checked_producer(app: RtrankApp, aiokafka: _AiokafkaProducer) -> CheckedProducer:
+    producer = app.producer
+    producer._producer = aiokafka
+    return producer
+
+
+def test_the_app_s_kafka_producer_is_idempotent_with_acks_all(tmp_path) -> None:
+    app = _checked_app(tmp_path, _guard(), timeout_s=7.0)
+
+    async def scenario() -> None:
+        aiokafka = app.producer._new_producer()
+        assert aiokafka._txn_manager is not None  # aiokafka's idempotence
+        assert aiokafka._sender._acks == -1
+        assert aiokafka._request_timeout_ms == 7000
+        await aiokafka.client.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_worker_s_records_are_retried_for_the_delivery_timeout_of_the_settings(
+    tmp_path,
+) -> None:
+    settings = Settings(
+        broker="kafka://127.0.0.1:9",
+        store="memory://",
+        data_dir=tmp_path,
+        producer_delivery_timeout_s=42.0,
+    )
+    app = build_app(settings)
+    assert app.producer.request_timeout == 42.0
+    assert isinstance(app.delivery, DeliveryGuard)
+
+
+def test_a_record_the_producer_fails_to_deliver_is_reported_with_its_topic(tmp_path) -> None:
+    guard = _guard()
+    app = _checked_app(tmp_path, guard)
+
+    async def scenario() -> None:
+        aiokafka = _AiokafkaProducer()
+        producer = _checked_producer(app, aiokafka)
+        await producer.send("recommendations", b"u1", b"{}", None, None, None)
+        aiokafka.futures[0].set_exception(MessageSizeTooLargeError())
+        await asyncio.sleep(0)
+        assert guard.failure[0] == "recommendations"
+
+    asyncio.run(scenario())
+
+
+def test_a_send_that_raises_is_reported_and_raised(tmp_path) -> None:
+    guard = _guard()
+    app = _checked_app(tmp_path, guard)
+
+    async def scenario() -> None:
+        producer = _checked_producer(app, _AiokafkaProducer(raises=KafkaTimeoutError()))
+        with pytest.raises(ProducerSendError):
+            await producer.send("user_to_history-changelog", b"u1", b"{}", None, None, None)
+        assert guard.failure[0] == "user_to_history-changelog"
+
+    asyncio.run(scenario())
+
+
+def test_delivered_records_leave_the_commits_open(tmp_path) -> None:
+    guard = _guard()
+    app = _checked_app(tmp_path, guard)
+
+    async def scenario() -> None:
+        aiokafka = _AiokafkaProducer()
+        producer = _checked_producer(app, aiokafka)
+        await producer.send("recommendations", b"u1", b"{}", None, None, None)
+        aiokafka.futures[0].set_result("metadata")
+        aiokafka.delivered.set()
+        await producer.flush()
+        assert guard.may_commit()
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_still_waiting_after_the_delivery_timeout_fails_the_delivery(tmp_path) -> None:
+    guard = _guard()
+    app = _checked_app(tmp_path, guard, timeout_s=0.01)
+    undelivered = {TP("recommendations", 3): ["a batch"], TP("training-examples", 0): []}
+
+    async def scenario() -> None:
+        producer = _checked_producer(app, _AiokafkaProducer(undelivered=undelivered))
+        await producer.flush()  # nothing is ever delivered
+
+    asyncio.run(scenario())
+    topic, error = guard.failure
+    assert topic == "recommendations"
+    assert isinstance(error, KafkaTimeoutError)
+
+
+class _ConsumerThread:
+    def __init__(self) -> None:
+        self.committed: list = []
+
+    async def commit(self, offsets: dict) -> bool:
+        self.committed.append(offsets)
+        return True
+
+
+def _checked_consumer(app: RtrankApp) -> CheckedConsumer:
+    consumer = app.consumer
+    consumer._thread = _ConsumerThread()
+    return consumer
+
+
+def test_offsets_are_committed_while_every_record_was_delivered(tmp_path) -> None:
+    app = _checked_app(tmp_path, _guard())
+    consumer = _checked_consumer(app)
+    assert asyncio.run(consumer._commit({TP("events", 0): 10}))
+    assert consumer._thread.committed == [{TP("events", 0): 10}]
+
+
+def test_no_offset_is_committed_after_a_record_was_not_delivered(tmp_path) -> None:
+    guard = _guard()
+    app = _checked_app(tmp_path, guard)
+    consumer = _checked_consumer(app)
+    guard.failed("recommendations", MessageSizeTooLargeError())
+    assert not asyncio.run(consumer._commit({TP("events", 0): 10}))
+    assert consumer._thread.committed == []
+
+
+def test_a_commit_already_decided_sees_a_failure_whose_callback_is_still_pending(
+    tmp_path,
+) -> None:
+    guard = _guard()
+    app = _checked_app(tmp_path, guard)
+    consumer = _checked_consumer(app)
+
+    async def scenario() -> bool:
+        delivery = asyncio.get_running_loop().create_future()
+        guard.watch("recommendations", delivery)
+        delivery.set_exception(MessageSizeTooLargeError())  # its done-callback not run yet
+        return await consumer._commit({TP("events", 0): 10})
+
+    assert not asyncio.run(scenario())
+    assert consumer._thread.committed == []

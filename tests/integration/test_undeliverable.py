@@ -1,0 +1,105 @@
+"""A worker whose lists the broker refuses stops before committing their events, and the
+next worker to start answers them (real broker, real worker processes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from rtrank.streams.bench.replay import synthetic_replay
+from rtrank.streams.bench.replay_checks import answers, check_replay, lists_by_user, sent_events
+from rtrank.streams.bench.topic_reader import end_offsets, read_topic
+from rtrank.streams.cli.produce import send_events
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.delivery import EXIT_UNDELIVERABLE
+from tests.integration.conftest import SYNTHETIC_ITEMS, wait_for
+
+TINY = "64"  # bytes: smaller than any list, a non-retriable MESSAGE_TOO_LARGE for each
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Iterator[KafkaAdminClient]:
+    client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def max_message_bytes(admin: KafkaAdminClient, topic: str) -> str:
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    configs = admin.describe_configs([resource], config_filter="all")
+    return configs["topic"][topic]["max.message.bytes"]["value"]
+
+
+def refuse_lists(admin: KafkaAdminClient, topic: str) -> None:
+    admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": TINY})]
+    )
+    wait_for(lambda: max_message_bytes(admin, topic) == TINY, 30, message="config not applied")
+
+
+def accept_lists(admin: KafkaAdminClient, topic: str) -> None:
+    admin.reset_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic, configs=["max.message.bytes"])]
+    )
+    wait_for(lambda: max_message_bytes(admin, topic) != TINY, 30, message="config not reset")
+
+
+def committed(admin: KafkaAdminClient, settings: Settings) -> dict[int, int]:
+    """Partition of the events topic -> the group's committed offset (its next event)."""
+    offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+    return {
+        tp.partition: o.offset
+        for tp, o in offsets.items()
+        if tp.topic == settings.events_topic and o.offset >= 0
+    }
+
+
+def first_unanswered(settings: Settings) -> dict[int, int]:
+    """Partition of the events topic -> the offset of its first event that no list of its
+    user answers at or after it."""
+    answered = {u: max(map(answers, recs)) for u, recs in lists_by_user(settings).items()}
+    first: dict[int, int] = {}
+    for record in read_topic(settings, settings.events_topic):
+        if answered.get(record.key.decode(), -1) < record.offset:
+            first[record.partition] = min(first.get(record.partition, record.offset), record.offset)
+    return first
+
+
+def test_a_worker_whose_lists_are_refused_stops_uncommitted_and_the_next_answers_them(
+    settings, worker, synthetic_checkpoint, admin
+) -> None:
+    settings = settings.replace(checkpoint=str(synthetic_checkpoint))
+    worker.settings = settings
+    worker.start()
+    replay = synthetic_replay(users=100, items=SYNTHETIC_ITEMS, events=600, seed=9)
+    before, after = replay.events[:300], replay.events[300:]
+    send_events(settings, before, progress=False)
+    wait_for(
+        lambda: committed(admin, settings) == end_offsets(settings, settings.events_topic),
+        60,
+        message="the events before the refusal were not all committed",
+    )
+
+    refuse_lists(admin, settings.recommendations_topic)
+    send_events(settings, after, progress=False)
+    wait_for(lambda: not worker.running, 90, message="the worker did not stop")
+    assert worker.process.returncode == EXIT_UNDELIVERABLE
+
+    log = worker.log.read_text(errors="replace")
+    [line] = [x for x in log.splitlines() if "could not be delivered" in x]
+    assert "ERROR" in line and settings.recommendations_topic in line
+    assert "MessageSizeTooLarge" in line and "partitions move to another worker" in line
+    unanswered = first_unanswered(settings)
+    assert unanswered, "the worker stopped, yet every event has its list"
+    now_committed = committed(admin, settings)
+    assert all(now_committed.get(p, 0) <= offset for p, offset in unanswered.items())
+
+    accept_lists(admin, settings.recommendations_topic)
+    worker.start()
+    findings = check_replay(settings, sent_events(settings), settle_s=90)
+    assert findings.ok, findings.counts()
