@@ -18,6 +18,7 @@ import click
 from rtrank.model.checkpoint import CheckpointError
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.settings import Settings
+from rtrank.streams.trainer.model_updates import PublishError
 from rtrank.streams.trainer.online_trainer import Trainer
 
 
@@ -46,5 +47,5 @@ def trainer_command(settings: Settings, checkpoint: str | None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         Trainer(settings, checkpoint or settings.checkpoint).run(stop, on_ready)
-    except CheckpointError as e:
+    except (CheckpointError, PublishError) as e:
         raise click.ClickException(str(e)) from None

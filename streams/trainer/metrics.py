@@ -7,6 +7,9 @@
     rtrank_trainer_published_version         the last version published
     rtrank_trainer_published_total{kind}     versions published (snapshot, delta)
     rtrank_trainer_lag{partition}            training examples not read yet
+    rtrank_trainer_trimmed_records_total     model-updates records deleted before the
+                                             previous snapshot (the topic's bound)
+    rtrank_trainer_updates_first_offset      the first offset model-updates still holds
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ class TrainerMetrics:
             registry=r,
         )
 
+        self.trimmed = Counter(
+            "rtrank_trainer_trimmed_records",
+            "model-updates records deleted: those before the previous snapshot",
+            registry=r,
+        )
+        self.updates_first_offset = Gauge(
+            "rtrank_trainer_updates_first_offset",
+            "The first offset the model-updates topic still holds",
+            registry=r,
+        )
+
     def trained(self, steps: int, examples: int) -> None:
         """One round of the loop: ``steps`` gradient steps over ``examples`` fresh ones."""
         self.steps.inc(steps)
@@ -60,6 +74,11 @@ class TrainerMetrics:
     def publishing(self, version: int, snapshot: bool) -> None:
         self.published_version.set(version)
         self.published.labels(kind="snapshot" if snapshot else "delta").inc()
+
+    def trimming(self, first_before: int, first_after: int) -> None:
+        """The topic's first offset moved from ``first_before`` to ``first_after``."""
+        self.trimmed.inc(max(0, first_after - first_before))
+        self.updates_first_offset.set(first_after)
 
     def behind(self, highwaters: Mapping[int, int | None], positions: Mapping[int, int]) -> None:
         """Lag per partition: the offset the next example will get (``highwaters``, None while

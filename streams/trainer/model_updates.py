@@ -16,8 +16,17 @@ is corrupt.
 
 Late starters (workers, a restarted trainer) find the latest complete snapshot by reading
 the topic backwards in growing windows (`latest_snapshot_offset`) and replay from there:
-no second topic to keep consistent. The topic must retain at least one snapshot interval
-(``snapshot_every`` versions); the default retention (7 days) does.
+no second topic to keep consistent.
+
+The topic is bounded by the trainer, not by age (its retention by time is off): once a new
+snapshot is acknowledged, the trainer deletes every record before the *previous* snapshot
+(`delete_before`). So the topic always holds the latest snapshot, the one before it (which a
+late starter may be reading right now) and the deltas after them, however long the trainer
+stays quiet. A reader whose position is deleted under it (a worker that fell a whole
+snapshot interval behind) is reset by its consumer to the topic's new beginning, which is
+always the first chunk of a snapshot: it reads that snapshot and the deltas after it, and
+never applies a delta on a base it does not have, since every delta names its base
+(`rtrank.model.updates.apply_update`).
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from rtrank.model.updates import Snapshot, Update, UpdateError, decode_update, encode_update
 from rtrank.streams.settings import Settings
@@ -44,6 +54,10 @@ log = logging.getLogger(__name__)
 MAGIC = b"RTMU"
 WIRE_FORMAT = 2  # the payload as is
 HEADER_ROOM = 4096  # bytes kept per message for our header and Kafka's record overhead
+
+
+class PublishError(RuntimeError):
+    """An update's messages were not all acknowledged by the broker: it is not published."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,35 @@ def to_messages(update: Update, max_bytes: int) -> list[tuple[bytes, bytes]]:
         value = MAGIC + len(head).to_bytes(4, "big") + head + data
         out.append((str(update.version).encode(), value))
     return out
+
+
+def send_update(
+    producer: KafkaProducer, topic: str, messages: list[tuple[bytes, bytes]], version: int
+) -> list[int]:
+    """Send ``messages`` to ``topic``'s partition 0, wait until each was acknowledged, and
+    return their offsets.
+
+    Raises:
+        PublishError: a message was not delivered (the producer gave up retrying).
+    """
+    futures = []
+    try:
+        for key, value in messages:
+            futures.append(producer.send(topic, key=key, value=value, partition=0))
+    except KafkaError as e:
+        producer.flush()
+        raise PublishError(
+            f"version {version} not published: message {len(futures) + 1} of "
+            f"{len(messages)} could not be sent to {topic!r} ({e!r})"
+        ) from e
+    producer.flush()
+    failed = [f.exception for f in futures if not f.succeeded()]
+    if failed:
+        raise PublishError(
+            f"version {version} not published: {len(failed)} of {len(messages)} message(s) "
+            f"not delivered to {topic!r} ({failed[0]!r})"
+        )
+    return [f.value.offset for f in futures]
 
 
 def parse_chunk(value: bytes | None) -> Chunk:
@@ -150,6 +193,8 @@ def assemble(chunks: list[Chunk]) -> Update:
 
 
 def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]:
+    """A consumer of the topic's one partition. A position the trainer deleted meanwhile
+    resets to the beginning ("earliest"): the first chunk of a snapshot."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
@@ -216,6 +261,8 @@ class Replayed:
     updates: list[Update]  # decoded, in topic order (rejections left out)
     max_version: int  # the highest version number in any chunk, complete or not
     end_offset: int
+    begin_offset: int  # the topic's first offset (records before it were deleted)
+    snapshot_offset: int | None  # first chunk of the newest complete snapshot; None: none
 
 
 def read_updates(
@@ -227,10 +274,13 @@ def read_updates(
         start = latest_snapshot_offset(consumer, tp)
         end = consumer.end_offsets([tp])[tp]
         assembler, updates, max_version = Assembler(), [], -1
+        first_offsets: dict[str, int] = {}  # update id -> offset of its first chunk read
+        snapshot_offset = None
         for record in read_range(consumer, tp, start, end):
             try:
                 chunk = parse_chunk(record.value)
                 max_version = max(max_version, chunk.header["version"])
+                first_offsets.setdefault(chunk.update_id, record.offset)
                 update = assembler.add(chunk)
             except UpdateError as e:
                 if on_reject:
@@ -238,9 +288,24 @@ def read_updates(
                 continue
             if update is not None:
                 updates.append(update)
-        return Replayed(updates, max_version, end)
+                if isinstance(update, Snapshot):
+                    snapshot_offset = first_offsets[chunk.update_id]
+        begin = consumer.beginning_offsets([tp])[tp]
+        return Replayed(updates, max_version, end, begin, snapshot_offset)
     finally:
         consumer.close()
+
+
+def delete_before(admin: KafkaAdminClient, settings: Settings, offset: int) -> int:
+    """Delete the model-updates records before ``offset``; returns the topic's first offset
+    afterwards (``offset``, or a later one that an earlier call left).
+
+    Raises:
+        KafkaError: the broker did not delete them (nothing is deleted then, or all is).
+    """
+    tp = TopicPartition(settings.model_updates_topic, 0)
+    result = admin.delete_records({tp: offset})
+    return int(result[tp]["low_watermark"])
 
 
 class UpdateFeed:
@@ -248,7 +313,8 @@ class UpdateFeed:
 
     It decodes and verifies in its own thread and queues whole updates; the model process
     applies them between batches (`drain`). ``caught_up`` is set once everything that was
-    on the topic at start has been read.
+    on the topic at start has been read. Should the trainer delete the records under its
+    position, it goes on from the topic's new beginning, a snapshot (`updates_consumer`).
     """
 
     def __init__(self, settings: Settings, on_reject: Callable[[str, str], None]) -> None:

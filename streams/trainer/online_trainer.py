@@ -19,6 +19,15 @@ full snapshot every ``snapshot_every`` versions. After a restart the replay buff
 refilled from the examples just before the resumed position. Adam's moments are not
 published: a restarted trainer begins them afresh.
 
+A version counts as published once the broker acknowledged every one of its messages (the
+producer retries for up to ``producer_delivery_timeout_s``). One that still fails stops the
+trainer (`rtrank.streams.trainer.model_updates.PublishError`, exit 1): restarted, it
+resumes from the last version fully on the topic and numbers its next one past whatever
+the failed one left there. Once a snapshot is acknowledged, the trainer deletes the records
+before the previous snapshot, which bounds the topic
+(`rtrank.streams.trainer.model_updates.delete_before`); a deletion that fails is only
+logged: the next snapshot's deletes the same records and more.
+
 Steps stay at ``trainer_batch_size`` (256) examples: larger ones made each example cheaper
 but cost Games quality. A trainer that keeps up steps on whatever one poll returned:
 holding steps back for full batches cost most of the drift recovery, because how many
@@ -38,7 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
@@ -48,7 +58,12 @@ from rtrank.model.vocab import Vocabulary
 from rtrank.streams import safe_json
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
-from rtrank.streams.trainer.model_updates import read_updates, to_messages
+from rtrank.streams.trainer.model_updates import (
+    delete_before,
+    read_updates,
+    send_update,
+    to_messages,
+)
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -116,6 +131,8 @@ class Resumed:
     next_version: int
     offsets: dict[int, int] = field(default_factory=dict)  # training partition -> next offset
     fresh_start: bool = True  # nothing was on the topic: publish a base snapshot first
+    snapshot_offset: int | None = None  # first chunk of the newest snapshot on the topic
+    first_offset: int = 0  # the first offset model-updates holds
 
 
 def resume(settings: Settings, checkpoint: str) -> Resumed:
@@ -134,7 +151,14 @@ def resume(settings: Settings, checkpoint: str) -> Resumed:
     if model is not None:
         log.info("resuming from published version %d (%d items)", version, len(vocab) - 1)
         learner = OnlineLearner(model, vocab, version, config, reference)
-        return Resumed(learner, max(replayed.max_version, version) + 1, offsets, False)
+        return Resumed(
+            learner,
+            max(replayed.max_version, version) + 1,
+            offsets,
+            fresh_start=False,
+            snapshot_offset=replayed.snapshot_offset,
+            first_offset=replayed.begin_offset,
+        )
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         model, vocab, version = ckpt.model, ckpt.vocab, ckpt.version
@@ -147,7 +171,8 @@ def resume(settings: Settings, checkpoint: str) -> Resumed:
     if reference is None:
         log.info("no held-out reference: every step takes the full learning rate")
     learner = OnlineLearner(model, vocab, version, config, reference)
-    return Resumed(learner, max(replayed.max_version, version) + 1, {}, True)
+    next_version = max(replayed.max_version, version) + 1
+    return Resumed(learner, next_version, first_offset=replayed.begin_offset)
 
 
 class Trainer:
@@ -178,12 +203,18 @@ class Trainer:
         state = resume(s, self.checkpoint)
         self.learner, self.next_version = state.learner, state.next_version
         self.versions_since_snapshot = 0
+        self.snapshot_offset, self.first_offset = state.snapshot_offset, state.first_offset
+        self.metrics.updates_first_offset.set(self.first_offset)
         consumer, tps = self._examples_consumer(state.offsets)
         producer = KafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             acks="all",
             linger_ms=0,
             max_request_size=s.update_max_bytes + 65536,
+            delivery_timeout_ms=int(s.producer_delivery_timeout_s * 1000),
+        )
+        self.admin = KafkaAdminClient(
+            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.app_id}-trainer-admin"
         )
         self.offsets = {tp.partition: consumer.position(tp) for tp in tps}
         try:
@@ -197,6 +228,7 @@ class Trainer:
         finally:
             consumer.close()
             producer.close()
+            self.admin.close()
 
     def _examples_consumer(self, offsets: dict[int, int]) -> tuple[KafkaConsumer, list]:
         s = self.settings
@@ -303,9 +335,7 @@ class Trainer:
         }
         update = self.learner.publish(self.next_version, snapshot, meta)
         messages = to_messages(update, s.update_max_bytes)
-        for key, value in messages:
-            producer.send(s.model_updates_topic, key=key, value=value, partition=0)
-        producer.flush()
+        offsets = send_update(producer, s.model_updates_topic, messages, update.version)
         self.metrics.publishing(update.version, isinstance(update, Snapshot))
         self.versions_since_snapshot = (
             0 if isinstance(update, Snapshot) else (self.versions_since_snapshot + 1)
@@ -319,3 +349,29 @@ class Trainer:
             self.learner.lr_scale,
         )
         self.next_version += 1
+        if isinstance(update, Snapshot):
+            self._snapshot_published(offsets[0])
+
+    def _snapshot_published(self, offset: int) -> None:
+        """Bound the topic: delete every record before the previous snapshot."""
+        previous, self.snapshot_offset = self.snapshot_offset, offset
+        if previous is None or previous <= self.first_offset:
+            return
+        try:
+            first = delete_before(self.admin, self.settings, previous)
+        except KafkaError as e:
+            log.warning(
+                "%s not trimmed before offset %d (%r); the next snapshot trims it",
+                self.settings.model_updates_topic,
+                previous,
+                e,
+            )
+            return
+        log.info(
+            "trimmed %s: %d record(s) before the previous snapshot (offset %d) deleted",
+            self.settings.model_updates_topic,
+            first - self.first_offset,
+            previous,
+        )
+        self.metrics.trimming(self.first_offset, first)
+        self.first_offset = first

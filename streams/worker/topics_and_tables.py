@@ -45,6 +45,11 @@ def kept_for(days: int) -> dict[str, str]:
     return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
 
 
+def trimmed_by_writer() -> dict[str, str]:
+    """Never deleted by age or size: the writer deletes what it no longer needs."""
+    return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+
+
 # -- Topics ----------------------------------------------------------------------------------
 
 
@@ -76,21 +81,22 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     | recommendations | 1 day | a list is superseded by the user's next one |
     | events.dlq, items.dlq | 30 days | dead letters wait for a person to look |
     | training-examples | 7 days | a trainer down for days resumes where its version was |
-    | model-updates | 7 days | below |
+    | model-updates | the latest two snapshots and the deltas after them | below |
     | items, item_to_info changelog | compacted | the latest record per item is the item |
     | rank-requests, rank-responses | 1 day | an answer is only useful to its caller, now |
     | user_to_history changelog | compacted | the latest state per user is the state |
     | the assignor's leader topic | 1 day | Faust never writes it; it elects a leader |
 
-    ``model-updates`` is deleted by age, not compacted: its key is the version, shared by
-    every chunk of one update, so compaction would keep a snapshot's last chunk only. Late
-    starters read it from the newest complete snapshot on (`rtrank.streams.trainer.
-    model_updates`), so 7 days is safe while the trainer publishes a snapshot at least every
-    7 days: it does every ``snapshot_every`` versions, a version at most every
-    ``trainer_publish_s`` while examples arrive. Kafka deletes a segment only once its
-    newest record is older than 7 days and never the segment being written; a trainer with
-    no examples for 7 days whose latest snapshot sits in a closed segment is the case this
-    bound does not cover.
+    ``model-updates`` is neither compacted nor deleted by age: its key is the version,
+    shared by every chunk of one update, so compaction would keep a snapshot's last chunk
+    only; and by age, a trainer quiet for longer than the retention would let its latest
+    snapshot expire (late starters would find no base) while a busy one kept the whole
+    period. Instead the trainer, once a new snapshot is acknowledged, deletes the records
+    before the previous one (`rtrank.streams.trainer.model_updates.delete_before`): the
+    topic holds the latest snapshot, the one before it (a late starter may be reading it)
+    and the deltas after them, about ``2 * snapshot_every`` versions whatever the age.
+    A topic created before this policy keeps its 7 days until altered
+    (``kafka-configs.sh --alter --entity-type topics --add-config retention.ms=-1``).
 
     The changelogs and the leader topic are Faust's; creating them here gives them the same
     replication and configs (Faust would give them its own). The catalogue's changelog was
@@ -108,7 +114,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         spec("recommendations", settings.recommendations_topic, n, kept_for(1)),
         spec("dlq", settings.dlq_topic, n, kept_for(30)),
         spec("training", settings.training_topic, n, kept_for(7)),
-        spec("model_updates", settings.model_updates_topic, 1, kept_for(7)),
+        spec("model_updates", settings.model_updates_topic, 1, trimmed_by_writer()),
         spec("items", settings.items_topic, n, compacted()),
         spec("items_dlq", settings.items_dlq_topic, n, kept_for(30)),
         spec("rank_requests", settings.rank_requests_topic, n, kept_for(1)),

@@ -15,6 +15,7 @@ from rtrank.streams.worker.topics_and_tables import (
     declare_topics,
     leader_topic,
     topic_names,
+    topic_spec,
     topic_specs,
 )
 
@@ -32,9 +33,7 @@ def test_every_configured_topic_and_fausts_own_are_created_up_front() -> None:
 
 def test_only_the_catalogue_and_the_tables_changelogs_are_compacted() -> None:
     settings = Settings()
-    compacted = {
-        s.name for s in topic_specs(settings) if s.configs["cleanup.policy"] == "compact"
-    }
+    compacted = {s.name for s in topic_specs(settings) if s.configs["cleanup.policy"] == "compact"}
     assert compacted == {
         settings.items_topic,
         catalogue_changelog(settings),
@@ -44,24 +43,32 @@ def test_only_the_catalogue_and_the_tables_changelogs_are_compacted() -> None:
     assert all("retention.ms" not in configs for configs in kept)
 
 
-def test_every_other_topic_is_deleted_by_age_after_its_stated_days() -> None:
+def test_every_other_topic_but_model_updates_is_deleted_by_age_after_its_stated_days() -> None:
     settings = Settings()
     days = {
         s.role: int(s.configs["retention.ms"]) / DAY_MS
         for s in topic_specs(settings)
-        if s.configs["cleanup.policy"] == "delete"
+        if s.configs["cleanup.policy"] == "delete" and s.role != "model_updates"
     }
     assert days == {
         "events": 7,
         "recommendations": 1,
         "dlq": 30,
         "training": 7,
-        "model_updates": 7,
         "items_dlq": 30,
         "rank_requests": 1,
         "rank_responses": 1,
         "leader": 1,
     }
+
+
+def test_model_updates_is_never_deleted_by_age_or_size_only_trimmed_by_the_trainer() -> None:
+    configs = topic_spec(Settings(), "model_updates").configs
+    assert (configs["cleanup.policy"], configs["retention.ms"], configs["retention.bytes"]) == (
+        "delete",
+        "-1",
+        "-1",
+    )
 
 
 def test_every_topic_has_the_configured_replication_and_min_insync_replicas() -> None:
@@ -75,8 +82,9 @@ def test_by_default_topics_fit_one_broker() -> None:
     assert {(s.replicas, s.configs["min.insync.replicas"]) for s in specs} == {(1, "1")}
 
 
-def test_model_updates_and_the_leader_topic_have_one_partition_the_rest_the_configured_count(
-) -> None:
+def test_model_updates_and_the_leader_topic_have_one_partition_the_rest_the_configured_count() -> (
+    None
+):
     settings = Settings(partitions=6)
     counts = {s.name: s.partitions for s in topic_specs(settings)}
     assert counts.pop(settings.model_updates_topic) == 1
