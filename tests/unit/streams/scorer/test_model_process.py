@@ -140,6 +140,26 @@ def test_a_call_to_a_stopped_process_fails_within_its_bound_and_the_process_is_k
         model.stop()
 
 
+def test_a_start_is_bounded_by_the_update_catch_up_plus_two_call_bounds(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    model = ModelProcess(settings.replace(update_catch_up_s=0.0, model_call_timeout_s=1.0))
+    others = set(multiprocessing.active_children())
+
+    async def start_a_stopped_process() -> None:
+        starting = asyncio.ensure_future(model.start())
+        await asyncio.sleep(0)  # the call is made: its process is spawned
+        for child in set(multiprocessing.active_children()) - others:
+            os.kill(child.pid, signal.SIGSTOP)
+        await starting
+
+    try:
+        with pytest.raises(ModelProcessError, match="did not answer within 2 s"):
+            loop.run_until_complete(start_a_stopped_process())
+    finally:
+        model.stop()
+
+
 def test_a_hung_process_is_a_problem_only_once_a_call_is_past_its_bound(
     settings: Settings, loop: asyncio.AbstractEventLoop
 ) -> None:
