@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rtrank.streams.validation import Rejection
 
 FUZZ = settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     database=None,  # nothing written into the working tree; failures print their input
     suppress_health_check=[HealthCheck.too_slow],
