@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 
 import click
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from rtrank.model.data import FORMATS, DataError
 from rtrank.streams.bench.replay import Replay, from_file, synthetic_replay
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.settings import Settings
+from rtrank.streams.trainer.model_updates import flush
 from rtrank.streams.worker.topics_and_tables import TopicLayoutError, ensure_topics
 
 SHOWN_BAD_LINES = 20
@@ -50,6 +52,7 @@ def produce(
 
     Users are interleaved while each user's order is kept; events without a timestamp are
     stamped when sent. Malformed lines are reported with their line number and skipped.
+    Events the broker did not acknowledge end the command with an error (exit 1).
     """
     if synthetic == (path is not None):
         raise click.UsageError("give either PATH or --synthetic")
@@ -67,7 +70,10 @@ def produce(
         ensure_topics(settings)
     except TopicLayoutError as exc:
         raise click.ClickException(str(exc)) from None
-    sent, seconds = send_events(settings, stream, rate)
+    try:
+        sent, seconds = send_events(settings, stream, rate)
+    except DeliveryError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
         f"sent {sent} events to {settings.events_topic!r} in {seconds:.1f}s "
         f"({sent / max(seconds, 1e-9):.0f}/s); skipped {len(replay.bad_lines)} bad lines",
@@ -75,28 +81,83 @@ def produce(
     )
 
 
+class DeliveryError(RuntimeError):
+    """Some events were not acknowledged by the broker."""
+
+
 def send_events(
     settings: Settings, events: list[dict], rate: float = 0.0, progress: bool = True
 ) -> tuple[int, float]:
-    """Send ``events`` keyed by user_id, paced at ``rate`` per second; wait for every ack."""
+    """Send ``events`` keyed by user_id, paced at ``rate`` per second; wait for every ack.
+
+    The producer retries each event for up to ``producer_delivery_timeout_s``.
+
+    Raises:
+        DeliveryError: some events were not delivered; it says how many.
+    """
+    linger_ms = 5
+    # kafka-python refuses a delivery timeout under linger_ms + request_timeout_ms
+    delivery_ms = max(linger_ms + 1, int(settings.producer_delivery_timeout_s * 1000))
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
-        linger_ms=5,
+        linger_ms=linger_ms,
+        delivery_timeout_ms=delivery_ms,
+        request_timeout_ms=min(30_000, delivery_ms - linger_ms),
         key_serializer=str.encode,
         value_serializer=lambda v: json.dumps(v).encode(),
     )
     pacer = Pacer(rate)
     try:
-        for n, event in enumerate(tqdm(events, unit="ev", disable=not progress, file=sys.stderr)):
-            pacer.wait_for(n)
-            if event.get("ts") is None:
-                event = {**event, "ts": int(time.time() * 1000)}
-            producer.send(settings.events_topic, key=event["user_id"], value=event)
-        producer.flush()
+        send_all(producer, settings.events_topic, events, pacer, progress)
     finally:
         producer.close()
     return len(events), time.monotonic() - pacer.started
+
+
+def send_all(
+    producer: KafkaProducer, topic: str, events: list[dict], pacer: Pacer, progress: bool = False
+) -> None:
+    """Send ``events`` to ``topic`` through ``producer`` and wait until each was
+    acknowledged or failed. Results are counted as they come (no round trip per event, no
+    future kept per event); sending stops at the first event ``send`` itself refuses.
+
+    Raises:
+        DeliveryError: with how many of ``events`` were not delivered, and the first error.
+    """
+    receipts = Receipts()
+    try:
+        shown = tqdm(events, unit="ev", disable=not progress, file=sys.stderr)
+        for n, event in enumerate(shown):
+            pacer.wait_for(n)
+            if event.get("ts") is None:
+                event = {**event, "ts": int(time.time() * 1000)}
+            future = producer.send(topic, key=event["user_id"], value=event)
+            future.add_callback(receipts.delivered).add_errback(receipts.failed)
+    except KafkaError as e:
+        receipts.failed(e)
+    flush(producer)
+    missing = len(events) - receipts.count
+    if missing:
+        raise DeliveryError(
+            f"{missing} of {len(events)} events were not delivered to {topic!r} "
+            f"(first error: {receipts.first_error!r})"
+        )
+
+
+@dataclass
+class Receipts:
+    """Acknowledgements counted from the producer's callbacks (its I/O thread)."""
+
+    count: int = 0
+    first_error: BaseException | None = None
+
+    def delivered(self, _metadata: object) -> None:
+        self.count += 1
+
+    def failed(self, error: BaseException) -> None:
+        if self.first_error is None:
+            self.first_error = error
 
 
 @dataclass

@@ -95,6 +95,26 @@ def to_messages(update: Update, max_bytes: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
+FLUSH_TRIES = 64
+
+
+def flush(producer: KafkaProducer) -> None:
+    """Wait until every record sent through ``producer`` (any kafka-python producer) was
+    acknowledged or failed.
+
+    kafka-python's own flush raises (``UnknownError: Future not done``) when the broker
+    refused a batch as too large and the producer split it to send again; it is called
+    again then, the split batches being the ones still in flight (each split halves a
+    batch, so a few tries suffice; the callers count what is still undelivered after).
+    """
+    for _ in range(FLUSH_TRIES):
+        try:
+            producer.flush()
+            return
+        except KafkaError as e:
+            log.debug("flush interrupted (%r); flushing again", e)
+
+
 def send_update(
     producer: KafkaProducer, topic: str, messages: list[tuple[bytes, bytes]], version: int
 ) -> list[int]:
@@ -109,12 +129,12 @@ def send_update(
         for key, value in messages:
             futures.append(producer.send(topic, key=key, value=value, partition=0))
     except KafkaError as e:
-        producer.flush()
+        flush(producer)
         raise PublishError(
             f"version {version} not published: message {len(futures) + 1} of "
             f"{len(messages)} could not be sent to {topic!r} ({e!r})"
         ) from e
-    producer.flush()
+    flush(producer)
     failed = [f.exception for f in futures if not f.succeeded()]
     if failed:
         raise PublishError(

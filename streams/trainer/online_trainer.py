@@ -206,12 +206,14 @@ class Trainer:
         self.snapshot_offset, self.first_offset = state.snapshot_offset, state.first_offset
         self.metrics.updates_first_offset.set(self.first_offset)
         consumer, tps = self._examples_consumer(state.offsets)
+        delivery_ms = max(1, int(s.producer_delivery_timeout_s * 1000))
         producer = KafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             acks="all",
             linger_ms=0,
             max_request_size=s.update_max_bytes + 65536,
-            delivery_timeout_ms=int(s.producer_delivery_timeout_s * 1000),
+            delivery_timeout_ms=delivery_ms,
+            request_timeout_ms=min(30_000, delivery_ms),  # kafka-python: at most delivery
         )
         self.admin = KafkaAdminClient(
             bootstrap_servers=s.bootstrap_servers, client_id=f"{s.app_id}-trainer-admin"

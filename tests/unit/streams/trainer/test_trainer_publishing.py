@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError, NotEnoughReplicasError
+from kafka.errors import KafkaTimeoutError, NotEnoughReplicasError, UnknownError
 from kafka.future import Future
 
 from rtrank.streams.settings import Settings
-from rtrank.streams.trainer.model_updates import PublishError, send_update
+from rtrank.streams.trainer.model_updates import PublishError, flush, send_update
 from rtrank.streams.trainer.online_trainer import Trainer
 
 MESSAGES = [(b"7", b"chunk-0"), (b"7", b"chunk-1"), (b"7", b"chunk-2")]
@@ -56,6 +56,23 @@ def test_an_update_with_a_message_not_acknowledged_is_not_published() -> None:
 def test_an_update_whose_send_is_refused_is_not_published() -> None:
     with pytest.raises(PublishError, match=r"version 7 not published: message 2 of 3"):
         send_update(ResolvingProducer(refuse_from=1), "model-updates", MESSAGES, 7)
+
+
+def test_a_flush_interrupted_by_a_split_batch_is_flushed_again() -> None:
+    class SplittingProducer:
+        """kafka-python's flush raises while batches it split are still in flight."""
+
+        def __init__(self) -> None:
+            self.flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+            if self.flushes < 3:
+                raise UnknownError("Future not done")
+
+    producer = SplittingProducer()
+    flush(producer)
+    assert producer.flushes == 3
 
 
 class RecordingAdmin:
