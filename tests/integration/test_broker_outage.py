@@ -33,7 +33,7 @@ from rtrank.streams.worker.local_state import RUNNING_MARK
 from tests.integration.conftest import SYNTHETIC_ITEMS, kill_and_show_log, wait_for
 
 OUTAGE_S = 30.0  # the issue's outage
-USERS, EVENTS, RATE = 200, 3000, 150.0
+USERS, EVENTS, RATE = 200, 2400, 200.0
 SHUTDOWN_TIMEOUT_S = 10.0
 EXIT_MARGIN_S = 20.0  # for a busy machine: the process is gone this long after its deadline
 
@@ -144,6 +144,8 @@ def test_after_a_30_s_broker_outage_mid_replay_nothing_is_lost_or_applied_twice(
     trainer: TrainerProcess,
 ) -> None:
     settings = outage_settings
+    # The workers' and the trainer's producers retry what they could not deliver meanwhile.
+    assert settings.producer_delivery_timeout_s > OUTAGE_S
     replay = synthetic_replay(users=USERS, items=SYNTHETIC_ITEMS, events=EVENTS, seed=30)
     start_side_by_side(*workers, trainer)
     half = EVENTS // 2
