@@ -39,11 +39,12 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource
 from kafka.errors import KafkaError
 
 from rtrank.model.updates import Snapshot, Update, UpdateError, decode_update, encode_update
@@ -314,6 +315,23 @@ def read_updates(
         return Replayed(updates, max_version, end, begin, snapshot_offset)
     finally:
         consumer.close()
+
+
+def keep_until_deleted(admin: KafkaAdminClient, topic: str, configs: Mapping[str, str]) -> bool:
+    """Give ``topic`` the retention settings among ``configs`` (its `TopicSpec`'s: none by
+    age or size), so that only `delete_before` deletes from it; a topic created before
+    kept 7 days. False, and a warning, when the broker refused (trimming still bounds it).
+    """
+    retention = {k: v for k, v in configs.items() if k.startswith("retention.")}
+    try:
+        result = admin.alter_configs([ConfigResource("TOPIC", topic, retention)])
+        outcome = result.get("topic", {}).get(topic, "no answer")
+    except (KafkaError, ValueError) as e:
+        outcome = repr(e)
+    if outcome != "OK":
+        log.warning("%s keeps its retention (%s); set it to %s", topic, outcome, retention)
+        return False
+    return True
 
 
 def delete_before(admin: KafkaAdminClient, settings: Settings, offset: int) -> int:

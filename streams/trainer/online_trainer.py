@@ -25,8 +25,9 @@ trainer (`rtrank.streams.trainer.model_updates.PublishError`, exit 1): restarted
 resumes from the last version fully on the topic and numbers its next one past whatever
 the failed one left there. Once a snapshot is acknowledged, the trainer deletes the records
 before the previous snapshot, which bounds the topic
-(`rtrank.streams.trainer.model_updates.delete_before`); a deletion that fails is only
-logged: the next snapshot's deletes the same records and more.
+(`rtrank.streams.trainer.model_updates.delete_before`; at start it turns off any
+retention by age the topic was created with); a deletion that fails is only logged: the
+next snapshot's deletes the same records and more.
 
 Steps stay at ``trainer_batch_size`` (256) examples: larger ones made each example cheaper
 but cost Games quality. A trainer that keeps up steps on whatever one poll returned:
@@ -60,11 +61,12 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
 from rtrank.streams.trainer.model_updates import (
     delete_before,
+    keep_until_deleted,
     read_updates,
     send_update,
     to_messages,
 )
-from rtrank.streams.worker.topics_and_tables import ensure_topics
+from rtrank.streams.worker.topics_and_tables import ensure_topics, topic_spec
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +220,8 @@ class Trainer:
         self.admin = KafkaAdminClient(
             bootstrap_servers=s.bootstrap_servers, client_id=f"{s.app_id}-trainer-admin"
         )
+        spec = topic_spec(s, "model_updates")
+        keep_until_deleted(self.admin, spec.name, spec.configs)
         self.offsets = {tp.partition: consumer.position(tp) for tp in tps}
         try:
             if state.fresh_start:

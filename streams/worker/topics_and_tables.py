@@ -95,8 +95,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     before the previous one (`rtrank.streams.trainer.model_updates.delete_before`): the
     topic holds the latest snapshot, the one before it (a late starter may be reading it)
     and the deltas after them, about ``2 * snapshot_every`` versions whatever the age.
-    A topic created before this policy keeps its 7 days until altered
-    (``kafka-configs.sh --alter --entity-type topics --add-config retention.ms=-1``).
+    A topic created earlier with 7 days gets this retention from the trainer at its start
+    (`rtrank.streams.trainer.model_updates.keep_until_deleted`).
 
     The changelogs and the leader topic are Faust's; creating them here gives them the same
     replication and configs (Faust would give them its own). The catalogue's changelog was

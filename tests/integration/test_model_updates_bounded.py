@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, NewTopic
 
 from rtrank.model.online import Example
 from rtrank.model.updates import apply_update
@@ -22,6 +24,7 @@ from rtrank.streams.trainer.model_updates import (
     read_range,
     updates_consumer,
 )
+from rtrank.streams.worker.topics_and_tables import kept_for
 from tests.integration.conftest import kill_and_show_log, read_topic, wait_for
 from tests.integration.test_online import send_examples
 
@@ -40,7 +43,13 @@ def online(settings: Settings, synthetic_checkpoint: Path) -> Settings:
 
 @pytest.fixture
 def trimmed(online: Settings, tmp_path: Path) -> list:
-    """The records of model-updates once the trainer has trimmed it and stopped."""
+    """The records of model-updates once the trainer has trimmed it and stopped; the topic
+    was created beforehand as earlier versions did, kept for 7 days."""
+    admin = KafkaAdminClient(bootstrap_servers=online.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(online.model_updates_topic, 1, 1, topic_configs=kept_for(7))])
+    finally:
+        admin.close()
     trainer = TrainerProcess(online, tmp_path / "trainer.log", checkpoint=online.checkpoint)
     stop = threading.Event()
     examples = [Example((f"item-{n % 50}",), f"item-{(n + 1) % 50}") for n in range(200)]
@@ -67,6 +76,19 @@ def trimmed(online: Settings, tmp_path: Path) -> list:
         stop.set()
         kill_and_show_log(trainer)
     return read_topic(online.bootstrap_servers, online.model_updates_topic)
+
+
+def retention(settings: Settings) -> tuple[str, str]:
+    """retention.ms and retention.bytes of the model-updates topic, as the broker has them."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        configs = admin.describe_configs(
+            [ConfigResource("TOPIC", settings.model_updates_topic)], config_filter="all"
+        )
+    finally:
+        admin.close()
+    topic = configs["topic"][settings.model_updates_topic]
+    return topic["retention.ms"]["value"], topic["retention.bytes"]["value"]
 
 
 def first_offset(settings: Settings) -> int:
@@ -127,3 +149,7 @@ def test_a_reader_whose_position_was_deleted_goes_on_from_the_previous_snapshot(
     assert [r.offset for r in records] == [r.offset for r in trimmed]
     updates = assembled(records)
     assert served_version(updates) == max(parse_chunk(r.value).header["version"] for r in trimmed)
+
+
+def test_a_topic_created_with_a_retention_by_age_has_it_turned_off(online, trimmed) -> None:
+    assert retention(online) == ("-1", "-1")

@@ -12,7 +12,12 @@ from kafka.errors import KafkaTimeoutError, NotEnoughReplicasError, UnknownError
 from kafka.future import Future
 
 from rtrank.streams.settings import Settings
-from rtrank.streams.trainer.model_updates import PublishError, flush, send_update
+from rtrank.streams.trainer.model_updates import (
+    PublishError,
+    flush,
+    keep_until_deleted,
+    send_update,
+)
 from rtrank.streams.trainer.online_trainer import Trainer
 
 MESSAGES = [(b"7", b"chunk-0"), (b"7", b"chunk-1"), (b"7", b"chunk-2")]
@@ -134,3 +139,28 @@ def test_a_failed_deletion_is_logged_and_the_next_snapshot_deletes_further(train
     trainer._snapshot_published(150)
     assert trainer.admin.deleted == [95]
     assert sample(trainer, "rtrank_trainer_trimmed_records_total") == 95
+
+
+class ConfigAdmin:
+    """Stands for a KafkaAdminClient's alter_configs, answering ``outcome``."""
+
+    def __init__(self, outcome: str) -> None:
+        self.outcome, self.altered = outcome, []
+
+    def alter_configs(self, resources: list) -> dict:
+        self.altered.extend((r.name, r.configs) for r in resources)
+        return {"topic": {r.name: self.outcome for r in resources}}
+
+
+def test_the_topic_is_given_its_retention_settings_only() -> None:
+    admin = ConfigAdmin("OK")
+    configs = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+    assert keep_until_deleted(admin, "model-updates", configs)
+    assert admin.altered == [("model-updates", {"retention.ms": "-1", "retention.bytes": "-1"})]
+
+
+def test_a_refused_retention_change_is_logged_not_raised(caplog) -> None:
+    admin = ConfigAdmin("[Error 29] TopicAuthorizationFailedError")
+    with caplog.at_level(logging.WARNING):
+        assert not keep_until_deleted(admin, "model-updates", {"retention.ms": "-1"})
+    assert "model-updates keeps its retention (" in caplog.text
