@@ -116,7 +116,7 @@ def int_list(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
     help="also measure bytes and CPU per event and per user (one worker)",
 )
 @click.option(
-    "--sizes-users", type=int, default=1_000, show_default=True, help="users of the sizes part"
+    "--sizes-users", type=int, default=500, show_default=True, help="users of the sizes part"
 )
 @click.option(
     "--checkpoint",
@@ -162,10 +162,11 @@ def scale_command(
                 )
     except (BrokerError, RuntimeError) as exc:
         raise click.ClickException(f"{exc} (files kept in {tmp})") from None
-    shutil.rmtree(tmp, ignore_errors=True)
     click.echo(json.dumps(result) if as_json else table(result))
     if not all_correct(result):
+        say(f"a correctness count is not 0: the workers' logs are kept in {tmp}")
         raise SystemExit(1)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def all_correct(result: dict) -> bool:

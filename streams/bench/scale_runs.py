@@ -35,8 +35,8 @@ from rtrank.streams.worker.topics_and_tables import delete_run_topics, ensure_to
 
 @dataclass(frozen=True)
 class RunOptions:
-    events: int = 13_000  # per run, burst included
-    burst: int = 10_000  # sent first, unpaced: events/s answered
+    events: int = 8_000  # per run, burst included
+    burst: int = 5_000  # sent first, unpaced: events/s answered
     rate: float = 100.0  # offered events/s of the rest: latency, takeover pauses
     kills: int = 2
     users: int = 400
@@ -165,7 +165,7 @@ def one_run(
     say: Callable[[str], None],
 ) -> dict:
     """One run of the plan on fresh topics; its figures and `check_replay` counts. The
-    run's topics are deleted when it succeeds, its logs stay under ``tmp``."""
+    run's topics are deleted when every check holds; its logs stay under ``tmp``."""
     run = f"scale-{uuid.uuid4().hex[:6]}-w{workers}s{standby}"
     settings = base.isolated(run, standby_replicas=standby)
     ensure_topics(settings)
@@ -181,22 +181,29 @@ def one_run(
     events = synthetic_replay(options.users, options.items, options.events, seed=26).events
     burst, paced = events[: options.burst], events[options.burst :]
     try:
-        say(f"starting {workers} worker(s), standby {standby}")
+        say(f"starting {workers} worker(s), standby {standby}, trainer: {options.trainer}")
+        if options.trainer:  # beside the workers, as they start
+            killer.starting.append(threading.Thread(target=trainer.start))
+            killer.starting[-1].start()
         killer.start_all()
-        if options.trainer:
-            trainer.start()
+        if options.trainer and not trainer.running:
+            raise RuntimeError(f"the trainer did not start; see {trainer.log}")
         say(f"burst of {len(burst)} events")
         eps = burst_rate(settings, procs, burst)
         say(f"{len(paced)} events at {options.rate:.0f}/s, {options.kills} kill(s)")
         latencies = replay_with_kills(settings, killer, paced, options.rate, options.kills, say)
         say("checking the replay")
         findings = check_replay(settings, sent_events(settings), settle_s=120)
+        for name, found in vars(findings).items():
+            if found:
+                say(f"broken: {len(found)} {name}, e.g. {found[:3]}; topics {run}.*")
         lists = lists_by_user(settings)
     finally:
         trainer.stop()
         for proc in procs:
             proc.stop()
-    delete_run_topics(settings, run)
+    if findings.ok:  # else kept, with the logs, to look at
+        delete_run_topics(settings, run)
     return {
         "workers": workers,
         "standby": standby,

@@ -6,8 +6,9 @@ One worker, no standby, drains a backlog of synthetic users with
 
 - events/s per worker core: events answered per CPU second of the worker and its model
   process (CPU seconds, not wall time, so other load on the machine does not count);
-- memory: the RSS of the worker and its model process after the backlog, and its growth
-  per user;
+- memory: the RSS of the worker and its model process when it starts serving and after
+  the backlog (user state lives in RocksDB on disk, so memory follows buffers and caches
+  bounded by settings, not the number of users);
 - RocksDB bytes per user: the growth of the worker's data dir, read after a clean stop;
 - changelog bytes per user state: the latest record per user (key + value) of the
   ``user_to_history`` changelog, what compaction leaves;
@@ -59,7 +60,7 @@ def measure(
     worker.start()
     try:
         pids = [worker.process.pid, *cpu_use.children(worker.process.pid)]
-        disk_before, rss_before = dir_bytes(settings.data_dir), rss_bytes(pids)
+        disk_before, rss_start = dir_bytes(settings.data_dir), rss_bytes(pids)
         say(f"sizes: {len(events.events)} events of {users} users")
         cpu_before = sum(cpu_use.used({"worker": pids}).values())
         send_events(settings, events.events, progress=False)
@@ -73,7 +74,7 @@ def measure(
     volumes = topic_bytes(settings, [specs[role].name for role in MEASURED])
     states = latest_record_bytes(read_topic(settings, changelog(settings, "user_to_history")))
     result = sizes(
-        len(events.events), users, cpu, rss_after, rss_after - rss_before,
+        len(events.events), users, cpu, rss_start, rss_after,
         dir_bytes(settings.data_dir) - disk_before, states,
         {role: volumes[specs[role].name] for role in MEASURED},
     )  # fmt: skip
@@ -85,7 +86,7 @@ def measure(
 
 
 def sizes(
-    events: int, users: int, cpu_s: float, rss: int, rss_growth: int, disk_growth: int,
+    events: int, users: int, cpu_s: float, rss_start: int, rss: int, disk_growth: int,
     state_bytes: list[int], topic_volume: dict[str, int],
 ) -> dict:  # fmt: skip
     """The figures of `measure` from its readings (bytes, CPU seconds)."""
@@ -93,8 +94,8 @@ def sizes(
         "events": events,
         "users": users,
         "events_per_core_s": round(events / cpu_s, 1),
+        "worker_rss_start_mb": round(rss_start / 2**20, 1),
         "worker_rss_mb": round(rss / 2**20, 1),
-        "rss_bytes_per_user": round(rss_growth / users),
         "rocksdb_bytes_per_user": round(disk_growth / users),
         "changelog_bytes_per_user_state": round(sum(state_bytes) / max(len(state_bytes), 1)),
         "topic_mb_per_million_events": {
@@ -167,8 +168,8 @@ def table(s: dict) -> str:
         f"sizes: one worker, {s['users']:,} users x {s['events_per_user']} events "
         f"(checks {' '.join(map(str, s['checks'].values()))})",
         f"  events/s per worker core (worker + model process CPU)  {s['events_per_core_s']:,.0f}",
-        f"  worker RSS (worker + model process)  {s['worker_rss_mb']:.0f} MB, "
-        f"+{s['rss_bytes_per_user']:,} B per user",
+        f"  worker RSS (worker + model process)  {s['worker_rss_start_mb']:.0f} MB serving, "
+        f"{s['worker_rss_mb']:.0f} MB after the backlog",
         f"  RocksDB bytes per user  {s['rocksdb_bytes_per_user']:,}",
         f"  changelog bytes per user state (compacted)  {s['changelog_bytes_per_user_state']:,}",
         "  MB per million events: "

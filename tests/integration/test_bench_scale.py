@@ -1,5 +1,5 @@
-"""`rtrank bench scale` end to end on the test broker: a small run of real workers, one
-SIGKILLed and restarted, and the sizes part; what its --json promises."""
+"""`rtrank bench scale` end to end on the test broker: a small run of real workers (one
+SIGKILLed and restarted) beside a trainer, and the sizes part; what its --json promises."""
 
 from __future__ import annotations
 
@@ -25,14 +25,15 @@ def test_bench_scale_json_has_each_runs_figures_its_takeover_pause_and_zero_chec
     before = topics(kafka_broker.bootstrap)
     monkeypatch.setenv("RTRANK_BROKER", f"kafka://{kafka_broker.bootstrap}")
     args = ["scale", "--workers", "2", "--standby", "1", "--kills", "1", "--events", "1500"]
-    args += ["--burst", "500", "--rate", "100", "--users", "150", "--sizes-users", "100"]
-    args += ["--items", str(SYNTHETIC_ITEMS), "--checkpoint", str(synthetic_checkpoint), "--json"]
+    args += ["--burst", "500", "--rate", "100", "--users", "150", "--sizes-users", "40"]
+    args += ["--items", str(SYNTHETIC_ITEMS), "--checkpoint", str(synthetic_checkpoint)]
+    args += ["--trainer", "--json"]
     result = CliRunner().invoke(bench, args, obj=Settings.from_env())
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout.strip().splitlines()[-1])
 
     [run] = r["runs"]
-    assert (run["workers"], run["standby"], run["events"]) == (2, 1, 1500)
+    assert (run["workers"], run["standby"], run["trainer"], run["events"]) == (2, 1, True, 1500)
     assert run["answered_eps"] > 0
     assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
     [pause] = run["takeover_pause_s"]
@@ -40,9 +41,10 @@ def test_bench_scale_json_has_each_runs_figures_its_takeover_pause_and_zero_chec
     assert run["checks"] == dict.fromkeys(CHECKS, 0)
 
     sizes = r["sizes"]
-    assert (sizes["users"], sizes["events"]) == (100, 100 * sizes["events_per_user"])
+    assert (sizes["users"], sizes["events"]) == (40, 40 * sizes["events_per_user"])
     assert sizes["checks"] == dict.fromkeys(CHECKS, 0)
-    assert sizes["events_per_core_s"] > 0 and sizes["worker_rss_mb"] > 0
+    assert sizes["events_per_core_s"] > 0
+    assert 0 < sizes["worker_rss_start_mb"] and 0 < sizes["worker_rss_mb"]
     assert sizes["rocksdb_bytes_per_user"] > 0 and sizes["changelog_bytes_per_user_state"] > 0
     volume = sizes["topic_mb_per_million_events"]
     assert set(volume) == {"events", "recommendations", "training", "user_to_history_changelog"}

@@ -84,15 +84,14 @@ def test_sizes_turn_readings_into_per_user_and_per_million_event_figures() -> No
         events=200_000,
         users=1_000,
         cpu_s=80.0,
+        rss_start=1_000 * 2**20,
         rss=1_500 * 2**20,
-        rss_growth=50_000_000,
         disk_growth=400_000,
         state_bytes=[1_000, 1_400],
         topic_volume={"events": 20 * 2**20},
     )
     assert s["events_per_core_s"] == 2_500
-    assert s["worker_rss_mb"] == 1_500
-    assert s["rss_bytes_per_user"] == 50_000
+    assert (s["worker_rss_start_mb"], s["worker_rss_mb"]) == (1_000, 1_500)
     assert s["rocksdb_bytes_per_user"] == 400
     assert s["changelog_bytes_per_user_state"] == 1_200
     assert s["topic_mb_per_million_events"] == {"events": 100.0}
