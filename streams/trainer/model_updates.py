@@ -213,6 +213,11 @@ def assemble(chunks: list[Chunk]) -> Update:
     return update
 
 
+# kafka-python's clients wait up to 30 s between reconnects by default: after a broker outage
+# the trainer and the workers' update readers then stayed away that long after it was back.
+RECONNECT_BACKOFF_MAX_MS = 1000
+
+
 def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]:
     """A consumer of the topic's one partition. A position the trainer deleted meanwhile
     resets to the beginning ("earliest"): the first chunk of a snapshot."""
@@ -221,6 +226,7 @@ def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=max(settings.update_max_bytes * 4, 1 << 20),
     )

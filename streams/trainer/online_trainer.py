@@ -60,6 +60,7 @@ from rtrank.streams import safe_json
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
 from rtrank.streams.trainer.model_updates import (
+    RECONNECT_BACKOFF_MAX_MS,
     delete_before,
     keep_until_deleted,
     read_updates,
@@ -216,6 +217,7 @@ class Trainer:
             max_request_size=s.update_max_bytes + 65536,
             delivery_timeout_ms=delivery_ms,
             request_timeout_ms=min(30_000, delivery_ms),  # kafka-python: at most delivery
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         self.admin = KafkaAdminClient(
             bootstrap_servers=s.bootstrap_servers, client_id=f"{s.app_id}-trainer-admin"
@@ -243,6 +245,7 @@ class Trainer:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset=s.trainer_examples_from,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         parts = consumer.partitions_for_topic(s.training_topic) or {0}
         tps = [TopicPartition(s.training_topic, p) for p in sorted(parts)]
