@@ -171,3 +171,17 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = SASRecConfig(num_items=len(dataset.vocab), max_len=20, dim=32, dropout=0.1)
     train(dataset, config, TrainConfig(epochs=3, max_minutes=1.0, device="cpu"), out=str(path))
     return path
+
+
+def child_pids(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return {int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()}
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")

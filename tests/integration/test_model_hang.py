@@ -23,8 +23,7 @@ from rtrank.streams.bench.replay_checks import check_replay, sent_events
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
-from tests.integration.conftest import SYNTHETIC_ITEMS, kill_and_show_log, wait_for
-from tests.integration.test_pipeline import child_pids
+from tests.integration.conftest import SYNTHETIC_ITEMS, child_pids, kill_and_show_log, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 

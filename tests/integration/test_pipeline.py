@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
@@ -19,7 +18,14 @@ from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import ensure_topics
-from tests.integration.conftest import SYNTHETIC_ITEMS, latest_by_key, read_topic, wait_for
+from tests.integration.conftest import (
+    SYNTHETIC_ITEMS,
+    child_pids,
+    latest_by_key,
+    read_topic,
+    running,
+    wait_for,
+)
 
 
 def final_state_of_users(settings) -> dict[str, dict]:
@@ -318,20 +324,6 @@ def test_state_survives_sigterm_and_sigkill_mid_stream_without_loss_or_duplicate
         interval_s=3,
         message="not every user's last event was answered after the restarts",
     )
-
-
-def child_pids(pid: int) -> set[int]:
-    tasks = Path(f"/proc/{pid}/task")
-    return {int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()}
-
-
-def running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (an exited child not yet reaped)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux")
