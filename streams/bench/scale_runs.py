@@ -69,6 +69,13 @@ class Killer:
         thread.start()
         self.starting.append(thread)
 
+    def join_starts(self) -> None:
+        """Wait for the workers being started (started or failed), so that none starts
+        after the run stopped them."""
+        for thread in self.starting:
+            thread.join()
+        self.starting.clear()
+
     def wait_started(self, timeout_s: float = 180.0) -> None:
         """Return once every worker serves and owns partitions (a fresh worker answers
         /health before its first assignment, and a kill must know its partitions).
@@ -76,9 +83,7 @@ class Killer:
         Raises:
             RuntimeError: a worker exited, or one owned no partition within ``timeout_s``.
         """
-        for thread in self.starting:
-            thread.join()
-        self.starting.clear()
+        self.join_starts()
         deadline = time.monotonic() + timeout_s
         while not all(w.running and w.health().get("events_partitions") for w in self.workers):
             if not all(w.running for w in self.workers):
@@ -131,13 +136,17 @@ def replay_with_kills(
     say: Callable[[str], None],
 ) -> list[float]:
     """Send ``events`` at ``rate`` with ``kills`` kills evenly spread between them; the
-    event -> list milliseconds of every list received meanwhile."""
+    event -> list milliseconds of every list received meanwhile. Interrupted (Ctrl-C), it
+    stops before the next kill."""
     errors: list[Exception] = []
+    stopping = threading.Event()
 
     def script() -> None:
         try:
             bounds = np.linspace(0, len(events), kills + 2).astype(int)
             for n, (first, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+                if stopping.is_set():
+                    return
                 if n:
                     partitions = killer.kill_and_restart(n - 1)
                     say(f"kill {n}/{kills}: a worker of partitions {partitions}")
@@ -146,10 +155,13 @@ def replay_with_kills(
         except Exception as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
-    with RecommendationReader(settings) as reader:
-        thread = threading.Thread(target=script)
-        thread.start()
-        latencies = reader.collect_while(thread.is_alive)
+    thread = threading.Thread(target=script)
+    try:
+        with RecommendationReader(settings) as reader:
+            thread.start()
+            latencies = reader.collect_while(thread.is_alive)
+    finally:
+        stopping.set()
         thread.join()
     if errors:
         raise errors[0]
@@ -199,6 +211,7 @@ def one_run(
                 say(f"broken: {len(found)} {name}, e.g. {found[:3]}; topics {run}.*")
         lists = lists_by_user(settings)
     finally:
+        killer.join_starts()
         trainer.stop()
         for proc in procs:
             proc.stop()

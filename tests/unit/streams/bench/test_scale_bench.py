@@ -6,7 +6,7 @@ from collections import namedtuple
 
 from click.testing import CliRunner
 
-from rtrank.streams.bench.scale_bench import all_correct, scale_command, table
+from rtrank.streams.bench.scale_bench import all_correct, int_list, scale_command, table
 from rtrank.streams.bench.scale_runs import plan
 from rtrank.streams.bench.scale_sizes import (
     latest_record_bytes,
@@ -127,3 +127,8 @@ def test_worker_counts_must_be_a_comma_separated_list() -> None:
     result = CliRunner().invoke(scale_command, ["--workers", "1,two"], obj=Settings())
     assert result.exit_code == 2
     assert "comma-separated" in result.output
+
+
+def test_an_empty_worker_list_plans_no_run_so_only_the_sizes_part_runs() -> None:
+    assert int_list(None, None, "1, 2,3") == [1, 2, 3]
+    assert plan(int_list(None, None, ""), [0, 1]) == []
