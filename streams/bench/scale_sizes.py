@@ -13,7 +13,9 @@ One worker, no standby, drains a backlog of synthetic users with
 - changelog bytes per user state: the latest record per user (key + value) of the
   ``user_to_history`` changelog, what compaction leaves;
 - topic volume per million events: each topic's partition sizes on the broker
-  (kafka-python's ``describe_log_dirs``), the changelog's before compaction;
+  (kafka-python's ``describe_log_dirs``), the changelog's before compaction; and per
+  record, since lists and changelog writes per event follow batching (a backlog batches a
+  user's events into one list and one write; live traffic answers most events alone);
 - every topic's retention, from `topic_specs`.
 """
 
@@ -30,7 +32,7 @@ from rtrank.deploy.kafka.broker import free_port
 from rtrank.streams.bench import cpu_use
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.replay_checks import check_replay, sent_events
-from rtrank.streams.bench.topic_reader import read_topic
+from rtrank.streams.bench.topic_reader import end_offsets, read_topic
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
@@ -72,11 +74,12 @@ def measure(
         worker.stop()
     specs = {spec.role: spec for spec in topic_specs(settings)}
     volumes = topic_bytes(settings, [specs[role].name for role in MEASURED])
+    records = {role: sum(end_offsets(settings, specs[role].name).values()) for role in MEASURED}
     states = latest_record_bytes(read_topic(settings, changelog(settings, "user_to_history")))
     result = sizes(
         len(events.events), users, cpu, rss_start, rss_after,
         dir_bytes(settings.data_dir) - disk_before, states,
-        {role: volumes[specs[role].name] for role in MEASURED},
+        {role: volumes[specs[role].name] for role in MEASURED}, records,
     )  # fmt: skip
     result["events_per_user"] = events_per_user
     result["checks"] = findings.counts()
@@ -87,7 +90,7 @@ def measure(
 
 def sizes(
     events: int, users: int, cpu_s: float, rss_start: int, rss: int, disk_growth: int,
-    state_bytes: list[int], topic_volume: dict[str, int],
+    state_bytes: list[int], topic_volume: dict[str, int], topic_records: dict[str, int],
 ) -> dict:  # fmt: skip
     """The figures of `measure` from its readings (bytes, CPU seconds)."""
     return {
@@ -100,6 +103,9 @@ def sizes(
         "changelog_bytes_per_user_state": round(sum(state_bytes) / max(len(state_bytes), 1)),
         "topic_mb_per_million_events": {
             role: round(size / events * 1e6 / 2**20, 1) for role, size in topic_volume.items()
+        },
+        "topic_bytes_per_record": {
+            role: round(size / max(topic_records[role], 1)) for role, size in topic_volume.items()
         },
     }
 
@@ -174,6 +180,8 @@ def table(s: dict) -> str:
         f"  changelog bytes per user state (compacted)  {s['changelog_bytes_per_user_state']:,}",
         "  MB per million events: "
         + ", ".join(f"{k} {v:,.0f}" for k, v in s["topic_mb_per_million_events"].items()),
+        "  bytes per record: "
+        + ", ".join(f"{k} {v:,}" for k, v in s["topic_bytes_per_record"].items()),
         "  retention: " + ", ".join(f"{k} {v}" for k, v in s["retention"].items()),
     ]
     return "\n".join(lines)

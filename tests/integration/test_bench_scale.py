@@ -49,6 +49,8 @@ def test_bench_scale_json_has_each_runs_figures_its_takeover_pause_and_zero_chec
     volume = sizes["topic_mb_per_million_events"]
     assert set(volume) == {"events", "recommendations", "training", "user_to_history_changelog"}
     assert all(mb > 0 for mb in volume.values())
+    assert set(sizes["topic_bytes_per_record"]) == set(volume)
+    assert all(size > 0 for size in sizes["topic_bytes_per_record"].values())
     assert sizes["retention"]["user_to_history_changelog"] == "compacted"
     assert sizes["retention"]["events"] == "7 days"
     assert r["machine"]["cores"] >= 1

@@ -89,12 +89,14 @@ def test_sizes_turn_readings_into_per_user_and_per_million_event_figures() -> No
         disk_growth=400_000,
         state_bytes=[1_000, 1_400],
         topic_volume={"events": 20 * 2**20},
+        topic_records={"events": 200_000},
     )
     assert s["events_per_core_s"] == 2_500
     assert (s["worker_rss_start_mb"], s["worker_rss_mb"]) == (1_000, 1_500)
     assert s["rocksdb_bytes_per_user"] == 400
     assert s["changelog_bytes_per_user_state"] == 1_200
     assert s["topic_mb_per_million_events"] == {"events": 100.0}
+    assert s["topic_bytes_per_record"] == {"events": 105}
 
 
 def test_a_run_with_one_broken_guarantee_is_not_correct() -> None:
