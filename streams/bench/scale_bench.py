@@ -176,11 +176,13 @@ def all_correct(result: dict) -> bool:
 
 
 def table(result: dict) -> str:
-    """The runs as a text table, then the sizes and the machine."""
-    lines = [
-        f"{'workers':>7} {'standby':>7} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8}  "
-        f"{'takeover pauses s':<20} checks (unanswered uncovered seen misapplied drifted)"
-    ]
+    """The runs as a text table (when there are runs), then the sizes and the machine."""
+    lines = []
+    if result["runs"]:
+        lines.append(
+            f"{'workers':>7} {'standby':>7} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8}  "
+            f"{'takeover pauses s':<20} checks (unanswered uncovered seen misapplied drifted)"
+        )
     for r in result["runs"]:
         pauses = ", ".join(f"{p:.1f}" for p in r["takeover_pause_s"]) or "-"
         lines.append(
@@ -189,7 +191,7 @@ def table(result: dict) -> str:
             + " ".join(str(v) for v in r["checks"].values())
         )
     if "sizes" in result:
-        lines += ["", scale_sizes.table(result["sizes"])]
+        lines += ([""] if lines else []) + [scale_sizes.table(result["sizes"])]
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}")
     return "\n".join(lines)
