@@ -121,7 +121,11 @@ class FaustSource:
         self.app = app
 
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
-        await self.app.consumer.seek(TP(*tp), offset)
+        """Nothing for a partition not assigned (revoked meanwhile): aiokafka refuses to seek
+        it, and its next owner reads it from its committed offset."""
+        partition = TP(*tp)
+        if partition in self.app.consumer.assignment():
+            await self.app.consumer.seek(partition, offset)
 
     def committed(self, tp: tuple[str, int]) -> int | None:
         return committed_offset(self.app.consumer, TP(*tp))
@@ -214,6 +218,12 @@ def register_agents(
             behind = events_behind(app.consumer, flow.read_up_to)
             metrics.events_behind.set(behind)
             await flow.answer(await flow.next_batch(behind))
+
+    @app.timer(1.0)
+    async def reseek_stalled_gaps() -> None:
+        """A partition sought back to a gap is sought again while its gap's event is late:
+        a lost seek never stalls it, even with no event after it."""
+        await flow.reseek_stalled()
 
     @app.timer(1.0)
     async def apply_updates_when_idle() -> None:

@@ -22,7 +22,9 @@ Everything one worker keeps between events (the queue, ``read_up_to``, ``unwritt
 an attribute of one `Dataflow`, and belongs to a partition: `Dataflow.revoke` drops it when
 the partition is revoked, and fences off the partition's events still in flight. Ingest
 reads each partition without gaps (`Dataflow._skip_past_gap`): an event is never acked,
-and so committed, before every earlier event of its partition was read.
+and so committed, before every earlier event of its partition was read; a partition
+skipping to a gap is sought back to it again until the gap's event arrives
+(`Dataflow.reseek_stalled`), so a lost seek cannot stall it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ from rtrank.streams.worker.online_eval import OnlineQuality
 from rtrank.streams.worker.state import UserState, apply_event, is_applied
 
 log = logging.getLogger(__name__)
+
+# How long a partition skipping to a gap waits for the gap's event before it is sought back
+# to it again: a seek is cheap, and events read twice are applied once (by offset).
+RESEEK_AFTER_S = 2.0
 
 
 class Scorer(Protocol):
@@ -123,6 +129,16 @@ def arrival(pending: Pending) -> float:
     return pending.arrived
 
 
+@dataclass(slots=True)
+class Skipping:
+    """A partition left unread from ``gap`` on: its events after the gap are dropped until
+    the gap's event arrives."""
+
+    gap: int  # the offset sought back to
+    left: int  # the last event after the gap dropped since that seek
+    sought: float  # when it was sought back to the gap (``Dataflow.clock``)
+
+
 class Dataflow:
     """One worker's ingest and answer, and what they share: the queue of pending events,
     the offset read last per partition (``read_up_to``), the states applied but not
@@ -151,7 +167,8 @@ class Dataflow:
         self.read_up_to: dict[Any, int] = {}  # partition -> offset of the last event read
         self.unwritten: dict[str, UserState] = {}  # users whose state is not in the table yet
         self.generations: dict[Any, int] = {}  # partition -> times revoked (`revoke`)
-        self.skipping: dict[Any, tuple[int, int]] = {}  # partition -> (gap, last event left)
+        self.skipping: dict[Any, Skipping] = {}  # partitions sought back to a gap
+        self.clock: Callable[[], float] = time.monotonic  # for `Skipping.sought`
         self.in_flight: list[Pending] = []  # the batch being answered
 
     def owns(self, pending: Pending) -> bool:
@@ -179,11 +196,14 @@ class Dataflow:
         when it is not. With Kafka's eager rebalancing every rebalance revokes all
         partitions, those kept included: their users are read from the table afresh. The
         offset read last stays until the new assignment (`assigned`): a partition kept
-        goes on from it, so a gap at the start of the next generation is seen too.
+        goes on from it, so a gap at the start of the next generation is seen too; its
+        skipping to a gap stops (no seek while it is unassigned) and starts again at the
+        next event after the gap.
         """
         revoked = set(partitions)
         for tp in revoked:
             self.generations[tp] = self.generations.get(tp, 0) + 1
+            self.skipping.pop(tp, None)
         queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         for pending in queued:
             if pending.record.tp not in revoked:
@@ -257,17 +277,38 @@ class Dataflow:
         markers). Faust 0.15.3 loses events around a rebalance (fetched, never handed to
         the agent, the consumer's read offset moved past them), and the acks of the events
         after them would commit past them: they would never be applied nor answered. So
-        at a gap the partition is sought back to it, the events after it are dropped until
-        it arrives, and it is sought back again whenever the events after it come round
-        again without it (a seek undone by Faust's own seek to the committed offset).
+        at a gap the partition is sought back to it, and the events after it are dropped
+        until it arrives. It is sought back again whenever the events after it come round
+        again without it (a seek undone by Faust's own seek to the committed offset), and
+        when it has not arrived ``RESEEK_AFTER_S`` after the last seek (a seek lost).
         """
-        tp, missing = record.tp, last + 1
-        gap, dropped_last = self.skipping.get(tp, (None, None))
-        self.skipping[tp] = (missing, record.offset)
-        if gap == missing and record.offset > dropped_last:
-            return  # an event after the gap, fetched before the seek
+        tp, missing, now = record.tp, last + 1, self.clock()
+        skipping = self.skipping.get(tp)
+        if skipping is not None and skipping.gap == missing:
+            fetched_before = record.offset > skipping.left  # fetched before the seek
+            if fetched_before and now - skipping.sought < RESEEK_AFTER_S:
+                skipping.left = record.offset
+                return
         log.warning("%s: event %d after %d; read again from %d", tp, record.offset, last, missing)
+        self.skipping[tp] = Skipping(missing, record.offset, now)
         await self.source.seek(tp, missing)
+
+    async def reseek_stalled(self) -> None:
+        """Seek every partition skipping to a gap back to it again when the gap's event has
+        not arrived ``RESEEK_AFTER_S`` after the last seek: without this, a lost seek with
+        no event after it (a partition gone quiet) would leave the partition unread.
+        Called on a timer."""
+        now = self.clock()
+        for tp, skipping in list(self.skipping.items()):
+            if now - skipping.sought >= RESEEK_AFTER_S and self.skipping.get(tp) is skipping:
+                log.warning(
+                    "%s: event %d not read %.1f s after the seek back to it; seeking again",
+                    tp,
+                    skipping.gap,
+                    now - skipping.sought,
+                )
+                skipping.sought = now
+                await self.source.seek(tp, skipping.gap)
 
     async def next_batch(self, behind: int) -> list[Pending]:
         """The next micro-batch; ``behind``: events known to be waiting, not read yet."""

@@ -11,6 +11,7 @@ import pytest
 from rtrank.streams.records import Event
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import (
+    RESEEK_AFTER_S,
     Dataflow,
     EventRecord,
     Pending,
@@ -154,9 +155,12 @@ def test_a_dead_lettered_event_is_acked_and_gets_no_list_example_or_state(
     assert states.writes == []
     assert journal[-1] == ("ack", 3)
     assert count(metrics, "invalid") == 1
-    assert metrics.registry.get_sample_value(
-        "rtrank_dead_letters_total", {"reason": "ts_out_of_range"}
-    ) == 1
+    assert (
+        metrics.registry.get_sample_value(
+            "rtrank_dead_letters_total", {"reason": "ts_out_of_range"}
+        )
+        == 1
+    )
 
 
 # -- Redelivery ------------------------------------------------------------------------------
@@ -324,6 +328,126 @@ def test_a_gap_whose_events_come_round_again_without_it_is_sought_again(
     asyncio.run(go())
     assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4), ("seek", 0, 4)]
     assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i3", "i4"]
+
+
+class Clock:
+    """``Dataflow.clock``, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_event_after_the_gap_past_the_bound_after_the_seek_has_it_sought_again(
+    flow, journal, make_record
+) -> None:
+    flow.clock = clock = Clock()
+
+    async def go() -> None:
+        for offset in (3, 6, 7):  # sought back to 4 at 6
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+        clock.now = RESEEK_AFTER_S  # the seek was lost: 4 never came, events after it did
+        await flow.ingest(make_record(8, event("u1", "i8")))
+        await flow.ingest(make_record(9, event("u1", "i9")))
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4), ("seek", 0, 4)]
+
+
+def test_a_gap_not_read_within_the_bound_is_sought_again_with_no_event_after_it(
+    flow, journal, make_record
+) -> None:
+    flow.clock = clock = Clock()
+
+    async def go() -> None:
+        for offset in (3, 6):
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+        clock.now = RESEEK_AFTER_S / 2
+        await flow.reseek_stalled()  # not yet: the seek may still be taking effect
+        clock.now = RESEEK_AFTER_S
+        await flow.reseek_stalled()
+        await flow.reseek_stalled()  # once per bound, not at every call
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4), ("seek", 0, 4)]
+
+
+def test_a_gap_read_is_not_sought_again(flow, journal, make_record) -> None:
+    flow.clock = clock = Clock()
+
+    async def go() -> None:
+        for offset in (3, 6, 4, 5, 6):
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+        clock.now = 10 * RESEEK_AFTER_S
+        await flow.reseek_stalled()
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
+
+
+def test_a_revoked_partition_is_not_sought_again(flow, journal, make_record) -> None:
+    flow.clock = clock = Clock()
+
+    async def go() -> None:
+        for offset in (3, 6):
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+        flow.revoke({P0})
+        clock.now = RESEEK_AFTER_S
+        await flow.reseek_stalled()
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
+
+
+class LosingSource:
+    """One partition of events 0..``end`` - 1 read in order from a position, where the
+    first seek is lost (the position stays) and the others take: what Faust's consumer did
+    when its drain loop moved the read offset past a seek."""
+
+    def __init__(self, end: int, lost: int) -> None:
+        self.end, self.position, self.lost = end, 0, lost
+        self.seeks: list[int] = []
+
+    async def seek(self, tp: tuple[str, int], offset: int) -> None:
+        self.seeks.append(offset)
+        if len(self.seeks) > 1:
+            self.position = offset
+
+    def committed(self, tp: tuple[str, int]) -> int | None:
+        return 0
+
+    def next_offset(self) -> int | None:
+        """The next event's offset; ``lost`` is skipped the first time (a rebalance's loss)."""
+        if self.position >= self.end:
+            return None
+        offset = self.position
+        self.position += 1
+        if offset == self.lost and len(self.seeks) == 0:
+            return self.next_offset()
+        return offset
+
+
+def test_a_partition_whose_seek_back_to_a_gap_is_lost_still_applies_every_event_in_order(
+    scorer, sink, states, metrics, make_record
+) -> None:
+    source = LosingSource(end=12, lost=4)
+    flow = Dataflow(SETTINGS, scorer, sink, states, metrics, source)
+    flow.clock = clock = Clock()
+
+    async def go() -> None:
+        while (offset := source.next_offset()) is not None or flow.skipping:
+            if offset is None:  # the partition is quiet: only the timer runs
+                clock.now += 1.0
+                await flow.reseek_stalled()
+                continue
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(asyncio.wait_for(go(), timeout=10))
+    assert states["u1"]["history"] == [f"i{offset}" for offset in range(12)]
+    assert source.seeks == [4, 4]
 
 
 def test_a_partitions_first_event_past_its_committed_offset_is_a_gap(
