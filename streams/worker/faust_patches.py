@@ -9,7 +9,8 @@ Sections:
 
 - `PatchedApp`: a ``faust.App`` with the patches below applied where Faust builds its parts.
 - Inline delivery: `InlineDeliveryConsumer` hands each fetched message to the app without
-  four tasks per message.
+  four tasks per message, and its seeks hold against the messages fetched before them
+  (`ReadOffsets`).
 - Checked delivery: `CheckedProducer` (idempotent, acks=all, every send watched, a bounded
   flush) and `CheckedConsumer` (no commit once a record was not delivered), for
   `rtrank.streams.worker.delivery.DeliveryGuard`.
@@ -41,8 +42,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from faust.cli.base import _Group
 from faust.streams import _current_event
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import EventT, TransportT
+from faust.types import TP, EventT, TransportT
 from faust.types.tuples import RecordMetadata
 from faust.utils.terminal import SpinnerHandler
 from mode import ServiceT
@@ -198,12 +200,20 @@ class InlineDeliveryConsumer(aiokafka_driver.Consumer):
     there. One that waits continues in ``wait_first`` exactly as in Faust, so a stopped
     flow still abandons it at the point where it waits. Every other ``wait_first`` is
     ``mode``'s.
+
+    A seek (`seek`) holds against the messages fetched before it (`ReadOffsets`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         deliver = self.callback
         self.callback = lambda message: Delivery(deliver(message))
+        self._read_offset = ReadOffsets()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Faust's seek, whose read offset the messages fetched before it do not undo."""
+        await self._seek(partition, offset)
+        self._read_offset.seek(ensure_TP(partition), offset)
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None
@@ -214,6 +224,59 @@ class InlineDeliveryConsumer(aiokafka_driver.Consumer):
             _close(coros[1:])
             return WaitResults([first], [None], False)
         return await super().wait_first(rest, *coros[1:])
+
+
+class ReadOffsets(dict):
+    """Faust's read offset per partition (``Consumer._read_offset``: the offset delivered
+    last; a message below it is dropped as read already), where a seek holds.
+
+    Faust's consumer loop (``_drain_messages``) sets a partition's read offset after each
+    delivery. A seek made meanwhile (rtrank's ingest seeks a partition back to a gap while
+    the loop waits to deliver, or holds a fetched batch) set it to the sought offset, and
+    the loop's next delivery of a message fetched before the seek set it back past it: the
+    messages read again from the sought offset were then dropped up to there, and the
+    events after them were skipped waiting for them (`rtrank bench scale` saw a partition
+    stuck so). Here, after `seek`, the partition has no read offset (every message is
+    delivered: ingest recognises events read twice) and the loop's sets are ignored until
+    it delivers the sought offset itself. Faust's own seeks to the committed offsets
+    (``update``) and a revocation (``pop``) end a pending seek.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sought: dict[Any, int] = {}  # partition -> offset sought, not delivered yet
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.sought[tp] = offset
+        super().pop(tp, None)
+
+    def __missing__(self, tp: Any) -> None:
+        return None
+
+    def __getitem__(self, tp: Any) -> int | None:
+        return None if tp in self.sought else super().__getitem__(tp)
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        sought = self.sought.get(tp)
+        if sought is not None:
+            if offset != sought:
+                return  # a message fetched before the seek
+            del self.sought[tp]
+        super().__setitem__(tp, offset)
+
+    def __delitem__(self, tp: Any) -> None:
+        self.sought.pop(tp, None)
+        super().__delitem__(tp)
+
+    def pop(self, tp: Any, *default: Any) -> Any:
+        self.sought.pop(tp, None)
+        return super().pop(tp, *default)
+
+    def update(self, offsets: Any = (), **more: Any) -> None:
+        offsets = dict(offsets, **more)
+        for tp in offsets:
+            self.sought.pop(tp, None)
+        super().update(offsets)
 
 
 def _close(awaitables: tuple[Awaitable, ...]) -> None:

@@ -1,11 +1,11 @@
 """The patches to Faust's and aiokafka's internals (`rtrank.streams.worker.faust_patches`).
 
 Deliveries run in the consumer's task until they wait, and one that waits is raced against
-a stopped flow as in Faust; the fetch wait reaches the aiokafka consumer a Faust consumer
-runs in its thread; buffered records are sent now; table writes go to the current event's
-partition; a table is kept in a dict of ours; log records nobody prints are not made; the
-producer is idempotent and reports every record's delivery, and no offset is committed
-after a record was not delivered.
+a stopped flow as in Faust; a seek holds against the messages fetched before it; the fetch
+wait reaches the aiokafka consumer a Faust consumer runs in its thread; buffered records
+are sent now; table writes go to the current event's partition; a table is kept in a dict
+of ours; log records nobody prints are not made; the producer is idempotent and reports
+every record's delivery, and no offset is committed after a record was not delivered.
 """
 
 from __future__ import annotations
@@ -223,6 +223,67 @@ def test_with_the_flow_stopped_a_delivery_is_raced_from_the_start() -> None:
         assert outcome == ["abandoned"]
 
     asyncio.run(scenario())
+
+
+class _Fetcher:
+    """What Faust's consumer loop (``_drain_messages``) needs of its fetcher service."""
+
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+def _drain(consumer: InlineDeliveryConsumer, batches: list[list[int]]) -> None:
+    """Run Faust's consumer loop over ``batches`` of fetched offsets of partition 0, then stop."""
+    fetcher = _Fetcher()
+    tp = TP("events", 0)
+
+    async def getmany(timeout: float):  # noqa: ANN202 - Faust's getmany, an async generator
+        if not batches:
+            fetcher._stopped.set()
+            return
+        for offset in batches.pop(0):
+            yield tp, SimpleNamespace(topic="events", offset=offset, key=None, value=None)
+
+    consumer.getmany = getmany
+    consumer._thread = SimpleNamespace(seek=lambda partition, offset: None)
+    asyncio.run(asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10))
+
+
+def test_a_seek_holds_against_the_messages_fetched_before_it() -> None:
+    delivered = []
+
+    async def deliver(message: SimpleNamespace) -> None:
+        delivered.append(message.offset)
+        if message.offset == 145 and delivered.count(145) == 1:  # ingest: 115..144 lost
+            await consumer.seek(TP("events", 0), 115)
+
+    consumer = _consumer(deliver)
+    # 145..147 fetched before the seek, then the partition read again from 115
+    _drain(consumer, [[145, 146, 147], [115, 116, 145, 146, 147, 148]])
+    assert delivered == [145, 146, 147, 115, 116, 145, 146, 147, 148]
+
+
+def test_messages_below_the_read_offset_are_still_dropped_without_a_seek() -> None:
+    delivered = []
+
+    async def deliver(message: SimpleNamespace) -> None:
+        delivered.append(message.offset)
+
+    _drain(_consumer(deliver), [[5, 6, 7], [5, 6, 8]])  # 5, 6 fetched twice
+    assert delivered == [5, 6, 7, 8]
+
+
+def test_a_seek_ends_at_faust_s_own_seek_to_the_committed_offsets_and_at_revocation() -> None:
+    consumer = _consumer(_no_callback)
+    offsets, tp = consumer._read_offset, TP("events", 0)
+    offsets.seek(tp, 115)
+    offsets.update({tp: 200})  # Faust's perform_seek
+    offsets[tp] = 201
+    assert offsets[tp] == 201
+    offsets.seek(tp, 115)
+    offsets.pop(tp, None)  # revoked
+    offsets[tp] = 300
+    assert offsets[tp] == 300
 
 
 # -- The fetch wait
