@@ -37,6 +37,7 @@ from rtrank.streams.worker.faust_patches import (
     PatchedApp,
     as_current_event,
     committed_offset,
+    fetch_positions,
     send_app_buffer_now,
 )
 from rtrank.streams.worker.metrics import Metrics
@@ -115,10 +116,11 @@ class FaustSink:
 
 
 class FaustSource:
-    """The app's consumer as a `rtrank.streams.worker.dataflow.Source`."""
+    """The app's consumer as a `rtrank.streams.worker.dataflow.Source` of ``topic``."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, topic: str) -> None:
         self.app = app
+        self.topic = topic
 
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         """Nothing for a partition not assigned (revoked meanwhile): aiokafka refuses to seek
@@ -129,6 +131,9 @@ class FaustSource:
 
     def committed(self, tp: tuple[str, int]) -> int | None:
         return committed_offset(self.app.consumer, TP(*tp))
+
+    def fetch_positions(self) -> dict[TP, int]:
+        return fetch_positions(self.app.consumer, self.topic)
 
 
 class FaustStates:
@@ -179,7 +184,12 @@ def register_agents(
     app.check_delivery(DeliveryGuard(metrics.failed_sends), settings.producer_delivery_timeout_s)
     serving = Serving(settings, items if items is not None else ChangedItems(), metrics)
     flow = Dataflow(
-        settings, serving, FaustSink(app), FaustStates(user_to_history), metrics, FaustSource(app)
+        settings,
+        serving,
+        FaustSink(app),
+        FaustStates(user_to_history),
+        metrics,
+        FaustSource(app, settings.events_topic),
     )
 
     @app.on_partitions_revoked.connect
@@ -221,8 +231,8 @@ def register_agents(
 
     @app.timer(1.0)
     async def reseek_stalled_gaps() -> None:
-        """A partition sought back to a gap is sought again while its gap's event is late:
-        a lost seek never stalls it, even with no event after it."""
+        """A partition whose next event is late is read again from it: a lost seek or lost
+        events never stall it, even with no event after them."""
         await flow.reseek_stalled()
 
     @app.timer(1.0)

@@ -4,7 +4,8 @@ score, emit, write state, ack), over five small interfaces.
 - a `Scorer`: a batch's scoring requests and fresh events -> (model version, one list each);
 - a `Sink` for records: send one (topic, key, value, headers), and send what is buffered now;
 - a `StateTable` of user states: get, and put in the partition of the event it answers;
-- a `Source` of events: a partition's committed offset, and reading it again from one;
+- a `Source` of events: a partition's committed offset, where each partition is fetched
+  next, and reading a partition again from an offset;
 - and acks: each `EventRecord` carries how to acknowledge it.
 
 The Faust agents (`rtrank.streams.worker.agents`) are adapters over the producer, the table
@@ -24,7 +25,8 @@ the partition is revoked, and fences off the partition's events still in flight.
 reads each partition without gaps (`Dataflow._skip_past_gap`): an event is never acked,
 and so committed, before every earlier event of its partition was read; a partition
 skipping to a gap is sought back to it again until the gap's event arrives
-(`Dataflow.reseek_stalled`), so a lost seek cannot stall it.
+(`Dataflow.reseek_stalled`), so a lost seek cannot stall it; and a partition whose
+fetched events stop reaching ingest is read again from its next event.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ log = logging.getLogger(__name__)
 # How long a partition skipping to a gap waits for the gap's event before it is sought back
 # to it again: a seek is cheap, and events read twice are applied once (by offset).
 RESEEK_AFTER_S = 2.0
+# How long a partition fetched past its next event may go without an event reaching ingest
+# before it is read again from that event: its events were fetched and lost (a rebalance).
+STALLED_AFTER_S = 5.0
 
 
 class Scorer(Protocol):
@@ -84,6 +89,10 @@ class Source(Protocol):
     def committed(self, tp: tuple[str, int]) -> int | None:
         """The offset partition ``tp`` is committed at (its next event to read), None
         when unknown."""
+
+    def fetch_positions(self) -> dict[Any, int]:
+        """The offset the consumer fetches next of each events partition assigned: every
+        event before it was fetched."""
 
 
 class StateTable(Protocol):
@@ -168,7 +177,8 @@ class Dataflow:
         self.unwritten: dict[str, UserState] = {}  # users whose state is not in the table yet
         self.generations: dict[Any, int] = {}  # partition -> times revoked (`revoke`)
         self.skipping: dict[Any, Skipping] = {}  # partitions sought back to a gap
-        self.clock: Callable[[], float] = time.monotonic  # for `Skipping.sought`
+        self.arrived: dict[Any, float] = {}  # partition -> when an event last reached ingest
+        self.clock: Callable[[], float] = time.monotonic  # for `skipping` and `arrived`
         self.in_flight: list[Pending] = []  # the batch being answered
 
     def owns(self, pending: Pending) -> bool:
@@ -217,16 +227,19 @@ class Dataflow:
     def assigned(self, partitions: Iterable[Any]) -> None:
         """Forget the offset read last (``read_up_to``) of every partition not in
         ``partitions``, the new assignment: another worker may read it meanwhile, so its
-        next owner here starts from whatever its first event is."""
-        kept = set(partitions)
+        next owner here starts from whatever its first event is. The assigned partitions'
+        wait for their next event (`reseek_stalled`) starts now."""
+        kept, now = set(partitions), self.clock()
         for tp in [tp for tp in self.read_up_to if tp not in kept]:
             del self.read_up_to[tp]
             self.skipping.pop(tp, None)
+        self.arrived = dict.fromkeys(kept, now)
 
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
         generation = self.generations.get(record.tp, 0)
+        self.arrived[record.tp] = self.clock()
         last = self.read_up_to.get(record.tp)
         if last is None:  # the partition's first event here: it follows the committed offset
             committed = self.source.committed(record.tp)
@@ -294,10 +307,17 @@ class Dataflow:
         await self.source.seek(tp, missing)
 
     async def reseek_stalled(self) -> None:
-        """Seek every partition skipping to a gap back to it again when the gap's event has
+        """Read again each partition whose next event is late: called on a timer.
+
+        A partition skipping to a gap is sought back to it again when the gap's event has
         not arrived ``RESEEK_AFTER_S`` after the last seek: without this, a lost seek with
-        no event after it (a partition gone quiet) would leave the partition unread.
-        Called on a timer."""
+        no event after it (a partition gone quiet) would leave the partition unread. A
+        partition fetched past its next event (the one after the last read, or its
+        committed offset) whose events have not reached ingest for ``STALLED_AFTER_S`` is
+        treated as a gap before the fetch position: Faust lost the events fetched around a
+        rebalance, and with no event after them nothing else would show it. Reading events
+        again that were only slow to come is harmless: they are applied once (by offset).
+        """
         now = self.clock()
         for tp, skipping in list(self.skipping.items()):
             if now - skipping.sought >= RESEEK_AFTER_S and self.skipping.get(tp) is skipping:
@@ -309,6 +329,25 @@ class Dataflow:
                 )
                 skipping.sought = now
                 await self.source.seek(tp, skipping.gap)
+        for tp, fetched in self.source.fetch_positions().items():
+            last = self.read_up_to.get(tp)
+            if last is None:
+                committed = self.source.committed(tp)
+                last = None if committed is None else committed - 1
+            quiet = now - self.arrived.get(tp, now)
+            if last is None or fetched <= last + 1 or tp in self.skipping:
+                continue
+            if quiet >= STALLED_AFTER_S:
+                log.warning(
+                    "%s: fetched up to %d, no event read after %d for %.1f s; read again from %d",
+                    tp,
+                    fetched - 1,
+                    last,
+                    quiet,
+                    last + 1,
+                )
+                self.skipping[tp] = Skipping(last + 1, fetched - 1, now)
+                await self.source.seek(tp, last + 1)
 
     async def next_batch(self, behind: int) -> list[Pending]:
         """The next micro-batch; ``behind``: events known to be waiting, not read yet."""

@@ -21,7 +21,8 @@ Sections:
 - Faust's ``Monitor`` left out of the sensors.
 - Log records nobody prints (`drop_unprinted_log_records`).
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
-- The committed offset of a partition (`committed_offset`).
+- The committed offset of a partition (`committed_offset`), and where the consumer fetches
+  each partition of a topic next (`fetch_positions`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
 - Faust's root command group (`FaustRootGroup`), for rtrank's CLI.
@@ -527,6 +528,24 @@ def committed_offset(faust_consumer: Any, tp: Any) -> int | None:
     when the partition was assigned (Faust seeks it there before handing over events), then
     each commit of its own; None when none is known."""
     return getattr(faust_consumer, "_committed_offset", {}).get(tp)
+
+
+def fetch_positions(faust_consumer: Any, topic: str) -> dict[TP, int]:
+    """The offset the consumer fetches next (aiokafka's position: every event before it was
+    fetched) of each partition of ``topic`` assigned to it and positioned; empty when the
+    consumer has not started or is being reassigned. Read from the consumer's thread's
+    state without waiting on it (an int each, set there)."""
+    fetcher = _fetcher(faust_consumer)
+    assignment = None if fetcher is None else fetcher._subscriptions.subscription
+    assignment = None if assignment is None else assignment.assignment
+    if assignment is None or not assignment.active:
+        return {}
+    positions = {}
+    for tp in list(assignment.tps):
+        state = assignment.state_value(tp)
+        if tp.topic == topic and state is not None and state.has_valid_position:
+            positions[TP(tp.topic, tp.partition)] = state.position
+    return positions
 
 
 # -- The current event -----------------------------------------------------------------------

@@ -99,17 +99,22 @@ class Scorer:
 
 class Source:
     """Every seek is a journal entry: ("seek", partition, offset); ``commits``: the
-    committed offset per partition (none known by default)."""
+    committed offset per partition (none known by default); ``positions``: the offset
+    fetched next per partition (none by default)."""
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
         self.commits: dict[tuple[str, int], int] = {}
+        self.positions: dict[tuple[str, int], int] = {}
 
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         self.journal.append(("seek", tp[1], offset))
 
     def committed(self, tp: tuple[str, int]) -> int | None:
         return self.commits.get(tp)
+
+    def fetch_positions(self) -> dict[tuple[str, int], int]:
+        return dict(self.positions)
 
 
 @pytest.fixture

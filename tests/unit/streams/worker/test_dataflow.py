@@ -12,6 +12,7 @@ from rtrank.streams.records import Event
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import (
     RESEEK_AFTER_S,
+    STALLED_AFTER_S,
     Dataflow,
     EventRecord,
     Pending,
@@ -401,6 +402,69 @@ def test_a_revoked_partition_is_not_sought_again(flow, journal, make_record) -> 
     assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
 
 
+def test_a_partition_fetched_past_its_next_event_with_none_read_in_the_bound_is_read_again(
+    flow, source, journal, make_record
+) -> None:
+    flow.clock = clock = Clock()
+    flow.assigned({P0})
+
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i3")))
+        source.positions[P0] = 9  # 4..8 fetched, then lost: no event after them
+        clock.now = STALLED_AFTER_S - 0.1
+        await flow.reseek_stalled()
+        clock.now = STALLED_AFTER_S
+        await flow.reseek_stalled()
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
+    assert flow.skipping[P0].gap == 4
+
+
+def test_a_partition_whose_fetched_events_keep_arriving_is_not_read_again(
+    flow, source, journal, make_record
+) -> None:
+    flow.clock = clock = Clock()
+    flow.assigned({P0})
+    source.positions[P0] = 9
+
+    async def go() -> None:
+        for offset in (3, 4, 5):
+            clock.now += STALLED_AFTER_S / 2
+            await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
+            await flow.reseek_stalled()
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == []
+
+
+def test_an_assigned_partition_fetched_past_its_committed_offset_with_none_read_is_read_again(
+    flow, source, journal
+) -> None:
+    flow.clock = clock = Clock()
+    source.commits[P0], source.positions[P0] = 5, 9
+    flow.assigned({P0})
+    clock.now = STALLED_AFTER_S
+    asyncio.run(flow.reseek_stalled())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 5)]
+
+
+def test_a_partition_read_up_to_its_fetch_position_is_not_read_again(
+    flow, source, journal, make_record
+) -> None:
+    flow.clock = clock = Clock()
+    flow.assigned({P0})
+    source.positions[P0] = 4
+
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i3")))
+        clock.now = 10 * STALLED_AFTER_S
+        await flow.reseek_stalled()
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == []
+
+
 class LosingSource:
     """One partition of events 0..``end`` - 1 read in order from a position, where the
     first seek is lost (the position stays) and the others take: what Faust's consumer did
@@ -417,6 +481,9 @@ class LosingSource:
 
     def committed(self, tp: tuple[str, int]) -> int | None:
         return 0
+
+    def fetch_positions(self) -> dict[tuple[str, int], int]:
+        return {}
 
     def next_offset(self) -> int | None:
         """The next event's offset; ``lost`` is skipped the first time (a rebalance's loss)."""

@@ -2,10 +2,11 @@
 
 Deliveries run in the consumer's task until they wait, and one that waits is raced against
 a stopped flow as in Faust; a seek holds against the messages fetched before it; the fetch
-wait reaches the aiokafka consumer a Faust consumer runs in its thread; buffered records
-are sent now; table writes go to the current event's partition; a table is kept in a dict
-of ours; log records nobody prints are not made; the producer is idempotent and reports
-every record's delivery, and no offset is committed after a record was not delivered.
+wait reaches the aiokafka consumer a Faust consumer runs in its thread, whose fetch
+positions are read; buffered records are sent now; table writes go to the current event's
+partition; a table is kept in a dict of ours; log records nobody prints are not made; the
+producer is idempotent and reports every record's delivery, and no offset is committed
+after a record was not delivered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from types import SimpleNamespace
 
 import faust
 import pytest
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.structs import TopicPartition
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 from faust.utils.terminal import SpinnerHandler
@@ -30,6 +33,7 @@ from rtrank.streams.worker.faust_patches import (
     InlineDeliveryConsumer,
     as_current_event,
     drop_unprinted_log_records,
+    fetch_positions,
     fetch_wait_ms,
     flush_until_empty,
     keep_in_memory,
@@ -300,6 +304,28 @@ def test_setting_the_fetch_wait_changes_the_running_fetcher_and_the_consumer() -
     assert set_fetch_wait(consumer, 100)
     assert fetch_wait_ms(consumer) == 100
     assert consumer._thread._consumer._fetch_max_wait_ms == 100
+
+
+def test_fetch_positions_are_the_topic_s_positioned_partitions_aiokafka_fetches_next() -> None:
+    async def scenario() -> dict:
+        subscriptions = SubscriptionState()
+        subscriptions.subscribe({"events", "other"})
+        subscriptions.assign_from_subscribed(
+            {TopicPartition("events", 0), TopicPartition("events", 1), TopicPartition("other", 0)}
+        )
+        subscriptions.seek(TopicPartition("events", 0), 7)
+        subscriptions.seek(TopicPartition("other", 0), 3)  # events 1: not positioned yet
+        fetcher = SimpleNamespace(_subscriptions=subscriptions)
+        consumer = SimpleNamespace(
+            _thread=SimpleNamespace(_consumer=SimpleNamespace(_fetcher=fetcher))
+        )
+        return fetch_positions(consumer, "events")
+
+    assert asyncio.run(scenario()) == {TP("events", 0): 7}
+
+
+def test_a_consumer_not_started_has_no_fetch_positions() -> None:
+    assert fetch_positions(SimpleNamespace(), "events") == {}
 
 
 def test_a_consumer_not_started_yet_is_left_alone_and_says_so() -> None:
