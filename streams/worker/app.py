@@ -53,6 +53,7 @@ class RtrankApp(PatchedApp):
             broker_max_poll_records=settings.consumer_max_poll_records,
             producer_buffer_max_messages=producer_buffer_max(settings.batch_max_events),
             fetch_wait_ms=settings.consumer_fetch_wait_ms,
+            gapless_topics=frozenset({settings.events_topic}),
         )
         self.settings = settings
 

@@ -65,6 +65,9 @@ class PatchedApp(faust.App):
     once started, without Faust's ``Monitor``, and whose root logger drops the records no
     handler prints once the worker has started. Every other keyword is Faust's.
 
+    Offsets missing from a topic of ``gapless_topics`` are never committed as if read (see
+    `InlineDeliveryConsumer._add_gap`).
+
     Its Kafka producer is idempotent with acks=all, and once `check_delivery` gave it a
     `DeliveryGuard`, every record it sends is checked and no offset is committed after
     one was not delivered (`CheckedProducer`, `CheckedConsumer`).
@@ -76,11 +79,13 @@ class PatchedApp(faust.App):
         *,
         producer_buffer_max_messages: int,
         fetch_wait_ms: int,
+        gapless_topics: frozenset[str] = frozenset(),
         **options: Any,
     ) -> None:
         super().__init__(id, **options)
         self.producer_buffer_max_messages = producer_buffer_max_messages
         self.fetch_wait_ms = fetch_wait_ms
+        self.gapless_topics = gapless_topics
         self.delivery: DeliveryGuard | None = None
 
     def check_delivery(self, delivery: DeliveryGuard, timeout_s: float) -> None:
@@ -215,6 +220,20 @@ class InlineDeliveryConsumer(aiokafka_driver.Consumer):
         """Faust's seek, whose read offset the messages fetched before it do not undo."""
         await self._seek(partition, offset)
         self._read_offset.seek(ensure_TP(partition), offset)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's record of offsets its loop never delivered, except on the app's
+        ``gapless_topics``.
+
+        Faust counts such a range as acknowledged once any later offset is, so its commit
+        passes it. On the events topic, which has no gaps (not compacted, no transaction
+        markers), a range Faust did not deliver is events it lost around a rebalance:
+        ingest reads them again (`rtrank.streams.worker.dataflow`), and the ack of the
+        first one must not commit the rest before they were applied.
+        """
+        if tp.topic in self.app.gapless_topics:
+            return
+        await super()._add_gap(tp, offset_from, offset_to)
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None

@@ -277,6 +277,30 @@ def test_messages_below_the_read_offset_are_still_dropped_without_a_seek() -> No
     assert delivered == [5, 6, 7, 8]
 
 
+def _acking_consumer(monkeypatch: pytest.MonkeyPatch) -> InlineDeliveryConsumer:
+    """A consumer whose app acks every topic, as the worker's events topic is acked."""
+    consumer = _consumer(_no_callback)
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
+    return consumer
+
+
+def test_offsets_the_loop_skipped_on_the_events_topic_are_never_counted_as_acked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _acking_consumer(monkeypatch)
+    _drain(consumer, [[5, 6, 9]])  # 7 and 8 fetched and lost
+    assert not consumer._gap[TP("events", 0)]
+
+
+def test_offsets_the_loop_skipped_on_other_topics_are_faust_s_gaps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _acking_consumer(monkeypatch)
+    consumer.app.gapless_topics = frozenset()
+    _drain(consumer, [[5, 6, 9]])
+    assert sorted((i.begin, i.end) for i in consumer._gap[TP("events", 0)]) == [(7, 10)]
+
+
 def test_a_seek_ends_at_faust_s_own_seek_to_the_committed_offsets_and_at_revocation() -> None:
     consumer = _consumer(_no_callback)
     offsets, tp = consumer._read_offset, TP("events", 0)
