@@ -25,6 +25,7 @@ Sections:
   each partition of a topic next (`fetch_positions`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
+- Stream buffers that a resume of a running flow keeps (`HeldFlowControl`).
 - Faust's root command group (`FaustRootGroup`), for rtrank's CLI.
 """
 
@@ -50,6 +51,8 @@ from faust.types.tuples import RecordMetadata
 from faust.utils.terminal import SpinnerHandler
 from mode import ServiceT
 from mode.services import WaitResults
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from rtrank.streams.worker.delivery import DeliveryGuard
 
@@ -62,8 +65,9 @@ log = logging.getLogger(__name__)
 class PatchedApp(faust.App):
     """A ``faust.App`` whose Kafka consumer delivers inline, whose producer buffer holds
     ``producer_buffer_max_messages``, whose consumer's fetch wait is ``fetch_wait_ms``
-    once started, without Faust's ``Monitor``, and whose root logger drops the records no
-    handler prints once the worker has started. Every other keyword is Faust's.
+    once started, without Faust's ``Monitor``, whose root logger drops the records no
+    handler prints once the worker has started, and whose stream buffers a resume of a
+    running flow keeps (`HeldFlowControl`). Every other keyword is Faust's.
 
     Offsets missing from a topic of ``gapless_topics`` are never committed as if read (see
     `InlineDeliveryConsumer._add_gap`).
@@ -87,6 +91,11 @@ class PatchedApp(faust.App):
         self.fetch_wait_ms = fetch_wait_ms
         self.gapless_topics = gapless_topics
         self.delivery: DeliveryGuard | None = None
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """Faust's flow control of the streams' buffers (`HeldFlowControl`)."""
+        return HeldFlowControl(loop=self.loop)
 
     def check_delivery(self, delivery: DeliveryGuard, timeout_s: float) -> None:
         """Report every record's delivery to ``delivery``, which may then stop the
@@ -598,6 +607,30 @@ def keep_in_memory(table: faust.Table, data: MutableMapping) -> None:
     """
     table._data = table._new_store_by_url("memory://")
     table.data.data = data
+
+
+# -- Flow control ----------------------------------------------------------------------------
+
+
+class HeldFlowControl(FlowControlEvent):
+    """Faust's flow control of the streams' buffers, whose `resume` clears them only when it
+    resumes a suspended flow.
+
+    A rebalance suspends the flow and clears the buffers (their events may be of partitions
+    gone); Faust's ``resume`` clears them again, even when the flow runs already. Recovery
+    resumes the flow while it reads the changelogs, and once the tables are ready
+    (``Recovery.on_recovery_completed``) it resumes the stream partitions, seeks each to its
+    committed offset (an await per partition, during which the consumer fetches and
+    delivers them) and resumes the flow once more: that resume dropped the events delivered
+    meanwhile. The consumer's position was past them, and with no event after them ingest
+    saw no gap: a worker restarted with a backlog answered a batch, and the rest of those
+    partitions waited for `Dataflow.reseek_stalled` to read them again.
+    """
+
+    def resume(self) -> None:
+        if self.is_active():
+            return
+        super().resume()
 
 
 # -- Faust's root command group --------------------------------------------------------------

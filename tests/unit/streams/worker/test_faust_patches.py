@@ -23,6 +23,7 @@ from aiokafka.structs import TopicPartition
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 from faust.utils.terminal import SpinnerHandler
+from mode.utils.queues import FlowControlQueue
 
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.app import RtrankApp, build_app
@@ -30,6 +31,7 @@ from rtrank.streams.worker.delivery import DeliveryGuard
 from rtrank.streams.worker.faust_patches import (
     CheckedConsumer,
     CheckedProducer,
+    HeldFlowControl,
     InlineDeliveryConsumer,
     as_current_event,
     drop_unprinted_log_records,
@@ -701,3 +703,29 @@ def test_a_commit_already_decided_sees_a_failure_whose_callback_is_still_pending
 
     assert not asyncio.run(scenario())
     assert consumer._thread.committed == []
+
+
+# -- Flow control
+
+
+def test_resuming_a_running_flow_keeps_the_buffered_events() -> None:
+    flow = HeldFlowControl()
+    buffer = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    flow.resume()
+    buffer.put_nowait("event")
+    flow.resume()
+    assert buffer.qsize() == 1
+
+
+def test_resuming_a_suspended_flow_clears_the_buffers() -> None:
+    flow = HeldFlowControl()
+    buffer = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    flow.resume()
+    buffer.put_nowait("event")
+    flow.suspend()
+    flow.resume()
+    assert buffer.qsize() == 0
+
+
+def test_the_app_s_stream_buffers_are_kept_by_a_resume_of_a_running_flow() -> None:
+    assert isinstance(RtrankApp(Settings.from_env()).flow_control, HeldFlowControl)
