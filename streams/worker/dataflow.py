@@ -235,15 +235,21 @@ class Dataflow:
             self.skipping.pop(tp, None)
         self.arrived = dict.fromkeys(kept, now)
 
+    def last_read(self, tp: tuple[str, int]) -> int | None:
+        """The offset of the partition's event read last here; before its first event here,
+        the one before its committed offset (the next event follows it). None when unknown."""
+        last = self.read_up_to.get(tp)
+        if last is None:
+            committed = self.source.committed(tp)
+            last = None if committed is None else committed - 1
+        return last
+
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
         generation = self.generations.get(record.tp, 0)
         self.arrived[record.tp] = self.clock()
-        last = self.read_up_to.get(record.tp)
-        if last is None:  # the partition's first event here: it follows the committed offset
-            committed = self.source.committed(record.tp)
-            last = None if committed is None else committed - 1
+        last = self.last_read(record.tp)
         if last is not None and record.offset > last + 1:
             await self._skip_past_gap(record, last)
             return
@@ -330,10 +336,7 @@ class Dataflow:
                 skipping.sought = now
                 await self.source.seek(tp, skipping.gap)
         for tp, fetched in self.source.fetch_positions().items():
-            last = self.read_up_to.get(tp)
-            if last is None:
-                committed = self.source.committed(tp)
-                last = None if committed is None else committed - 1
+            last = self.last_read(tp)
             quiet = now - self.arrived.get(tp, now)
             if last is None or fetched <= last + 1 or tp in self.skipping:
                 continue
