@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rtrank.streams.setting_types import (
@@ -56,6 +56,25 @@ class Settings(BaseSettings):
     store: str = Field("rocksdb://", description="Table store; `memory://` only for unit tests.")
     data_dir: Path = Field(Path("rtrank-data"), description="RocksDB tables live under here.")
     web_port: Port = Field(6066, description="HTTP port of the worker's /health and /metrics.")
+    web_bind: str = Field(
+        "127.0.0.1",
+        description="Address the worker's web server and the trainer's /metrics listen on: "
+        "127.0.0.1 = this machine only; `0.0.0.0` = every interface (the container images "
+        "set it). Workers forward `/recommendations` to each other at this address unless "
+        "it is a wildcard (then at the host name).",
+    )
+    web_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token that `GET /recommendations/{user_id}` requires "
+        "(`Authorization: Bearer <token>`); empty = no token. /health and /metrics stay "
+        "open. Never shown.",
+    )
+    web_token_file: str = Field(
+        "",
+        description="File holding the bearer token (a mounted secret; surrounding "
+        "whitespace ignored), read when the app is built; set this or RTRANK_WEB_TOKEN, "
+        "not both.",
+    )
     log_level: LogLevel = Field(
         "info", description="Log level of the worker, the trainer and the model process."
     )

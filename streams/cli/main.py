@@ -4,10 +4,10 @@
     rtrank demo                  # the whole pipeline on a local broker
     rtrank --help                # every command, by group
 
-The settings are read from the environment here, once; a bad value ends the command with
-one line naming the variable (exit code 2). The app is built from them and carried on the
-root click context, where Faust's commands look for it and rtrank's commands take its
-settings (`rtrank.streams.cli.context.pass_settings`).
+The settings are read from the environment here, once; a bad value (or a token file that
+cannot be read) ends the command with one line naming the variable (exit code 2). The app
+is built from them and carried on the root click context, where Faust's commands look for
+it and rtrank's commands take its settings (`rtrank.streams.cli.context.pass_settings`).
 
 The root group subclasses Faust's own (`rtrank.streams.worker.faust_patches.FaustRootGroup`:
 its ``make_context`` puts the app on the root context) with Faust's root options and callback,
@@ -140,8 +140,8 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 def main() -> None:
     """Console entry point: ``rtrank …``."""
     try:
-        settings = Settings.from_env()
+        app = build_app(Settings.from_env())
     except SettingsError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
-    build_cli()(app=build_app(settings))
+    build_cli()(app=app)

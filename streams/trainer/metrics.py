@@ -89,15 +89,16 @@ class TrainerMetrics:
                 self.lag.labels(partition=str(partition)).set(lag)
 
 
-def serve_metrics(metrics: TrainerMetrics, port: int) -> WSGIServer | None:
-    """Serve ``metrics`` at ``http://0.0.0.0:port/metrics`` from a daemon thread; None when
-    ``port`` is 0 or taken (a warning says so: training goes on without the endpoint)."""
+def serve_metrics(metrics: TrainerMetrics, port: int, addr: str) -> WSGIServer | None:
+    """Serve ``metrics`` at ``http://addr:port/metrics`` (``RTRANK_WEB_BIND``) from a daemon
+    thread; None when ``port`` is 0 or taken (a warning says so: training goes on without
+    the endpoint)."""
     if port == 0:
         return None
     try:
-        server, _thread = start_http_server(port, registry=metrics.registry)
+        server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
     except OSError as e:
         log.warning("trainer metrics not served on port %d: %s", port, e)
         return None
-    log.info("trainer metrics on :%d/metrics", port)
+    log.info("trainer metrics on %s:%d/metrics", addr, port)
     return server

@@ -192,7 +192,7 @@ class Trainer:
         s = self.settings
         torch.set_num_threads(max(1, s.trainer_threads))
         lower_priority(s.trainer_nice)
-        server = serve_metrics(self.metrics, s.trainer_metrics_port)
+        server = serve_metrics(self.metrics, s.trainer_metrics_port, s.web_bind)
         try:
             self._run(stop, on_ready)
         finally:

@@ -43,6 +43,8 @@ class RtrankApp(PatchedApp):
             store=settings.store,
             datadir=str(settings.data_dir),
             web_port=settings.web_port,
+            web_bind=settings.web_bind,
+            **forwarded_to(settings.web_bind),
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,
             table_standby_replicas=settings.standby_replicas,
@@ -76,6 +78,16 @@ class RtrankApp(PatchedApp):
         await super().on_shutdown()
         if self.settings.store.startswith("rocksdb:"):
             mark_stopped(Path(self.conf.appdir))
+
+
+def forwarded_to(web_bind: str) -> dict[str, str]:
+    """Faust's ``web_host`` for a worker listening on ``web_bind``: the address other workers
+    forward ``/recommendations`` requests to (the app's canonical URL). A worker bound to
+    one address is reached there; one bound to every interface keeps Faust's default, the
+    host name."""
+    if web_bind in ("0.0.0.0", "::", ""):
+        return {}
+    return {"web_host": f"[{web_bind}]" if ":" in web_bind else web_bind}
 
 
 def build_app(settings: Settings) -> RtrankApp:

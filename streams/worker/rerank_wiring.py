@@ -15,8 +15,9 @@ Registered from `rtrank.streams.worker.app.build_app`:
   next call.
 - ``rank`` agent: `rtrank.streams.worker.rank_requests`.
 - ``GET /recommendations/{user_id}``: the user's latest list (``UserState.last_list``),
-  404 when none; Faust's table routing forwards the request to the worker that owns the
-  user's partition.
+  404 when none (a forgotten user has none); Faust's table routing forwards the request to
+  the worker that owns the user's partition. With a bearer token configured, a request
+  without it gets 401 (`rtrank.streams.worker.web_auth`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rank_requests import register_rank_requests
 from rtrank.streams.worker.state import UserState
 from rtrank.streams.worker.topics_and_tables import Tables, Topics
+from rtrank.streams.worker.web_auth import bearer_token, challenge
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,22 @@ def register_rerank_views(
     """The ``rank`` agent and ``GET /recommendations/{user_id}``."""
     register_rank_requests(app, settings, topics.rank_requests, serving, user_to_history)
 
+    token = bearer_token(settings)
+
     @app.page("/recommendations/{user_id}")
-    @app.table_route(table=user_to_history, match_info="user_id")
     async def latest_list(web, request, user_id: str):  # noqa: ANN001, ANN202 - Faust view
+        """The token is checked here, before routing: a refusal keeps its
+        ``WWW-Authenticate`` header (Faust's forwarding copies status and body only), and
+        the request forwarded to the owner carries the caller's ``Authorization``."""
+        refused = challenge(request.headers, token)
+        if refused is not None:
+            return web.json(
+                {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": refused}
+            )
+        return await owners_list(web, request, user_id=user_id)
+
+    @app.table_route(table=user_to_history, match_info="user_id")
+    async def owners_list(web, request, user_id: str):  # noqa: ANN001, ANN202 - Faust view
         raw = user_to_history.get(user_id)
         state = UserState.from_json(raw) if raw else None
         if state is None or not state.last_list:

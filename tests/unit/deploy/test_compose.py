@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rtrank.deploy.kafka.broker import kafka_version
 
@@ -46,3 +47,10 @@ def test_compose_kafka_is_the_release_the_pom_pins() -> None:
 def test_worker_state_lives_on_a_volume() -> None:
     worker = compose_config()["services"]["worker"]
     assert any(v["target"] == "/var/lib/rtrank" for v in worker["volumes"])
+
+
+def test_the_worker_and_the_trainer_listen_on_every_interface() -> None:
+    """Read as YAML (no docker needed): their published ports reach the container."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("worker", "trainer"):
+        assert services[name]["environment"]["RTRANK_WEB_BIND"] == "0.0.0.0"

@@ -122,3 +122,9 @@ def test_the_wheel_holds_every_module_and_the_kafka_pom(tmp_path: Path) -> None:
     }
     assert sources - in_wheel == set()
     assert "rtrank/deploy/kafka/pom.xml" in in_wheel
+
+
+def test_the_image_listens_on_every_interface() -> None:
+    """rtrank's default is loopback; a container is reached from outside it."""
+    env = " ".join(a for k, a in runtime_stage() if k == "ENV")
+    assert "RTRANK_WEB_BIND=0.0.0.0" in env.split()

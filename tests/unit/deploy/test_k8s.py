@@ -117,3 +117,8 @@ def test_every_container_has_resources_requested_and_a_memory_limit() -> None:
         resources = container(one(kind))["resources"]
         assert {"cpu", "memory"} <= resources["requests"].keys()
         assert "memory" in resources["limits"]
+
+
+def test_pods_listen_on_every_interface() -> None:
+    """Probes, Prometheus and the other workers reach a pod from outside it."""
+    assert Settings.from_env(settings_data()).web_bind == "0.0.0.0"

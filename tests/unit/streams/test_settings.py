@@ -243,6 +243,9 @@ def every_field_changed() -> Settings:
         store="memory://",
         data_dir=Path("/var/lib/rtrank"),
         web_port=7000,
+        web_bind="0.0.0.0",
+        web_token="t0ken",
+        web_token_file="/run/secrets/web-token",
         log_level="debug",
         events_topic="e",
         recommendations_topic="r",
@@ -329,3 +332,8 @@ def test_every_value_read_back_from_its_variables_is_the_same() -> None:
 
 def test_the_defaults_read_back_from_their_variables_are_the_same() -> None:
     assert Settings.from_env(to_env(Settings())) == Settings()
+
+
+def test_the_web_server_listens_on_loopback_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).web_bind == "127.0.0.1"
+    assert Settings.from_env({"RTRANK_WEB_BIND": "0.0.0.0"}).web_bind == "0.0.0.0"

@@ -53,7 +53,7 @@ def test_the_metrics_are_served_over_http_on_the_port_set() -> None:
     metrics = TrainerMetrics()
     metrics.publishing(3, snapshot=True)
     port = free_port()
-    server = serve_metrics(metrics, port)
+    server = serve_metrics(metrics, port, "127.0.0.1")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             body = response.read().decode()
@@ -63,8 +63,17 @@ def test_the_metrics_are_served_over_http_on_the_port_set() -> None:
     assert "rtrank_trainer_published_version 3.0" in body
 
 
+def test_the_metrics_listen_on_the_address_set_only() -> None:
+    server = serve_metrics(TrainerMetrics(), free_port(), "127.0.0.1")
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_port_zero_serves_nothing() -> None:
-    assert serve_metrics(TrainerMetrics(), 0) is None
+    assert serve_metrics(TrainerMetrics(), 0, "127.0.0.1") is None
 
 
 def test_a_taken_port_leaves_training_without_the_endpoint_and_says_so(caplog) -> None:
@@ -73,5 +82,5 @@ def test_a_taken_port_leaves_training_without_the_endpoint_and_says_so(caplog) -
         taken.listen()
         port = taken.getsockname()[1]
         with caplog.at_level(logging.WARNING):
-            assert serve_metrics(TrainerMetrics(), port) is None
+            assert serve_metrics(TrainerMetrics(), port, "127.0.0.1") is None
     assert f"not served on port {port}" in caplog.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.app import RtrankApp
 
@@ -46,3 +48,20 @@ def test_the_producer_buffer_holds_two_batches_of_table_writes_before_ingest_wai
 def test_the_consumer_fetch_wait_to_set_at_start_comes_from_the_settings(tmp_path) -> None:
     settings = Settings(broker="memory://", data_dir=tmp_path, consumer_fetch_wait_ms=70)
     assert RtrankApp(settings).fetch_wait_ms == 70
+
+
+def test_the_web_server_listens_on_loopback_by_default(tmp_path) -> None:
+    app = RtrankApp(Settings(broker="memory://", data_dir=tmp_path))
+    assert app.conf.web_bind == "127.0.0.1"
+    assert app.conf.canonical_url.host == "127.0.0.1"
+
+
+def test_a_worker_bound_to_one_address_is_forwarded_to_at_that_address(tmp_path) -> None:
+    app = RtrankApp(Settings(broker="memory://", data_dir=tmp_path, web_bind="10.1.2.3"))
+    assert (app.conf.web_bind, app.conf.canonical_url.host) == ("10.1.2.3", "10.1.2.3")
+
+
+def test_a_worker_bound_to_every_interface_is_forwarded_to_at_its_host_name(tmp_path) -> None:
+    app = RtrankApp(Settings(broker="memory://", data_dir=tmp_path, web_bind="0.0.0.0"))
+    assert app.conf.web_bind == "0.0.0.0"
+    assert app.conf.canonical_url.host == socket.gethostname()
