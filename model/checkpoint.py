@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,8 +91,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
     try:
         cfg_dict = json.loads(raw["config"])
-        known = {f.name for f in fields(SASRecConfig)}
-        config = SASRecConfig(**{k: v for k, v in cfg_dict.items() if k in known})
+        config = SASRecConfig.from_dict(cfg_dict)
         vocab = Vocabulary.from_json(raw["vocab"], version=int(raw.get("vocab_version", "0")))
         version = int(raw["version"])
         extra = json.loads(raw.get("extra", "{}"))

@@ -6,9 +6,15 @@ position) and serving (`encode` -> user vector, `top_k` over the whole catalogue
 Conventions:
 
 - Embedding row 0 is padding. Sequences are LEFT-padded: the latest item is in the last
-  column. Positions are counted back from that column (latest item = position 0), so a
-  history gets the same output whatever the batch width; pad keys are masked out of
-  attention. Batched and one-by-one results agree up to float rounding.
+  column; pad keys are masked out of attention, so a history gets the same output whatever
+  the batch width. Batched and one-by-one results agree up to float rounding.
+- Positions (``SASRecConfig.positions``): ``from_start`` counts them from the oldest item
+  of the window read (position 0), so appending an item shifts no earlier position, and
+  with causal attention no earlier output changes either: a server can keep each user's
+  per-layer keys and values and encode the next item alone (`SASRec.encode_kv`,
+  `SASRec.extend`, `rtrank.model.encode_cache`). ``from_end`` (latest item = position 0)
+  is the scheme of checkpoints written before it; they load as ``from_end`` and serve
+  without that cache (docs/decisions.md, "Positions counted from the window's start").
 - Item scores are dot products with the (tied) item embeddings.
 
 Loss: sampled softmax by default, 4,096 uniform negatives shared by the batch (accidental
@@ -22,13 +28,14 @@ catalogue product is cheap (not measured).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 LOSSES = ("ce", "sampled")
+POSITIONS = ("from_start", "from_end")
 GROW_SAMPLE_ROWS = 2048  # item rows `SASRec.grow` estimates new rows' statistics from
 
 
@@ -44,6 +51,7 @@ class SASRecConfig:
     dropout: float = 0.5  # sparse data (Games) overfits fast; the paper used 0.5
     loss: str = "sampled"  # "sampled": uniform shared negatives; "ce": full softmax (5x slower)
     num_negatives: int = 4096  # negatives shared by a batch when loss == "sampled"
+    positions: str = "from_start"  # appending shifts no position (see module doc); "from_end": old
 
     def __post_init__(self) -> None:
         if self.num_items < 2:
@@ -54,9 +62,22 @@ class SASRecConfig:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, not {self.positions!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SASRecConfig:
+        """The config a checkpoint or snapshot stored: unknown keys are ignored, and one
+        written before ``positions`` existed counted them from the end (``from_end``).
+
+        Raises:
+            TypeError, ValueError: a required field is missing or a value is invalid.
+        """
+        known = {f.name for f in fields(cls)}
+        return cls(**{"positions": "from_end", **{k: v for k, v in data.items() if k in known}})
 
 
 class Dropout(nn.Module):
@@ -106,9 +127,16 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        last_only: bool = False,
+        kv: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Attention output at every position, or (``last_only``) at the last one only
-        (B, 1, D): serving needs no other, and then no other query is computed."""
+        (B, 1, D): serving needs no other, and then no other query is computed. ``kv``: a
+        list to append this layer's keys and values (B, L, D) to."""
         B, L, D = x.shape
         if last_only:
             w, b = self.qkv.weight, self.qkv.bias
@@ -117,6 +145,26 @@ class CausalSelfAttention(nn.Module):
             mask = mask[:, :, -1:, :]  # (B, 1, 1, L)
         else:
             q, k, v = self.qkv(x).split(D, dim=2)
+        if kv is not None:
+            kv += (k, v)
+        return self.resid_drop(self.proj(self._attend(q, k, v, mask)))
+
+    def step(
+        self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Output (B, 1, D) of one new position ``x`` (B, 1, D) attending the cached keys
+        and values ``past_k``/``past_v`` (B, P, D) that ``mask`` (B, 1, 1, P + 1) allows,
+        and itself (the last key); with the new position's key and value (B, 1, D)."""
+        D = x.shape[2]
+        q, k, v = self.qkv(x).split(D, dim=2)
+        y = self._attend(q, torch.cat([past_k, k], 1), torch.cat([past_v, v], 1), mask)
+        return self.resid_drop(self.proj(y)), k, v
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T, D) queries over (B, S, D) keys and values -> (B, T, D)."""
+        B, D = q.shape[0], q.shape[2]
         # (B, T, D) -> (B, nh, T, hs)
         q, k, v = (
             t.view(B, t.shape[1], self.num_heads, D // self.num_heads).transpose(1, 2)
@@ -125,8 +173,7 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
-        y = y.transpose(1, 2).contiguous().view(B, q.shape[2], D)  # (B, nh, T, hs) -> (B, T, D)
-        return self.resid_drop(self.proj(y))
+        return y.transpose(1, 2).contiguous().view(B, q.shape[2], D)  # (B, nh, T, hs) -> (B, T, D)
 
 
 class Block(nn.Module):
@@ -145,11 +192,27 @@ class Block(nn.Module):
             Dropout(cfg.dropout),
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """(B, L, D) -> (B, L, D), or (B, 1, D) for the last position with ``last_only``."""
-        a = self.attn(self.ln1(x), mask, last_only)
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        last_only: bool = False,
+        kv: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), or (B, 1, D) for the last position with ``last_only``;
+        ``kv`` collects the attention's keys and values (`CausalSelfAttention.forward`)."""
+        a = self.attn(self.ln1(x), mask, last_only, kv)
         x = (x[:, -1:] if last_only else x) + a
         return x + self.ffn(self.ln2(x))
+
+    def step(
+        self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward` for one new position (B, 1, D) over cached keys and values
+        (`CausalSelfAttention.step`): (output (B, 1, D), its key, its value)."""
+        a, k, v = self.attn.step(self.ln1(x), past_k, past_v, mask)
+        x = x + a
+        return x + self.ffn(self.ln2(x)), k, v
 
 
 class SASRec(nn.Module):
@@ -181,7 +244,11 @@ class SASRec(nn.Module):
         return self.item_emb.weight.device
 
     def hidden(
-        self, seqs: torch.Tensor, item_weight: torch.Tensor | None = None, last_only: bool = False
+        self,
+        seqs: torch.Tensor,
+        item_weight: torch.Tensor | None = None,
+        last_only: bool = False,
+        kv: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Runs the trunk over left-padded rows ``seqs`` (B, L); returns (B, L', D).
 
@@ -189,13 +256,17 @@ class SASRec(nn.Module):
         (L' = min(L, max_len)). Outputs at pad positions are meaningless. ``item_weight``
         replaces the item table (rows of ``seqs`` index it; its row 0 must be padding).
         ``last_only``: the last block computes the last position only (L' = 1), which is
-        all a user vector needs (and a third faster: `rtrank.model.throughput`).
+        all a user vector needs (and a third faster: `rtrank.model.throughput`). ``kv``: a
+        list to which each block appends its keys and values (B, L', D), in block order.
         """
         seqs = seqs[:, -self.config.max_len :]
         B, L = seqs.shape
         keep = seqs != 0  # (B, L)
-        # Positions counted back from the last column: independent of the padding width.
-        pos = torch.arange(L - 1, -1, -1, device=seqs.device)  # (L,)
+        if self.config.positions == "from_start":
+            # the oldest item is 0 whatever the padding: (B, L), pads at 0 (their outputs unused)
+            pos = (keep.cumsum(1) - 1).clamp_min(0)
+        else:
+            pos = torch.arange(L - 1, -1, -1, device=seqs.device)  # (L,): latest item 0
         items = self.item_emb(seqs) if item_weight is None else F.embedding(seqs, item_weight)
         x = items * math.sqrt(self.config.dim) + self.pos_emb(pos)
         x = self.emb_drop(x) * keep.unsqueeze(-1)
@@ -205,7 +276,7 @@ class SASRec(nn.Module):
         mask = (causal & keep[:, None, :]) | torch.eye(L, dtype=torch.bool, device=seqs.device)
         mask = mask.unsqueeze(1)  # (B, 1, L, L): broadcast over heads
         for n, block in enumerate(self.blocks, 1):
-            x = block(x, mask, last_only and n == len(self.blocks))
+            x = block(x, mask, last_only and n == len(self.blocks), kv)
         return self.ln_f(x)
 
     def forward(
@@ -286,6 +357,62 @@ class SASRec(nn.Module):
             return self.hidden(seqs.to(self.device), last_only=True)[:, -1, :]
         finally:
             self.train()
+
+    @property
+    def kv_width(self) -> int:
+        """Floats one cached position holds: keys and values of every block (`encode_kv`)."""
+        return 2 * self.config.num_blocks * self.config.dim
+
+    @torch.no_grad()
+    def encode_kv(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode`'s user vectors (B, D), and what `extend` needs to append to them: each
+        position's keys and values, (B, L', kv_width): block 0's keys, its values, block
+        1's keys, ... (pad columns hold garbage). A served (eval mode) model with positions
+        ``from_start`` only: with ``from_end`` an appended item moves every position.
+
+        Raises:
+            ValueError: the model counts positions from the end, or is in training mode.
+        """
+        self._check_incremental()
+        kv: list[torch.Tensor] = []
+        h = self.hidden(seqs.to(self.device), last_only=True, kv=kv)
+        return h[:, -1, :], torch.cat(kv, dim=2)
+
+    @torch.no_grad()
+    def extend(
+        self, rows: torch.Tensor, past: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """User vectors (B, D) after appending item ``rows[b]`` (B,) to the ``lengths[b]``
+        (B,) positions of user b cached in ``past[b, :lengths[b]]`` (B, P, kv_width), and the
+        new position's keys and values (B, kv_width). Each user's result is `encode_kv`'s
+        for its whole window (to float rounding) when ``past`` came from `encode_kv` and
+        earlier `extend` calls on the same weights, and ``lengths[b] < max_len``.
+
+        Raises:
+            ValueError: as `encode_kv`.
+        """
+        self._check_incremental()
+        B, P, _ = past.shape
+        D = self.config.dim
+        rows, lengths = rows.to(self.device), lengths.to(self.device)
+        x = self.item_emb(rows)[:, None, :] * math.sqrt(D) + self.pos_emb(lengths)[:, None, :]
+        # each user attends its own cached positions and the new one (the last key)
+        cols = torch.arange(P + 1, device=self.device)
+        mask = (cols[None, :] < lengths[:, None]) | (cols[None, :] == P)  # (B, P + 1)
+        mask = mask[:, None, None, :]  # (B, 1, 1, P + 1): broadcast over heads
+        new: list[torch.Tensor] = []
+        for n, block in enumerate(self.blocks):
+            past_k = past[:, :, 2 * n * D : (2 * n + 1) * D]  # (B, P, D)
+            past_v = past[:, :, (2 * n + 1) * D : (2 * n + 2) * D]
+            x, k, v = block.step(x, past_k, past_v, mask)
+            new += (k, v)
+        return self.ln_f(x)[:, 0, :], torch.cat(new, dim=2)[:, 0, :]
+
+    def _check_incremental(self) -> None:
+        if self.config.positions != "from_start":
+            raise ValueError("positions counted from the end: appending an item moves them all")
+        if self.training:
+            raise ValueError("incremental encoding serves an eval-mode model")
 
     @torch.no_grad()
     def item_matrix(self) -> torch.Tensor:

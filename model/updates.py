@@ -122,7 +122,7 @@ def model_from_snapshot(
         UpdateError: ``incompatible`` when the tensors do not fit the declared config.
     """
     try:
-        config = SASRecConfig(**snap.config)
+        config = SASRecConfig.from_dict(snap.config)
         vocab = Vocabulary(snap.items, version=snap.vocab_version)
         model = SASRec(config)
         if len(vocab) != config.num_items:

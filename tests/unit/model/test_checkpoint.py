@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from rtrank.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import pad_batch
 
 FINGERPRINT = "ab" * 32
@@ -116,3 +119,21 @@ def test_malformed_metadata_is_rejected(saved, tmp_path):
 def test_missing_file_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_a_checkpoint_written_before_positions_existed_loads_and_serves_as_written(saved, tmp_path):
+    path, _, _ = saved
+    model = load_checkpoint(path).model
+    legacy = SASRec(SASRecConfig(**{**model.config.to_dict(), "positions": "from_end"}))
+    legacy.load_state_dict(model.state_dict())
+    old = tmp_path / "old.safetensors"
+    with safe_open(os.fspath(path), framework="pt") as f:
+        meta = f.metadata()
+    config = json.loads(meta["config"])
+    del config["positions"]
+    tensors = {k: v.contiguous() for k, v in legacy.state_dict().items()}
+    save_file(tensors, old, metadata={**meta, "config": json.dumps(config)})
+    loaded = load_checkpoint(old).model
+    assert loaded.config.positions == "from_end"
+    seqs = torch.tensor([[0, 1, 2, 3]])
+    torch.testing.assert_close(loaded.encode(seqs), legacy.eval().encode(seqs))

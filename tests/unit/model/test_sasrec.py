@@ -38,15 +38,17 @@ def test_loss_backpropagates_to_item_embeddings(tiny_model):
     assert model.item_emb.weight.grad.abs().sum() > 0
 
 
-def test_left_padding_width_does_not_change_the_user_vector(tiny_model):
-    model = tiny_model(num_items=30)
+@pytest.mark.parametrize("positions", ["from_start", "from_end"])
+def test_left_padding_width_does_not_change_the_user_vector(tiny_model, positions):
+    model = tiny_model(num_items=30, positions=positions)
     narrow = model.encode(torch.tensor([[5, 6, 7]]))
     wide = model.encode(torch.tensor([[0, 0, 0, 0, 0, 5, 6, 7]]))
     torch.testing.assert_close(narrow, wide, rtol=1e-5, atol=1e-5)
 
 
-def test_history_longer_than_max_len_reads_only_the_latest_items(tiny_model):
-    model = tiny_model(num_items=30)  # max_len 10
+@pytest.mark.parametrize("positions", ["from_start", "from_end"])
+def test_history_longer_than_max_len_reads_only_the_latest_items(tiny_model, positions):
+    model = tiny_model(num_items=30, positions=positions)  # max_len 10
     latest = list(range(11, 21))
     torch.testing.assert_close(
         model.encode(torch.tensor([[1, 2, 3] + latest])), model.encode(torch.tensor([latest]))
@@ -234,3 +236,57 @@ def test_dropout_pool_stays_out_of_the_checkpoint(tiny_model):
 def test_dropout_of_one_is_rejected():
     with pytest.raises(ValueError, match="dropout"):
         SASRecConfig(num_items=5, dropout=1.0)
+
+
+def test_positions_from_the_start_leave_earlier_outputs_unchanged_by_an_appended_item(tiny_model):
+    model = tiny_model(num_items=30)
+    short = model.hidden(torch.tensor([[0, 4, 5, 6]]))
+    longer = model.hidden(torch.tensor([[4, 5, 6, 7]]))
+    torch.testing.assert_close(short[:, 1:], longer[:, :3], rtol=1e-5, atol=1e-5)
+
+
+def test_positions_from_the_end_move_every_earlier_output_when_an_item_is_appended(tiny_model):
+    model = tiny_model(num_items=30, positions="from_end")
+    short = model.hidden(torch.tensor([[0, 4, 5, 6]]))
+    longer = model.hidden(torch.tensor([[4, 5, 6, 7]]))
+    assert not torch.allclose(short[:, 1:], longer[:, :3], atol=1e-3)
+
+
+def test_extend_gives_the_vector_and_cached_positions_of_encoding_the_whole_window(tiny_model):
+    model = tiny_model(num_items=30)
+    first = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]])  # histories of 2 and 4 items
+    _, kv = model.encode_kv(first)
+    past = torch.zeros(2, 4, model.kv_width)
+    past[0, :2], past[1, :4] = kv[0, 2:], kv[1]
+    vecs, new = model.extend(torch.tensor([9, 8]), past, torch.tensor([2, 4]))
+    whole_vecs, whole_kv = model.encode_kv(torch.tensor([[0, 0, 3, 4, 9], [1, 2, 3, 4, 8]]))
+    torch.testing.assert_close(vecs, whole_vecs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new, whole_kv[:, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(vecs[:1], model.encode(torch.tensor([[3, 4, 9]])))
+
+
+def test_encode_kv_gives_encodes_vectors_and_a_key_and_value_per_block_and_position(tiny_model):
+    model = tiny_model(num_items=30, num_blocks=3)
+    seqs = torch.tensor([[0, 1, 2], [4, 5, 6]])
+    vecs, kv = model.encode_kv(seqs)
+    torch.testing.assert_close(vecs, model.encode(seqs))
+    assert kv.shape == (2, 3, model.kv_width) and model.kv_width == 2 * 3 * 16
+
+
+def test_incremental_encoding_is_refused_to_positions_counted_from_the_end(tiny_model):
+    model = tiny_model(num_items=30, positions="from_end")
+    with pytest.raises(ValueError, match="from the end"):
+        model.encode_kv(torch.tensor([[1, 2]]))
+
+
+def test_a_config_stored_before_positions_existed_counts_them_from_the_end():
+    stored = SASRecConfig(num_items=5).to_dict()
+    del stored["positions"]
+    assert SASRecConfig.from_dict(stored).positions == "from_end"
+    assert SASRecConfig.from_dict({**stored, "positions": "from_start"}).positions == "from_start"
+    assert SASRecConfig(num_items=5).positions == "from_start"
+
+
+def test_config_rejects_unknown_positions():
+    with pytest.raises(ValueError, match="positions"):
+        SASRecConfig(num_items=5, positions="rotary")
