@@ -22,7 +22,7 @@ Sections:
 - Log records nobody prints (`drop_unprinted_log_records`).
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
 - The committed offset of a partition (`committed_offset`), and where the consumer fetches
-  each partition of a topic next (`fetch_positions`).
+  each partition of a topic next once Faust handed over what it fetched (`fetch_positions`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
 - Stream buffers that a resume of a running flow keeps (`HeldFlowControl`).
@@ -35,7 +35,15 @@ import asyncio
 import logging
 import types
 import weakref
-from collections.abc import Awaitable, Coroutine, Generator, Iterable, Iterator, MutableMapping
+from collections.abc import (
+    Awaitable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from contextlib import contextmanager
 from typing import Any
 
@@ -560,9 +568,10 @@ def committed_offset(faust_consumer: Any, tp: Any) -> int | None:
 
 def fetch_positions(faust_consumer: Any, topic: str) -> dict[TP, int]:
     """The offset the consumer fetches next (aiokafka's position: every event before it was
-    fetched) of each partition of ``topic`` assigned to it and positioned; empty when the
-    consumer has not started or is being reassigned. Read from the consumer's thread's
-    state without waiting on it (an int each, set there)."""
+    fetched) of each partition of ``topic`` assigned to it and positioned, whose fetched
+    events Faust has all handed to an agent (`waiting_in_faust`); empty when the consumer
+    has not started or is being reassigned. Read from the consumer's thread's state without
+    waiting on it (an int each, set there)."""
     fetcher = _fetcher(faust_consumer)
     assignment = None if fetcher is None else fetcher._subscriptions.subscription
     assignment = None if assignment is None else assignment.assignment
@@ -573,7 +582,34 @@ def fetch_positions(faust_consumer: Any, topic: str) -> dict[TP, int]:
         state = assignment.state_value(tp)
         if tp.topic == topic and state is not None and state.has_valid_position:
             positions[TP(tp.topic, tp.partition)] = state.position
-    return positions
+    waiting = waiting_in_faust(faust_consumer, positions)
+    return {tp: position for tp, position in positions.items() if tp not in waiting}
+
+
+def waiting_in_faust(faust_consumer: Any, positions: Mapping[TP, int]) -> set[TP]:
+    """The partitions among ``positions`` (`fetch_positions`) with a fetched event that Faust
+    has not handed to an agent yet: its consumer loop has not delivered it (the loop's read
+    offset is below the position's last event, or a seek is pending), or it waits in the
+    buffer of a stream reading the partition.
+
+    With a backlog, a partition's fetched events wait so while the loop delivers other
+    partitions' events first, for as long as the backlog takes. A partition fetched past
+    the agent's next event that is not waiting lost those events.
+    """
+    read = faust_consumer._read_offset
+    channels = faust_consumer.app.topics._tp_index
+    waiting = set()
+    for tp, position in positions.items():
+        delivered = read[tp]
+        if delivered is None or delivered < position - 1:
+            waiting.add(tp)
+        elif any(
+            event.message.tp == tp
+            for channel in channels.get(tp, ())
+            for event in channel.queue._queue
+        ):
+            waiting.add(tp)
+    return waiting
 
 
 # -- The current event -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ after a record was not delivered.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from types import SimpleNamespace
 
@@ -33,6 +34,7 @@ from rtrank.streams.worker.faust_patches import (
     CheckedProducer,
     HeldFlowControl,
     InlineDeliveryConsumer,
+    ReadOffsets,
     as_current_event,
     drop_unprinted_log_records,
     fetch_positions,
@@ -332,22 +334,70 @@ def test_setting_the_fetch_wait_changes_the_running_fetcher_and_the_consumer() -
     assert consumer._thread._consumer._fetch_max_wait_ms == 100
 
 
+def _positioned_consumer(
+    positions: dict[TopicPartition, int], read: ReadOffsets, queued: list[TP] = ()
+) -> SimpleNamespace:
+    """A Faust consumer as `fetch_positions` reads it: aiokafka's subscription state at
+    ``positions``, Faust's loop's read offsets ``read``, and one stream reading every
+    partition whose buffer holds an event of each partition in ``queued``."""
+    subscriptions = SubscriptionState()
+    subscriptions.subscribe({tp.topic for tp in positions} | {"events"})
+    subscriptions.assign_from_subscribed(set(positions) | {TopicPartition("events", 1)})
+    for tp, offset in positions.items():
+        subscriptions.seek(tp, offset)
+    fetcher = SimpleNamespace(_subscriptions=subscriptions)
+    events = [SimpleNamespace(message=SimpleNamespace(tp=tp)) for tp in queued]
+    stream = SimpleNamespace(queue=SimpleNamespace(_queue=collections.deque(events)))
+    tp_index = {TP(tp.topic, tp.partition): [stream] for tp in positions}
+    return SimpleNamespace(
+        _thread=SimpleNamespace(_consumer=SimpleNamespace(_fetcher=fetcher)),
+        _read_offset=read,
+        app=SimpleNamespace(topics=SimpleNamespace(_tp_index=tp_index)),
+    )
+
+
+def _read_offsets(offsets: dict[TP, int]) -> ReadOffsets:
+    read = ReadOffsets()
+    read.update(offsets)
+    return read
+
+
 def test_fetch_positions_are_the_topic_s_positioned_partitions_aiokafka_fetches_next() -> None:
     async def scenario() -> dict:
-        subscriptions = SubscriptionState()
-        subscriptions.subscribe({"events", "other"})
-        subscriptions.assign_from_subscribed(
-            {TopicPartition("events", 0), TopicPartition("events", 1), TopicPartition("other", 0)}
-        )
-        subscriptions.seek(TopicPartition("events", 0), 7)
-        subscriptions.seek(TopicPartition("other", 0), 3)  # events 1: not positioned yet
-        fetcher = SimpleNamespace(_subscriptions=subscriptions)
-        consumer = SimpleNamespace(
-            _thread=SimpleNamespace(_consumer=SimpleNamespace(_fetcher=fetcher))
-        )
+        positions = {TopicPartition("events", 0): 7, TopicPartition("other", 0): 3}
+        read = _read_offsets({TP("events", 0): 6, TP("other", 0): 2})
+        return fetch_positions(_positioned_consumer(positions, read), "events")
+
+    assert asyncio.run(scenario()) == {TP("events", 0): 7}  # events 1: not positioned yet
+
+
+def test_a_partition_whose_fetched_events_faust_s_loop_has_not_delivered_has_no_position() -> None:
+    async def scenario() -> dict:
+        positions = {TopicPartition("events", 0): 3000, TopicPartition("events", 2): 50}
+        read = _read_offsets({TP("events", 0): 102, TP("events", 2): 49})
+        return fetch_positions(_positioned_consumer(positions, read), "events")
+
+    assert asyncio.run(scenario()) == {TP("events", 2): 50}
+
+
+def test_a_partition_with_an_event_in_a_stream_s_buffer_has_no_position() -> None:
+    async def scenario() -> dict:
+        positions = {TopicPartition("events", 0): 7, TopicPartition("events", 2): 50}
+        read = _read_offsets({TP("events", 0): 6, TP("events", 2): 49})
+        consumer = _positioned_consumer(positions, read, queued=[TP("events", 0)])
         return fetch_positions(consumer, "events")
 
-    assert asyncio.run(scenario()) == {TP("events", 0): 7}
+    assert asyncio.run(scenario()) == {TP("events", 2): 50}
+
+
+def test_a_partition_sought_and_not_delivered_from_there_yet_has_no_position() -> None:
+    async def scenario() -> dict:
+        read = _read_offsets({TP("events", 0): 6})
+        read.seek(TP("events", 0), 3)
+        consumer = _positioned_consumer({TopicPartition("events", 0): 7}, read)
+        return fetch_positions(consumer, "events")
+
+    assert asyncio.run(scenario()) == {}
 
 
 def test_a_consumer_not_started_has_no_fetch_positions() -> None:
