@@ -25,7 +25,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rtrank.streams.setting_types import (
@@ -331,6 +338,69 @@ class Settings(BaseSettings):
         "clock go to the DLQ (`ts_in_future`).",
     )
 
+    # Kafka security: every Kafka client of rtrank connects with these
+    # (rtrank.streams.kafka_security); validated together in _kafka_security_consistent.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: `SSL` encrypts (TLS), `SASL_*` "
+        "authenticates a user, `SASL_SSL` both.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism of `SASL_*` protocols."
+    )
+    kafka_username: str = Field("", description="SASL user; required by `SASL_*` protocols.")
+    kafka_password: SecretStr = Field(
+        SecretStr(""),
+        description="SASL password (never shown: masked in `rtrank config`, logs, /health).",
+    )
+    kafka_password_file: str = Field(
+        "",
+        description="File holding the SASL password (a mounted secret; one trailing newline "
+        "ignored), read when a client connects; set this or RTRANK_KAFKA_PASSWORD, not both.",
+    )
+    kafka_ca_file: str = Field(
+        "",
+        description="PEM CA certificates that sign the brokers' certificates (`SSL`, "
+        "`SASL_SSL`); empty = the system's trusted CAs.",
+    )
+    kafka_cert_file: str = Field(
+        "", description="PEM client certificate for mutual TLS (with RTRANK_KAFKA_KEY_FILE)."
+    )
+    kafka_key_file: str = Field(
+        "", description="PEM private key (unencrypted) of RTRANK_KAFKA_CERT_FILE."
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        """Credentials a protocol would ignore are a mistake, not a default: refuse them
+        at load rather than connect without what the operator meant to use."""
+        protocol = self.kafka_security_protocol
+        sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+        has_password = bool(self.kafka_password.get_secret_value() or self.kafka_password_file)
+        if sasl and not self.kafka_username:
+            raise ValueError(
+                f"RTRANK_KAFKA_SECURITY_PROTOCOL={protocol} needs RTRANK_KAFKA_USERNAME"
+            )
+        if sasl and not has_password:
+            raise ValueError(
+                f"RTRANK_KAFKA_SECURITY_PROTOCOL={protocol} needs RTRANK_KAFKA_PASSWORD "
+                "or RTRANK_KAFKA_PASSWORD_FILE"
+            )
+        if not sasl and (self.kafka_username or has_password):
+            raise ValueError(
+                "RTRANK_KAFKA_USERNAME and RTRANK_KAFKA_PASSWORD(_FILE) need "
+                f"RTRANK_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL, not {protocol}"
+            )
+        files = self.kafka_ca_file or self.kafka_cert_file or self.kafka_key_file
+        if not tls and files:
+            raise ValueError(
+                "RTRANK_KAFKA_CA_FILE, _CERT_FILE and _KEY_FILE need "
+                f"RTRANK_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, not {protocol}"
+            )
+        if bool(self.kafka_cert_file) != bool(self.kafka_key_file):
+            raise ValueError("RTRANK_KAFKA_CERT_FILE and RTRANK_KAFKA_KEY_FILE go together")
+        return self
+
     @field_validator("min_insync_replicas")
     @classmethod
     def _not_above_replication(cls, value: int, info: ValidationInfo) -> int:
@@ -422,6 +492,9 @@ def _one_line(error: ValidationError, values: Mapping[str, str]) -> str:
     for e in error.errors(include_url=False):
         name = str(e["loc"][0]) if e["loc"] else ""
         ctx = e.get("ctx", {})
+        if not name and e["type"] == "value_error":  # a rule across fields names its own
+            lines.append(str(ctx["error"]))
+            continue
         if e["type"] in _PHRASES:
             what = _PHRASES[e["type"]]
         elif e["type"] in _BOUNDS:

@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rtrank.deploy.kafka import secure
 from rtrank.deploy.kafka.processes import free_port, is_zombie, port_taken, stop_pids
 
 HERE = Path(__file__).resolve().parent
@@ -49,17 +50,31 @@ class Broker:
     """Where one local node lives: its client port and its data directory.
 
     In a cluster a node also has its id and a fixed controller port, which its peers know;
-    a lone node (``controller_port`` 0) takes a free one at each start.
+    a lone node (``controller_port`` 0) takes a free one at each start. A ``secure`` node
+    (a lone one) has a SASL_SSL listener instead of PLAINTEXT (`rtrank.deploy.kafka.secure`).
     """
 
     port: int
     data_dir: Path
     node_id: int = 1
     controller_port: int = 0
+    secure: bool = False
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def client_config(self) -> dict:
+        """kafka-python keyword arguments of an admin client of this node: none for a
+        plain node, the admin user's login for a secure one."""
+        if not self.secure:
+            return {}
+        from rtrank.streams.kafka_security import client_config
+        from rtrank.streams.settings import Settings
+
+        env = secure.client_env(self.data_dir, self.bootstrap, secure.ADMIN)
+        return client_config(Settings.from_env(env))
 
     @property
     def pid_file(self) -> Path:
@@ -122,10 +137,11 @@ def recorded_cluster(data_dir: Path) -> Cluster | None:
         ports = dict(item.split("://") for item in values["listeners"].split(","))
         nodes.append(
             Broker(
-                port=int(ports["PLAINTEXT"].rsplit(":", 1)[1]),
+                port=int(ports.get("PLAINTEXT", ports.get(secure.LISTENER, "")).rsplit(":", 1)[1]),
                 data_dir=properties.parent,
                 node_id=int(values["node.id"]),
                 controller_port=int(ports["CONTROLLER"].rsplit(":", 1)[1]),
+                secure=secure.LISTENER in ports,
             )
         )
     return Cluster(tuple(sorted(nodes, key=lambda n: n.node_id))) if nodes else None
@@ -194,12 +210,13 @@ def running_pid(broker: Broker) -> int | None:
     return pid
 
 
-def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the broker answers a metadata request (not merely accepts a TCP connect)."""
-    return live_broker_ids(bootstrap, timeout_s) is not None
+def answers_metadata(bootstrap: str, timeout_s: float = 3.0, **client: object) -> bool:
+    """True when the broker answers a metadata request (not merely accepts a TCP connect);
+    ``client``: the login of a secure node (`Broker.client_config`)."""
+    return live_broker_ids(bootstrap, timeout_s, **client) is not None
 
 
-def live_broker_ids(bootstrap: str, timeout_s: float = 3.0) -> set[int] | None:
+def live_broker_ids(bootstrap: str, timeout_s: float = 3.0, **client: object) -> set[int] | None:
     """Ids of the brokers that the cluster's metadata lists unfenced, asked at
     ``bootstrap``; None when nothing there answers.
 
@@ -216,6 +233,7 @@ def live_broker_ids(bootstrap: str, timeout_s: float = 3.0) -> set[int] | None:
             bootstrap_servers=bootstrap,
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
+            **client,
         )
     except (KafkaError, OSError, ValueError):
         return None
@@ -228,10 +246,13 @@ def live_broker_ids(bootstrap: str, timeout_s: float = 3.0) -> set[int] | None:
     return {b["broker_id"] for b in brokers if not b.get("is_fenced")}
 
 
-def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
+def up(target: Broker | Cluster, wait_s: float = 90.0, users: tuple[str, ...] = ()) -> str:
     """Start the node(s) not running, in the background; return once each answers at its
     own address and the cluster lists every node unfenced (`live_broker_ids`: the controller
     quorum stands). Both: a node killed moments ago is still listed unfenced.
+
+    A secure node gets the SCRAM ``users`` (besides ``admin``) when its storage is first
+    formatted; later starts keep the users it has.
 
     Returns a one-line message; raises BrokerError with a log path when a node does not
     come up (the nodes this call started are stopped again).
@@ -252,7 +273,7 @@ def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
     started: dict[Broker, subprocess.Popen] = {}
     for n, node in enumerate(cluster.nodes):
         if pids[n] is None:
-            started[node] = _start(java, classpath, node, cluster, cluster_id)
+            started[node] = _start(java, classpath, node, cluster, cluster_id, users)
             pids[n] = started[node].pid
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -260,11 +281,11 @@ def up(target: Broker | Cluster, wait_s: float = 90.0) -> str:
             if process.poll() is not None:
                 _stop_all(started)
                 raise BrokerError(
-                    f"Kafka exited with code {process.returncode} during start; "
-                    f"see {node.log_file}"
+                    f"Kafka exited with code {process.returncode} during start; see {node.log_file}"
                 )
-        if all(answers_metadata(node.bootstrap, 2.0) for node in started) and (
-            live_broker_ids(cluster.bootstrap, 2.0) == {n.node_id for n in cluster.nodes}
+        client = cluster.nodes[0].client_config
+        if all(answers_metadata(node.bootstrap, 2.0, **client) for node in started) and (
+            live_broker_ids(cluster.bootstrap, 2.0, **client) == {n.node_id for n in cluster.nodes}
         ):
             what = "is up" if len(cluster.nodes) == 1 else f"cluster of {len(cluster.nodes)} is up"
             return f"Kafka {kafka_version()} {what} ({_pids(pids)}) on {cluster.bootstrap}"
@@ -280,7 +301,8 @@ def status(target: Broker | Cluster) -> tuple[bool, str]:
         pid = running_pid(target)
         if pid is None:
             return False, f"Kafka is not running (data dir {target.data_dir})"
-        state = "answering" if answers_metadata(target.bootstrap) else "not answering yet"
+        answering = answers_metadata(target.bootstrap, **target.client_config)
+        state = "answering" if answering else "not answering yet"
         return (
             True,
             f"Kafka is running (pid {pid}) on {target.bootstrap}, {state}; log {target.log_file}",
@@ -322,7 +344,7 @@ def server_properties(node: Broker, cluster: Cluster) -> dict[str, str]:
     size = len(cluster.nodes)
     replication = str(min(3, size))
     min_isr = "2" if size >= 3 else "1"
-    return {
+    plain = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": cluster.quorum_voters,
@@ -354,13 +376,20 @@ def server_properties(node: Broker, cluster: Cluster) -> dict[str, str]:
         "num.io.threads": "4",
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
+    if not node.secure:
+        return plain
+    return {**plain, **secure.properties(node.data_dir, node.port, node.controller_port)}
 
 
 def write_properties(node: Broker, cluster: Cluster) -> None:
     """Write `server_properties` into the node's data directory (created if missing)."""
     node.data_dir.mkdir(parents=True, exist_ok=True)
     properties = server_properties(node, cluster)
-    node.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+    text = "".join(f"{k}={v}\n" for k, v in properties.items())
+    # 0600: a secure node's file holds the broker's own SCRAM password
+    fd = os.open(node.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _as_cluster(target: Broker | Cluster) -> Cluster:
@@ -373,10 +402,18 @@ def _pids(pids: list[int | None]) -> str:
 
 
 def _start(
-    java: str, classpath: str, node: Broker, cluster: Cluster, cluster_id: str
+    java: str,
+    classpath: str,
+    node: Broker,
+    cluster: Cluster,
+    cluster_id: str,
+    users: tuple[str, ...] = (),
 ) -> subprocess.Popen:
+    formatted = (node.storage_dir / "meta.properties").exists()
+    if node.secure:
+        secure.prepare(node.data_dir, () if formatted else users)
     write_properties(node, cluster)
-    if not (node.storage_dir / "meta.properties").exists():
+    if not formatted:
         _format_storage(java, classpath, node, cluster_id)
     process = subprocess.Popen(
         [
@@ -432,6 +469,7 @@ def _format_storage(java: str, classpath: str, node: Broker, cluster_id: str) ->
         java, "-Xmx256m", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath,
         "kafka.tools.StorageTool", "format", "--ignore-formatted",
         "-t", cluster_id, "-c", str(node.properties_file),
+        *(secure.scram_arguments(node.data_dir) if node.secure else []),
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:

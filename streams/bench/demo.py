@@ -30,6 +30,7 @@ from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.cli.tail import render
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import ensure_topics
 
@@ -137,7 +138,9 @@ def replay_and_watch(
             send_events(settings, stream, rate=rate, progress=False)
             from kafka import KafkaProducer
 
-            producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+            producer = KafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers, **client_config(settings)
+            )
             for n in range(0, len(stream), bad_every):
                 producer.send(
                     settings.events_topic, key=b"demo-bad", value=MALFORMED[n % len(MALFORMED)]

@@ -40,6 +40,7 @@ from rtrank.streams.bench.worker_process import WorkerProcess, start_child, stop
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.cli.training import quality_command
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import delete_run_topics, ensure_topics
 
@@ -172,8 +173,11 @@ async def _passthrough(settings: Settings, events: list[dict], tag: str) -> floa
         group_id=f"{tag}-pass",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
+        **client_config(settings),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **client_config(settings)
+    )
     await consumer.start()
     await producer.start()
     try:

@@ -35,6 +35,7 @@ from rtrank.streams.bench.replay_checks import check_replay, sent_events
 from rtrank.streams.bench.topic_reader import end_offsets, read_topic
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import (
     DAY_MS,
@@ -130,7 +131,9 @@ def rss_bytes(pids: list[int]) -> int:
 
 def topic_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Each topic's bytes on the brokers (all partitions and replicas)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **client_config(settings)
+    )
     try:
         return partition_sizes(admin.describe_log_dirs(topics), topics)
     finally:

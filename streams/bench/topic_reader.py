@@ -18,6 +18,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 
 
@@ -33,6 +34,7 @@ class TopicReader:
             bootstrap_servers=settings.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
+            **client_config(settings),
             **consumer_config,
         )
         parts = self.consumer.partitions_for_topic(topic)

@@ -37,6 +37,7 @@ SECTIONS = {
     "update_max_bytes": "Model updates and the online trainer",
     "items_topic": "Re-ranking, cold start and rank requests",
     "max_id_bytes": "Limits on events",
+    "kafka_security_protocol": "Kafka security",
 }
 
 

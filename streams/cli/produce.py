@@ -15,6 +15,7 @@ from tqdm import tqdm
 from rtrank.model.data import FORMATS, DataError
 from rtrank.streams.bench.replay import Replay, from_file, synthetic_replay
 from rtrank.streams.cli.context import pass_settings
+from rtrank.streams.kafka_security import KafkaConnectError, check_connection, client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import flush
 from rtrank.streams.worker.topics_and_tables import TopicLayoutError, ensure_topics
@@ -67,8 +68,9 @@ def produce(
     _report_bad_lines(replay)
     stream = replay.events[:limit] if limit else replay.events
     try:
+        check_connection(settings)
         ensure_topics(settings)
-    except TopicLayoutError as exc:
+    except (TopicLayoutError, KafkaConnectError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         sent, seconds = send_events(settings, stream, rate)
@@ -106,6 +108,7 @@ def send_events(
         request_timeout_ms=min(30_000, delivery_ms - linger_ms),
         key_serializer=str.encode,
         value_serializer=lambda v: json.dumps(v).encode(),
+        **client_config(settings),
     )
     pacer = Pacer(rate)
     try:

@@ -8,6 +8,7 @@ import click
 from kafka import KafkaConsumer
 
 from rtrank.streams.cli.context import pass_settings
+from rtrank.streams.kafka_security import KafkaConnectError, check_connection, client_config
 from rtrank.streams.settings import Settings
 
 
@@ -21,12 +22,17 @@ def tail(
     settings: Settings, topic: str | None, limit: int, as_json: bool, from_beginning: bool
 ) -> None:
     """Follow a topic and print each record as it arrives (Ctrl-C stops)."""
+    try:
+        check_connection(settings)
+    except KafkaConnectError as exc:
+        raise click.ClickException(str(exc)) from None
     consumer = KafkaConsumer(
         topic or settings.recommendations_topic,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
+        **client_config(settings),
     )
     shown = 0
     try:

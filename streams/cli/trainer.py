@@ -17,6 +17,7 @@ import click
 
 from rtrank.model.checkpoint import CheckpointError
 from rtrank.streams.cli.context import pass_settings
+from rtrank.streams.kafka_security import KafkaConnectError, check_connection
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import PublishError
 from rtrank.streams.trainer.online_trainer import Trainer
@@ -46,6 +47,7 @@ def trainer_command(settings: Settings, checkpoint: str | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        check_connection(settings)
         Trainer(settings, checkpoint or settings.checkpoint).run(stop, on_ready)
-    except (CheckpointError, PublishError) as e:
+    except (CheckpointError, PublishError, KafkaConnectError) as e:
         raise click.ClickException(str(e)) from None

@@ -48,6 +48,7 @@ from kafka.admin import ConfigResource
 from kafka.errors import KafkaError
 
 from rtrank.model.updates import Snapshot, Update, UpdateError, decode_update, encode_update
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]
     resets to the beginning ("earliest"): the first chunk of a snapshot."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_config(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -57,6 +57,7 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.updates import Snapshot, UpdateError, apply_update
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams import safe_json
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
 from rtrank.streams.trainer.model_updates import (
@@ -218,9 +219,12 @@ class Trainer:
             delivery_timeout_ms=delivery_ms,
             request_timeout_ms=min(30_000, delivery_ms),  # kafka-python: at most delivery
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            **client_config(s),
         )
         self.admin = KafkaAdminClient(
-            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.app_id}-trainer-admin"
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.app_id}-trainer-admin",
+            **client_config(s),
         )
         spec = topic_spec(s, "model_updates")
         keep_until_deleted(self.admin, spec.name, spec.configs)
@@ -246,6 +250,7 @@ class Trainer:
             enable_auto_commit=False,
             auto_offset_reset=s.trainer_examples_from,
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            **client_config(s),
         )
         parts = consumer.partitions_for_topic(s.training_topic) or {0}
         tps = [TopicPartition(s.training_topic, p) for p in sorted(parts)]

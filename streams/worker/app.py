@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp.web import Response
 
+from rtrank.streams.kafka_security import faust_credentials
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.agents import register_agents
 from rtrank.streams.worker.faust_patches import PatchedApp, fetch_wait_ms, producer_buffer_max
@@ -40,6 +41,7 @@ class RtrankApp(PatchedApp):
         super().__init__(
             settings.app_id,
             broker=settings.broker,
+            broker_credentials=faust_credentials(settings),
             store=settings.store,
             datadir=str(settings.data_dir),
             web_port=settings.web_port,

@@ -31,6 +31,7 @@ import faust
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.metrics import Metrics
 
@@ -145,6 +146,7 @@ def admin_for(settings: Settings) -> Callable[[], KafkaAdminClient]:
             client_id=f"{settings.app_id}-lag",
             request_timeout_ms=int(LAG_TIMEOUT_S * 1000),
             bootstrap_timeout_ms=int(LAG_TIMEOUT_S * 1000),
+            **client_config(settings),
         )
 
     return connect

@@ -27,6 +27,7 @@ from kafka.errors import (
 )
 
 from rtrank.streams.catalogue import ChangedItems
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.faust_patches import keep_in_memory
 
@@ -330,6 +331,7 @@ def _admin(settings: Settings, timeout_s: float) -> KafkaAdminClient:
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
+        **client_config(settings),
     )
 
 

@@ -317,6 +317,14 @@ def every_field_changed() -> Settings:
         max_id_bytes=47,
         max_event_bytes=53,
         max_clock_skew_s=2.5,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_username="rtrank-worker",
+        kafka_password="pw, with: odd=chars",
+        kafka_password_file="/run/secrets/kafka password",
+        kafka_ca_file="/etc/kafka/ca.pem",
+        kafka_cert_file="/etc/kafka/client.pem",
+        kafka_key_file="/etc/kafka/client.key",
     )
 
 
