@@ -151,6 +151,13 @@ class FaustStates:
         with as_current_event(answering.origin):
             self.table[user_id] = state
 
+    def delete(self, user_id: str, answering: EventRecord) -> None:
+        """Faust deletes the key from the store and sends the changelog tombstone (only for
+        a key it holds: a user it holds no state for has none to delete)."""
+        if user_id in self.table:
+            with as_current_event(answering.origin):
+                del self.table[user_id]
+
 
 def event_record(stream: faust.StreamT, event: faust.EventT) -> EventRecord:
     """``event`` as the dataflow reads it, acked through ``stream``."""
@@ -163,6 +170,7 @@ def event_record(stream: faust.StreamT, event: faust.EventT) -> EventRecord:
         message.value,
         partial(stream.ack, event),
         event,
+        headers=message.headers or (),
     )
 
 

@@ -19,6 +19,11 @@ Answer takes a micro-batch from the queue, scores it in one call, emits one list
 user's state with that list once, sends the batch's records now, and only then acks the
 batch's events: an event whose list or state was not delivered is redelivered after a crash.
 
+A record marked as a forget request (`rtrank.streams.forgetting`) starts the user afresh
+at ingest (`Dataflow._ingest_forget`): their later events build a new state; answer then
+deletes the stored state and writes tombstones for the user's lists and examples
+(`Dataflow._forget`) before any later list of theirs, and acks the request.
+
 Everything one worker keeps between events (the queue, ``read_up_to``, ``unwritten``) is
 an attribute of one `Dataflow`, and belongs to a partition: `Dataflow.revoke` drops it when
 the partition is revoked, and fences off the partition's events still in flight. Ingest
@@ -38,6 +43,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from rtrank.streams.forgetting import Forget, is_forget, parse_forget
 from rtrank.streams.records import Event, Recommendation, SourceRef, TrainingExample
 from rtrank.streams.scorer.ranker import EventPolicy
 from rtrank.streams.scorer.rerank import RankedItem
@@ -103,6 +109,10 @@ class StateTable(Protocol):
         """Write the user's state in the partition (and changelog partition) of
         ``answering``, the event it answers: the user's."""
 
+    def delete(self, user_id: str, answering: EventRecord) -> None:
+        """Delete the user's state: a tombstone in the changelog partition of
+        ``answering`` (the user's); nothing when the table holds no state for them."""
+
 
 @dataclass(slots=True)
 class EventRecord:
@@ -115,6 +125,7 @@ class EventRecord:
     value: bytes | None
     ack: Callable[[], Awaitable[Any]]
     origin: Any = None  # what the adapters need of the record (the Faust event)
+    headers: Any = ()  # the record's Kafka headers, (name, bytes) pairs
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -127,7 +138,7 @@ class Pending:
     """An event read by ingest and waiting for its batch; ``state`` is after the event."""
 
     record: EventRecord
-    parsed: Event | None  # None for a dead-lettered record: only its ack is pending
+    parsed: Event | Forget | None  # None for a dead-lettered record: only its ack is pending
     state: UserState | None
     arrived: float  # time.monotonic() when ingest read it
     prefix: list[str] | None = None  # history before the event; None when not newly applied
@@ -255,6 +266,9 @@ class Dataflow:
             return
         self.skipping.pop(record.tp, None)
         self.read_up_to[record.tp] = record.offset
+        if is_forget(record.headers):
+            await self._ingest_forget(record, generation)
+            return
         parsed = parse_event(record.key, record.value, self.limits)
         if isinstance(parsed, Rejection):
             metrics.events.labels("invalid").inc()
@@ -286,6 +300,51 @@ class Dataflow:
         await self.queue.put(pending)
         if not self.owns(pending):  # revoked while sending the example or queueing
             self.unwritten.pop(user, None)
+
+    async def _ingest_forget(self, record: EventRecord, generation: int) -> None:
+        """Forget a user (`rtrank.streams.forgetting`): the user's events read after this
+        request are applied to a new, empty state, and the answer deletes the stored one
+        (`_forget`). A malformed request is dead-lettered like a malformed event.
+
+        The empty state's ``last_offset`` is the request's, so the user's earlier events
+        are never applied to it. A request read again after one of the user's later events
+        was applied (a crash before the commit) is a redelivery: it was done, and the new
+        history it began stays.
+        """
+        settings, metrics = self.settings, self.metrics
+        request = parse_forget(record.key, self.limits)
+        if isinstance(request, Rejection):
+            metrics.events.labels("invalid").inc()
+            await dead_letter(self.sink, settings.dlq_topic, record, request, metrics)
+            await self.queue.put(Pending(record, None, None, time.monotonic(), None, generation))
+            return
+        user = request.user_id
+        state = self.unwritten.get(user) or UserState.from_json(self.states.get(user))
+        if is_applied(state, record.offset):
+            metrics.events.labels("redelivered").inc()
+            await self.queue.put(Pending(record, None, None, time.monotonic(), None, generation))
+            return
+        metrics.events.labels("forget").inc()
+        forgotten = UserState(last_offset=record.offset)
+        self.unwritten[user] = forgotten
+        pending = Pending(record, request, forgotten, time.monotonic(), None, generation)
+        await self.queue.put(pending)
+        if not self.owns(pending):  # revoked while queueing
+            self.unwritten.pop(user, None)
+
+    async def _forget(self, pending: Pending) -> None:
+        """Carry out the forget request ``pending``: delete the user's stored state (a
+        tombstone in its changelog), drop the state kept for them here unless a later event
+        started a new one, and write tombstones (the user's key, no value) on the
+        recommendations topic (for the readers of lists) and on the training topic (the
+        trainer drops the user's examples: it reads that tombstone in order with them)."""
+        user = pending.parsed.user_id
+        self.states.delete(user, pending.record)
+        if self.unwritten.get(user) is pending.state:
+            del self.unwritten[user]
+        key = user.encode()
+        await self.sink.send(self.settings.recommendations_topic, key, None)
+        await self.sink.send(self.settings.training_topic, key, None)
 
     async def _skip_past_gap(self, record: EventRecord, last: int) -> None:
         """Leave ``record``, which follows a gap after ``last`` in its partition, unread
@@ -386,6 +445,9 @@ class Dataflow:
         inference_ms = (time.monotonic() - started) * 1000
         metrics.batch_size.observe(len(batch))
         metrics.inference_seconds.observe(inference_ms / 1000)
+        for pending in batch:  # before the lists: a later event's list follows the tombstone
+            if isinstance(pending.parsed, Forget) and self.owns(pending):
+                await self._forget(pending)
         lists_topic = settings.recommendations_topic
         emitted = 0
         for pending, items in zip(answered, lists, strict=True):
@@ -412,14 +474,15 @@ def requests_for(
     """The latest pending event of each user in the batch, with its scoring request.
 
     The latest event's state already holds all of that user's earlier events, so one list
-    per user per batch answers every one of them.
+    per user per batch answers every one of them. A user whose latest record in the batch
+    is a forget request gets none.
     """
     latest: dict[str, Pending] = {}
     for pending in batch:
         if pending.parsed is not None:
             latest.pop(pending.parsed.user_id, None)
             latest[pending.parsed.user_id] = pending
-    answered = list(latest.values())
+    answered = [p for p in latest.values() if isinstance(p.parsed, Event)]
     requests = [
         ScoreRequest(p.state.history, [] if allow_repeats else p.state.seen) for p in answered
     ]

@@ -71,6 +71,11 @@ class States:
         self.writes.append((user_id, answering.offset))
         self.journal.append(("put", user_id))
 
+    def delete(self, user_id: str, answering: EventRecord) -> None:
+        """Like Faust's table: a tombstone (journal entry) only for a user it holds."""
+        if self.data.pop(user_id, None) is not None:
+            self.journal.append(("delete", user_id))
+
     def __getitem__(self, user_id: str) -> dict[str, Any]:
         return self.data[user_id]
 
@@ -142,7 +147,11 @@ def make_record(journal: list[tuple]) -> Callable[..., EventRecord]:
     """An events-topic record at ``offset`` whose ack is a journal entry."""
 
     def make(
-        offset: int, value: bytes | dict[str, Any], key: bytes | None = None, partition: int = 0
+        offset: int,
+        value: bytes | dict[str, Any],
+        key: bytes | None = None,
+        partition: int = 0,
+        headers: list[tuple[str, bytes]] = (),
     ) -> EventRecord:
         if isinstance(value, dict):
             key = value["user_id"].encode() if key is None else key
@@ -151,7 +160,7 @@ def make_record(journal: list[tuple]) -> Callable[..., EventRecord]:
         async def ack() -> None:
             journal.append(("ack", offset))
 
-        return EventRecord("events", partition, offset, key, value, ack)
+        return EventRecord("events", partition, offset, key, value, ack, headers=headers)
 
     return make
 

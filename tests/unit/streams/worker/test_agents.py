@@ -30,6 +30,10 @@ class Table(dict):
         self.written_in.append(faust.current_event())
         super().__setitem__(key, value)
 
+    def __delitem__(self, key: str) -> None:
+        self.written_in.append(faust.current_event())
+        super().__delitem__(key)
+
 
 def test_a_state_is_written_with_the_answered_event_as_faust_s_current_event() -> None:
     table, event = Table(), FakeEvent()
@@ -38,6 +42,20 @@ def test_a_state_is_written_with_the_answered_event_as_faust_s_current_event() -
     assert table == {"u1": {"history": ["i1"]}}
     assert table.written_in == [event]
     assert faust.current_event() is None
+
+
+def test_a_state_is_deleted_with_the_answered_event_as_faust_s_current_event() -> None:
+    table, event = Table(), FakeEvent()
+    dict.__setitem__(table, "u1", {"history": ["i1"]})
+    FaustStates(table).delete("u1", SimpleNamespace(origin=event))
+    assert table == {}
+    assert table.written_in == [event]  # Faust sends the tombstone to this event's partition
+
+
+def test_deleting_a_user_without_state_deletes_nothing() -> None:
+    table = Table()
+    FaustStates(table).delete("u1", SimpleNamespace(origin=FakeEvent()))
+    assert table.written_in == []
 
 
 def test_a_state_is_read_from_the_table() -> None:
@@ -73,7 +91,9 @@ class Stream:
 
 
 def test_an_events_record_carries_its_message_and_acks_it_through_its_stream() -> None:
-    message = SimpleNamespace(topic="events", partition=2, offset=41, key=b"u1", value=b"{}")
+    message = SimpleNamespace(
+        topic="events", partition=2, offset=41, key=b"u1", value=b"{}", headers=[]
+    )
     stream, event = Stream(), FakeEvent(message)
     record = event_record(stream, event)
     assert (record.tp, record.offset, record.key, record.value) == (("events", 2), 41, b"u1", b"{}")
@@ -81,3 +101,17 @@ def test_an_events_record_carries_its_message_and_acks_it_through_its_stream() -
     assert stream.acked == []
     asyncio.run(record.ack())
     assert stream.acked == [event]
+
+
+def test_an_events_record_carries_its_headers() -> None:
+    message = SimpleNamespace(
+        topic="events",
+        partition=0,
+        offset=1,
+        key=b"u1",
+        value=b"{}",
+        timestamp=0,
+        headers=[("rtrank-request", b"forget")],
+    )
+    record = event_record(Stream(), FakeEvent(message))
+    assert record.headers == [("rtrank-request", b"forget")]
