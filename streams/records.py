@@ -51,25 +51,27 @@ class Recommendation:
     emitted_at: int  # epoch ms
     timings: dict[str, float]
     batch_size: int
+    experiment: tuple[str, str] | None = None  # (experiment, variant) when one runs
 
     def to_json(self) -> bytes:
         src = self.based_on
-        return compact_json(
-            {
-                "user_id": self.user_id,
-                "items": self.items,
-                "model_version": self.model_version,
-                "based_on": {
-                    "topic": src.topic,
-                    "partition": src.partition,
-                    "offset": src.offset,
-                    "ts": src.ts,
-                },
-                "emitted_at": self.emitted_at,
-                "timings": self.timings,
-                "batch_size": self.batch_size,
-            }
-        )
+        out = {
+            "user_id": self.user_id,
+            "items": self.items,
+            "model_version": self.model_version,
+            "based_on": {
+                "topic": src.topic,
+                "partition": src.partition,
+                "offset": src.offset,
+                "ts": src.ts,
+            },
+            "emitted_at": self.emitted_at,
+            "timings": self.timings,
+            "batch_size": self.batch_size,
+        }
+        if self.experiment is not None:
+            out["experiment"] = {"name": self.experiment[0], "variant": self.experiment[1]}
+        return compact_json(out)
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,20 @@ class TrainingExample:
     event_type: str
     ts: int
     weight: float = 1.0  # how much the example counts (RTRANK_EVENT_WEIGHTS by event type)
+    variant: str = ""  # the user's experiment variant: the trainer learns from one arm's
 
     def to_json(self) -> bytes:
-        return compact_json(
-            {
-                "user_id": self.user_id,
-                "prefix": self.prefix,
-                "item_id": self.item_id,
-                "event_type": self.event_type,
-                "ts": self.ts,
-                "weight": self.weight,
-            }
-        )
+        out = {
+            "user_id": self.user_id,
+            "prefix": self.prefix,
+            "item_id": self.item_id,
+            "event_type": self.event_type,
+            "ts": self.ts,
+            "weight": self.weight,
+        }
+        if self.variant:
+            out["variant"] = self.variant
+        return compact_json(out)
 
 
 def compact_json(obj: dict[str, Any]) -> bytes:

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rtrank.streams.experiments.definition import load_experiment
 from rtrank.streams.setting_types import (
     Device,
     Flag,
@@ -183,6 +184,14 @@ class Settings(BaseSettings):
         description="`on`: top-K via a bfloat16 pass over the catalogue, rescored "
         "exactly; `off`: float32 only; `auto`: on where bfloat16 runs natively.",
     )
+    encode_cache_mb: float = Field(
+        256.0,
+        ge=0,
+        description="MB of per-user keys and values the model process keeps so that an "
+        "active user's next event encodes one position, not the whole window (least "
+        "recently used dropped first; 0 = off; a model counting positions from the end "
+        "never uses it).",
+    )
     checkpoint: str = Field(
         "", description="Model to serve; empty = randomly initialised, grows with the stream."
     )
@@ -216,6 +225,41 @@ class Settings(BaseSettings):
         ge=0,
         description="A starting worker reads the published updates for at most "
         "this long before serving.",
+    )
+    update_signing_key_file: str = Field(
+        "",
+        description="Trainer and `rtrank rollback`: Ed25519 private key (PEM) that signs "
+        "model updates (`rtrank keys new`); the trainer also checks what it reads with its "
+        "public half. Empty: updates are not signed.",
+    )
+    update_verify_key_file: str = Field(
+        "",
+        description="Workers: Ed25519 public key (PEM); an update that is unsigned or not "
+        "signed by its private key for this model-updates topic is rejected. Empty: "
+        "updates are not checked (anyone who can write the topic can install a model).",
+    )
+    update_assembly_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description="Most bytes of model-update chunks a reader holds while assembling; an "
+        "update larger than this is rejected (`too_large`) and its chunks freed. Above the "
+        "largest snapshot: items x dim x 4 bytes, plus the transformer.",
+    )
+    trainer_clip_grad_norm: float = Field(
+        5.0,
+        ge=0,
+        description="Longest gradient an online step takes (item rows and transformer "
+        "together); 0: not clipped. A step whose loss or gradient is NaN or infinite is "
+        "skipped and counted.",
+    )
+    trainer_archive_dir: str = Field(
+        "",
+        description="Where the trainer keeps its last snapshots on disk, so that `rtrank "
+        "rollback` reaches versions trimmed from model-updates. Empty: rollback reaches the "
+        "versions the topic holds.",
+    )
+    trainer_archive_keep: int = Field(
+        10, gt=0, description="Snapshots kept in RTRANK_TRAINER_ARCHIVE_DIR (newest first)."
     )
     trainer_lr: float = Field(
         5e-3,
@@ -324,6 +368,11 @@ class Settings(BaseSettings):
     explain: Flag = Field(
         False, description="Name the 1-3 history items behind each recommended item."
     )
+    experiment_file: str = Field(
+        "",
+        description="A JSON (or `.toml`) file declaring an A/B or interleaving experiment: "
+        "variants, their traffic shares and overrides (README, Experiments); empty = none.",
+    )
 
     max_id_bytes: int = Field(
         256, gt=0, description="user_id / item_id / event_type longer than this go to the DLQ."
@@ -336,6 +385,27 @@ class Settings(BaseSettings):
         ge=0,
         description="Events whose `ts` is more than this many seconds ahead of the worker's "
         "clock go to the DLQ (`ts_in_future`).",
+    )
+
+    # bounds on what a worker and the trainer keep (rtrank.streams.worker.expiry, ...)
+    state_ttl_s: float = Field(
+        30 * 24 * 3600.0,
+        ge=0,
+        description="A user without an event for this long (by the broker's clock) is "
+        "deleted from the user table, a tombstone in its changelog; back later, they start "
+        "cold. 0 = kept forever.",
+    )
+    catalogue_max_items: int = Field(
+        1_000_000,
+        gt=0,
+        description="Items the worker's catalogue copy holds; beyond, the item least "
+        "recently written is dropped from the copy (it counts as available, uncategorised).",
+    )
+    trending_max_items: int = Field(
+        200_000,
+        gt=0,
+        description="Items the trending counters track; beyond, the least popular half "
+        "is forgotten.",
     )
 
     # Kafka security: every Kafka client of rtrank connects with these
@@ -400,6 +470,18 @@ class Settings(BaseSettings):
         if bool(self.kafka_cert_file) != bool(self.kafka_key_file):
             raise ValueError("RTRANK_KAFKA_CERT_FILE and RTRANK_KAFKA_KEY_FILE go together")
         return self
+
+    @field_validator("experiment_file")
+    @classmethod
+    def _experiment_is_valid(cls, value: str) -> str:
+        """The file is read and checked at load, each variant's overrides as settings."""
+        experiment = load_experiment(value)
+        for v in experiment.variants if experiment else ():
+            try:
+                cls(**v.overrides)
+            except ValidationError as e:
+                raise ValueError(f"variant {v.name!r}: {_one_line(e, v.overrides)}") from None
+        return value
 
     @field_validator("min_insync_replicas")
     @classmethod

@@ -43,6 +43,8 @@ class EmittedList:
     n: int
     version: int
     items: tuple[str, ...]
+    variant: str = ""  # the experiment variant it carries ("": none)
+    teams: tuple[str, ...] = ()  # per item, the variant that placed it (interleaving)
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Run:
     examples: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # (partition, offset)
     lists: dict[str, list[EmittedList]] = field(default_factory=dict)
     trained: dict[int, dict[int, int]] = field(default_factory=dict)  # version -> next offsets
+    times: dict[str, list[int]] = field(default_factory=dict)  # ts of each event
+    frozen: frozenset[str] = frozenset()  # variants whose versions are not the trainer's
 
 
 @dataclass
@@ -62,11 +66,13 @@ class Judged:
     gains: dict[tuple[str, int], tuple[float, float]]
     untested: int  # measured events with no earlier list (from a version not trained on them)
     skipped_trained: int  # events whose newest earlier list came from a version trained on them
+    tested: dict[tuple[str, int], EmittedList] = field(default_factory=dict)  # the list of each
 
 
 def judge(run: Run, measured_from: Mapping[str, int]) -> Judged:
     """Tests each user's events from ``measured_from[user]`` on (users not in it: none)."""
     out: dict[tuple[str, int], tuple[float, float]] = {}
+    lists_tested: dict[tuple[str, int], EmittedList] = {}
     untested = skipped = 0
     for user, first in measured_from.items():
         items, lists = run.items.get(user, []), run.lists.get(user, [])
@@ -79,7 +85,8 @@ def judge(run: Run, measured_from: Mapping[str, int]) -> Judged:
                 (
                     lists[k]
                     for k in range(newest - 1, -1, -1)
-                    if not _trained_on(run.trained.get(lists[k].version, {}), examples[n])
+                    if lists[k].variant in run.frozen
+                    or not _trained_on(run.trained.get(lists[k].version, {}), examples[n])
                 ),
                 None,
             )
@@ -89,7 +96,8 @@ def judge(run: Run, measured_from: Mapping[str, int]) -> Judged:
                 untested += 1
                 continue
             out[(user, n)] = gains(rank_of(list(tested.items), items[n]))
-    return Judged(out, untested, skipped)
+            lists_tested[(user, n)] = tested
+    return Judged(out, untested, skipped, lists_tested)
 
 
 def _trained_on(next_offsets: Mapping[int, int], example: tuple[int, int]) -> bool:
@@ -128,7 +136,8 @@ def paired_difference(frozen: Judged, online: Judged) -> dict:
 
 def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Run:
     """The run on ``settings``' topics as written so far; ``trained``: each published
-    version's next training offsets (empty when the worker served no published version).
+    version's next training offsets (empty when the worker served no published version:
+    then no event needs its training example, and the counts are not checked).
 
     Raises:
         RuntimeError: the training topic does not hold one example per event.
@@ -136,7 +145,7 @@ def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Ru
     run = Run(trained={v: dict(offsets) for v, offsets in trained.items()})
     events = read_topic(settings, settings.events_topic)
     examples = end_offsets(settings, settings.training_topic)
-    if examples != end_offsets(settings, settings.events_topic):
+    if trained and examples != end_offsets(settings, settings.events_topic):
         raise RuntimeError(
             f"{settings.training_topic} does not hold one example per event of "
             f"{settings.events_topic} (records per partition {examples}): cannot tell which "
@@ -147,7 +156,9 @@ def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Ru
         user = record.key.decode()
         seen = run.items.setdefault(user, [])
         position[(record.partition, record.offset)] = (user, len(seen))
-        seen.append(json.loads(record.value)["item_id"])
+        event = json.loads(record.value)
+        seen.append(event["item_id"])
+        run.times.setdefault(user, []).append(event.get("ts") or record.timestamp)
         run.examples.setdefault(user, []).append((record.partition, record.offset))
     for record in sorted(
         read_topic(settings, settings.recommendations_topic), key=lambda r: (r.partition, r.offset)
@@ -156,6 +167,10 @@ def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Ru
         source = rec["based_on"]
         user, n = position[(source["partition"], source["offset"])]
         items = tuple(i["item_id"] for i in rec["items"])
-        run.lists.setdefault(user, []).append(EmittedList(n, rec["model_version"], items))
+        variant = rec.get("experiment", {}).get("variant", "")
+        teams = tuple(i.get("team", "") for i in rec["items"]) if variant else ()
+        run.lists.setdefault(user, []).append(
+            EmittedList(n, rec["model_version"], items, variant, teams)
+        )
     return run
 

@@ -27,16 +27,33 @@ import faust
 from rtrank.streams.bench.demo import demo
 from rtrank.streams.bench.pipeline_bench import bench
 from rtrank.streams.cli.config import config
+from rtrank.streams.cli.experiment import experiment
 from rtrank.streams.cli.kafka import kafka
+from rtrank.streams.cli.keys import keys
 from rtrank.streams.cli.produce import produce
+from rtrank.streams.cli.rollback import rollback
 from rtrank.streams.cli.tail import tail
 from rtrank.streams.cli.trainer import trainer_command
 from rtrank.streams.cli.training import eval_command, train_command
 from rtrank.streams.settings import Settings, SettingsError
+from rtrank.streams.trainer.update_signing import UpdateKeys
 from rtrank.streams.worker.app import build_app
 from rtrank.streams.worker.faust_patches import FaustRootGroup
 
-COMMANDS = (kafka, produce, tail, demo, train_command, eval_command, bench, trainer_command, config)
+COMMANDS = (
+    kafka,
+    produce,
+    tail,
+    demo,
+    train_command,
+    eval_command,
+    bench,
+    experiment,
+    trainer_command,
+    config,
+    rollback,
+    keys,
+)
 
 HELP = """rtrank: real-time sequential recommendations from a Kafka stream.
 
@@ -54,9 +71,9 @@ stream processor with `rtrank worker -l info`.
 SECTIONS = (
     ("Run", ("worker", "trainer", "demo")),
     ("Data", ("produce", "tail")),
-    ("Model", ("train", "eval")),
-    ("Operate", ("kafka", "config", "faust")),
-    ("Measure", ("bench",)),
+    ("Model", ("train", "eval", "rollback")),
+    ("Operate", ("kafka", "config", "keys", "faust")),
+    ("Measure", ("bench", "experiment")),
 )
 
 
@@ -140,7 +157,9 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 def main() -> None:
     """Console entry point: ``rtrank …``."""
     try:
-        app = build_app(Settings.from_env())
+        settings = Settings.from_env()
+        UpdateKeys.from_settings(settings)  # an unreadable key file stops any command here
+        app = build_app(settings)
     except SettingsError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None

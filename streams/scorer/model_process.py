@@ -7,9 +7,10 @@ drains about twice as fast (`rtrank bench pipeline`, docs/decisions.md).
 
     model = ModelProcess(settings)
     report = await model.start()                         # load, read model updates
-    version, lists, report = await model.score(requests, fresh, changes)
+    versions, lists, report = await model.score(requests, fresh, changes)  # a version per list
     version, ranked, filtered, report = await model.rank(history, candidates, changes)
     report = await model.apply_updates(changes)          # between batches, when idle
+    await model.forget_partitions(partitions)            # revoked: drop their cached users
     model.stop()
 
 Contract:
@@ -57,7 +58,9 @@ from typing import Any
 
 from rtrank.model.updates import Snapshot, UpdateError
 from rtrank.streams.catalogue import Catalogue
+from rtrank.streams.experiments.definition import load_experiment
 from rtrank.streams.records import Event
+from rtrank.streams.scorer.arms import Arms
 from rtrank.streams.scorer.model_wire import (
     PackedEvent,
     PackedList,
@@ -108,8 +111,11 @@ class ServedModel:
             settings.torch_threads,
             settings.score_max_users,
             settings.score_shortlist,
+            settings.encode_cache_mb,
         )
         self.ranker = Ranker(settings, Catalogue({}))
+        experiment = load_experiment(settings.experiment_file)
+        self.arms = Arms(settings, experiment, self.scorer, self.ranker) if experiment else None
         self.feed = UpdateFeed(settings, self._rejected)
         self._applied: list[tuple[str, int]] = []
         self._rejections: list[tuple[str, str]] = []
@@ -141,16 +147,25 @@ class ServedModel:
 
     def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[int, list[list[RankedItem]]]:
+    ) -> tuple[list[int], list[list[RankedItem]]]:
+        """One list per request and the version that scored it: an experiment's variants
+        may serve different models (`rtrank.streams.scorer.arms`)."""
         self.ranker.observe(fresh)
+        if self.arms is not None:
+            return self.arms.score(requests)
         top_n = self.scorer.recommend(requests, self.ranker.candidates)
-        return self.scorer.version, self.ranker.rerank_lists(self.scorer, requests, top_n)
+        lists = self.ranker.rerank_lists(self.scorer, requests, top_n)
+        return [self.scorer.version] * len(requests), lists
 
     def rank(
         self, history: list[str], candidates: list[str]
     ) -> tuple[int, list[RankedItem], list[dict]]:
         ranked, filtered = self.ranker.rank_candidates(self.scorer, history, candidates)
         return self.scorer.version, ranked, filtered
+
+    def forget_partitions(self, partitions: set[int]) -> int:
+        """Drop the encode cache's users of ``partitions``; returns how many."""
+        return self.scorer.forget_partitions(partitions)
 
     def report(self) -> ModelReport:
         """The state now, with the updates applied and rejected since the last report."""
@@ -196,10 +211,10 @@ def _load(settings: Settings) -> tuple[bool, ModelReport]:
 
 def _score(
     requests: list[PackedRequest], fresh: list[PackedEvent], changes: dict[str, Any]
-) -> tuple[int, list[PackedList], ModelReport]:
+) -> tuple[list[int], list[PackedList], ModelReport]:
     _served.catch_up_with(changes)
-    version, lists = _served.score(unpack_requests(requests), unpack_events(fresh))
-    return version, pack_lists(lists), _served.report()
+    versions, lists = _served.score(unpack_requests(requests), unpack_events(fresh))
+    return versions, pack_lists(lists), _served.report()
 
 
 def _rank(
@@ -208,6 +223,10 @@ def _rank(
     _served.ranker.catalogue.apply(changes)
     version, ranked, filtered = _served.rank(history, candidates)
     return version, ranked, filtered, _served.report()
+
+
+def _forget_partitions(partitions: set[int]) -> int:
+    return _served.forget_partitions(partitions)
 
 
 def _apply_updates(changes: dict[str, Any]) -> ModelReport:
@@ -266,12 +285,13 @@ class ModelProcess:
 
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event], changes: dict[str, Any]
-    ) -> tuple[int, list[list[RankedItem]], ModelReport]:
-        """Lists for ``requests`` (same order) after counting ``fresh`` in the popularity."""
-        version, lists, report = await self._call(
+    ) -> tuple[list[int], list[list[RankedItem]], ModelReport]:
+        """Lists for ``requests`` (same order), each with the version that scored it, after
+        counting ``fresh`` in the popularity."""
+        versions, lists, report = await self._call(
             _score, pack_requests(requests), pack_events(fresh), changes
         )
-        return version, unpack_lists(lists), report
+        return versions, unpack_lists(lists), report
 
     async def rank(
         self, history: list[str], candidates: list[str], changes: dict[str, Any]
@@ -281,6 +301,12 @@ class ModelProcess:
 
     async def apply_updates(self, changes: dict[str, Any]) -> ModelReport:
         return await self._call(_apply_updates, changes)
+
+    async def forget_partitions(self, partitions: set[int]) -> int:
+        """Drop what the process keeps for the users of ``partitions`` (their encode cache
+        entries), once every call made before this one has run: a batch in flight cannot
+        put them back. Returns how many users were dropped."""
+        return await self._call(_forget_partitions, partitions)
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -19,10 +19,12 @@ from rtrank.streams.scorer.scoring import ScoreRequest
 
 SEP = "\x00"
 
-PackedRequest = tuple[str, str]  # (history, exclude), ids joined by SEP
+# (history, exclude), ids joined by SEP; variant; user_id, partition, events (encode cache)
+PackedRequest = tuple[str, str, str, str, int, int]
 PackedEvent = tuple[str, str, str, int]  # user_id, item_id, event_type, ts
-# ids joined by SEP, scores, and (source, because) per item unless all are plain model items
-PackedList = tuple[str, list[float], list[tuple[str, tuple[str, ...]]] | None]
+# ids joined by SEP, scores, and (source, because, team) per item unless all are plain
+# model items
+PackedList = tuple[str, list[float], list[tuple[str, tuple[str, ...], str]] | None]
 
 
 def join_ids(ids: list[str]) -> str:
@@ -34,11 +36,16 @@ def split_ids(text: str) -> list[str]:
 
 
 def pack_requests(requests: list[ScoreRequest]) -> list[PackedRequest]:
-    return [(join_ids(r.history), join_ids(r.exclude)) for r in requests]
+    return [
+        (join_ids(r.history), join_ids(r.exclude), r.variant, r.user_id, r.partition, r.events)
+        for r in requests
+    ]
 
 
 def unpack_requests(packed: list[PackedRequest]) -> list[ScoreRequest]:
-    return [ScoreRequest(split_ids(h), split_ids(e)) for h, e in packed]
+    return [
+        ScoreRequest(split_ids(h), split_ids(e), v, u, p, n) for h, e, v, u, p, n in packed
+    ]
 
 
 def pack_events(events: list[Event]) -> list[PackedEvent]:
@@ -53,12 +60,12 @@ def unpack_events(packed: list[PackedEvent]) -> list[Event]:
 def pack_lists(lists: list[list[RankedItem]]) -> list[PackedList]:
     out: list[PackedList] = []
     for items in lists:
-        plain = all(i.source == "model" and not i.because for i in items)
+        plain = all(i.source == "model" and not i.because and not i.team for i in items)
         out.append(
             (
                 join_ids([i.item_id for i in items]),
                 [i.score for i in items],
-                None if plain else [(i.source, i.because) for i in items],
+                None if plain else [(i.source, i.because, i.team) for i in items],
             )
         )
     return out
@@ -72,8 +79,10 @@ def unpack_lists(packed: list[PackedList]) -> list[list[RankedItem]]:
         else:
             out.append(
                 [
-                    RankedItem(i, s, source, because)
-                    for i, s, (source, because) in zip(split_ids(ids), scores, rest, strict=True)
+                    RankedItem(i, s, source, because, team)
+                    for i, s, (source, because, team) in zip(
+                        split_ids(ids), scores, rest, strict=True
+                    )
                 ]
             )
     return out

@@ -53,14 +53,18 @@ class RankedItem:
     score: float
     source: str = "model"
     because: tuple[str, ...] = ()
+    team: str = ""  # the variant that placed it in an interleaved list
 
     def to_json(self) -> dict:
-        """``source`` only when not the model; ``because`` only when explanations are on."""
+        """``source`` only when not the model; ``because`` only when explanations are on;
+        ``team`` only in an interleaved list."""
         out: dict = {"item_id": self.item_id, "score": round(self.score, 6)}
         if self.source != "model":
             out["source"] = self.source
         if self.because:
             out["because"] = list(self.because)
+        if self.team:
+            out["team"] = self.team
         return out
 
 

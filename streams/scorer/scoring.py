@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from rtrank.model.checkpoint import load_checkpoint
+from rtrank.model.encode_cache import EncodeCache, UserSequence
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 from rtrank.model.updates import Snapshot, Update, apply_update
@@ -27,10 +28,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """One user's history (oldest first) and the items never to return to them."""
+    """One user's history (oldest first), the items never to return to them, and the
+    experiment variant whose ranker answers them ("": none, or the list is interleaved)."""
 
     history: list[str]
     exclude: list[str]
+    variant: str = ""
+    # Who asks, for the encode cache (`rtrank.model.encode_cache`); "" = not cached: the
+    # user, their partition (dropped with it), and the items ever appended to `history`.
+    user_id: str = ""
+    partition: int = -1
+    events: int = 0
 
 
 class Scorer:
@@ -39,6 +47,9 @@ class Scorer:
     ``max_users`` caps the users of one model call: a backlogged worker's batches reach
     thousands of users, and their score matrix (users x catalogue floats) must stay small.
     ``shortlist``: find each list's items through a bfloat16 shortlist (`ItemIndex`).
+    ``cache_bytes``: bound of the per-user encode cache (`rtrank.model.encode_cache`), used
+    for requests that name their user when the model counts positions from the start; 0 =
+    none. Every applied model update empties it.
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class Scorer:
         grows_with_stream: bool,
         max_users: int = 256,
         shortlist: bool = False,
+        cache_bytes: int = 0,
     ) -> None:
         if max_users < 1:
             raise ValueError(f"at least one user per model call, not {max_users}")
@@ -59,6 +71,7 @@ class Scorer:
         self.max_users = max_users
         self.shortlist = shortlist
         self.items = ItemIndex(self.model, shortlist)  # renewed whenever the item table changes
+        self.cache = EncodeCache(cache_bytes)
 
     @classmethod
     def setup(
@@ -69,6 +82,7 @@ class Scorer:
         threads: int = 1,
         max_users: int = 256,
         shortlist: str = "auto",
+        cache_mb: float = 0,
     ) -> Scorer:
         """Load ``checkpoint`` onto ``device`` (``auto`` = CUDA when present).
 
@@ -82,6 +96,7 @@ class Scorer:
         """
         target = resolve_device(device)
         short = resolve_shortlist(shortlist, target)
+        cache_bytes = int(cache_mb * (1 << 20))
         torch.set_num_threads(max(1, threads))
         if checkpoint:
             ckpt = load_checkpoint(checkpoint, target)
@@ -92,11 +107,13 @@ class Scorer:
                 target,
                 len(ckpt.vocab) - 1,
             )
-            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short)
+            return cls(
+                ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short, cache_bytes
+            )
         torch.manual_seed(seed)
         model = SASRec(SASRecConfig(num_items=2)).to(target)
         log.warning("no checkpoint: serving a randomly initialised model on %s", target)
-        return cls(model, Vocabulary(), 0, True, max_users, short)
+        return cls(model, Vocabulary(), 0, True, max_users, short, cache_bytes)
 
     @property
     def device(self) -> torch.device:
@@ -114,6 +131,7 @@ class Scorer:
         )
         self.model, self.vocab, self.version = model.eval(), vocab, version
         self.items = ItemIndex(self.model, self.shortlist)
+        self.cache.clear()  # keys and values of the weights served before
         if isinstance(update, Snapshot):
             self.grows_with_stream = False  # the trainer's vocabulary is the truth now
 
@@ -127,11 +145,10 @@ class Scorer:
         """
         if self.grows_with_stream:
             self._learn_items(requests)
-        histories = [self.vocab.rows(r.history) for r in requests]
         lists: list[list[tuple[str, float]]] = []
         excluded = float("-inf")
         with torch.inference_mode():
-            vecs = encode_histories(self.model, histories, self.max_users)
+            vecs = self._encode(requests)
             for start in range(0, len(requests), self.max_users):
                 part = requests[start : start + self.max_users]
                 exclude = [self.vocab.rows(r.exclude) for r in part]
@@ -142,6 +159,21 @@ class Scorer:
                         [(i, s) for i, s in zip(ids, row_scores, strict=True) if s != excluded]
                     )
         return lists
+
+    def _encode(self, requests: list[ScoreRequest]) -> torch.Tensor:
+        """User vectors (B, D): through the encode cache when it can serve every request
+        (each names its user, the model counts positions from the start), else whole."""
+        cached = self.cache.max_bytes > 0 and self.model.config.positions == "from_start"
+        if cached and all(r.user_id for r in requests):
+            users = [UserSequence(r.user_id, r.partition, r.events, r.history) for r in requests]
+            return self.cache.encode(self.model, self.vocab, users, self.max_users)
+        histories = [self.vocab.rows(r.history) for r in requests]
+        return encode_histories(self.model, histories, self.max_users)
+
+    def forget_partitions(self, partitions: set[int]) -> int:
+        """Drop the cached users of ``partitions`` (revoked from this worker); returns how
+        many were dropped."""
+        return self.cache.forget_groups(partitions)
 
     def _learn_items(self, requests: list[ScoreRequest]) -> None:
         for request in requests:

@@ -4,6 +4,11 @@
     rtrank_trainer_steps_total               gradient steps taken
     rtrank_trainer_examples_total            fresh examples trained on (rate(): examples/s)
     rtrank_trainer_malformed_examples_total  examples skipped as malformed
+    rtrank_trainer_users_forgotten_total     forgotten users whose examples left the buffer
+    rtrank_trainer_skipped_steps_total       steps skipped: NaN or infinite loss or gradient
+    rtrank_trainer_rollbacks_total{outcome}  rollback requests answered (done, refused)
+    rtrank_trainer_other_arm_examples_total  examples of an experiment variant that does not
+                                             learn online, skipped
     rtrank_trainer_published_version         the last version published
     rtrank_trainer_published_total{kind}     versions published (snapshot, delta)
     rtrank_trainer_lag{partition}            training examples not read yet
@@ -37,6 +42,28 @@ class TrainerMetrics:
         self.malformed = Counter(
             "rtrank_trainer_malformed_examples",
             "Training examples skipped as malformed",
+            registry=r,
+        )
+        self.other_arm = Counter(
+            "rtrank_trainer_other_arm_examples",
+            "Training examples of an experiment variant that does not learn online, skipped",
+            registry=r,
+        )
+        self.skipped_steps = Counter(
+            "rtrank_trainer_skipped_steps",
+            "Gradient steps skipped: their loss or gradient was NaN or infinite",
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "rtrank_trainer_rollbacks",
+            "Rollback requests answered, by outcome (done, refused)",
+            ["outcome"],
+            registry=r,
+        )
+        self.forgotten = Counter(
+            "rtrank_trainer_users_forgotten",
+            "Forgotten users (tombstones on the training topic) whose examples were removed "
+            "from the replay buffer",
             registry=r,
         )
         self.published_version = Gauge(

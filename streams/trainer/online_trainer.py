@@ -29,6 +29,14 @@ before the previous snapshot, which bounds the topic
 retention by age the topic was created with); a deletion that fails is only logged: the
 next snapshot's deletes the same records and more.
 
+With ``RTRANK_UPDATE_SIGNING_KEY_FILE`` every version is signed
+(`rtrank.streams.trainer.update_signing`) and what the trainer resumes from is verified
+with the key's public half. A step's gradient is clipped to ``trainer_clip_grad_norm``; a
+step whose loss or gradient is not finite is skipped and counted, and a version holding a
+NaN or infinity is never sent (the trainer stops instead). Rollback requests on
+model-updates are answered between rounds (`rtrank.streams.trainer.rollback`); each
+snapshot is also kept on disk when ``trainer_archive_dir`` is set.
+
 Steps stay at ``trainer_batch_size`` (256) examples: larger ones made each example cheaper
 but cost Games quality. A trainer that keeps up steps on whatever one poll returned:
 holding steps back for full batches cost most of the drift recovery, because how many
@@ -46,6 +54,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -54,20 +64,33 @@ from kafka.errors import KafkaError
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import Snapshot, UpdateError, apply_update
+from rtrank.model.updates import Snapshot, UpdateError, apply_update, check_finite
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams import safe_json
+from rtrank.streams.experiments.definition import load_experiment
 from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.metrics import TrainerMetrics, serve_metrics
 from rtrank.streams.trainer.model_updates import (
     RECONNECT_BACKOFF_MAX_MS,
+    PublishError,
     delete_before,
     keep_until_deleted,
     read_updates,
     send_update,
     to_messages,
+    updates_consumer,
 )
+from rtrank.streams.trainer.rollback import (
+    RollbackError,
+    control_record,
+    find_version,
+    parse_control,
+    rolled_back,
+    verify_request,
+)
+from rtrank.streams.trainer.snapshot_archive import SnapshotArchive
+from rtrank.streams.trainer.update_signing import UpdateKeys
 from rtrank.streams.worker.topics_and_tables import ensure_topics, topic_spec
 
 log = logging.getLogger(__name__)
@@ -75,12 +98,27 @@ log = logging.getLogger(__name__)
 LAG_BUCKET_MS = 100  # resolution of the freshness histogram carried by each version
 
 
-def parse_example(value: bytes | None) -> Example | None:
-    """A `rtrank.streams.records.TrainingExample` JSON record, or None when it is malformed."""
+class OtherArm:
+    """An example of an experiment variant other than the learning arm: not trained on."""
+
+
+OTHER_ARM = OtherArm()
+
+
+def parse_example(value: bytes | None, arm: str | None = None) -> Example | OtherArm | None:
+    """A `rtrank.streams.records.TrainingExample` JSON record, or None when it is malformed.
+
+    ``arm``: with an experiment running, the variant that learns online ("" when none
+    does); an example whose ``variant`` is another is `OTHER_ARM`, so one arm's traffic
+    never trains the model another arm serves.
+    """
     try:
         obj = safe_json.loads(value)  # JsonError is a ValueError
         prefix, item, ts = obj["prefix"], obj["item_id"], obj.get("ts", 0)
         weight = obj.get("weight", 1.0)
+        user = obj.get("user_id", "")
+        if arm is not None and obj.get("variant") != arm:
+            return OTHER_ARM
     except (TypeError, ValueError, KeyError, AttributeError):
         return None
     if not (isinstance(prefix, list) and all(isinstance(i, str) and i for i in prefix)):
@@ -91,7 +129,21 @@ def parse_example(value: bytes | None) -> Example | None:
         return None
     if not 0 < weight < math.inf:
         return None
-    return Example(tuple(prefix), item, ts, float(weight))
+    if not isinstance(user, str):
+        return None
+    return Example(tuple(prefix), item, ts, float(weight), user)
+
+
+def forgotten_user(record: Any) -> str | None:
+    """The user a tombstone on the training topic forgets (its key; no value), else None.
+
+    The worker writes it when it forgets a user (`rtrank.streams.worker.dataflow`), keyed
+    like the user's examples: on their partition, after every example of theirs before the
+    request and before every one after it.
+    """
+    if record.value is not None or record.key is None:
+        return None
+    return record.key.decode("utf-8", "replace")
 
 
 def online_config(settings: Settings) -> OnlineConfig:
@@ -104,6 +156,7 @@ def online_config(settings: Settings) -> OnlineConfig:
         rows_per_step=settings.trainer_rows_per_step,
         negatives=settings.trainer_negatives,
         surprise_floor=settings.trainer_surprise_floor,
+        clip_grad_norm=settings.trainer_clip_grad_norm,
         seed=settings.seed,
     )
 
@@ -137,11 +190,15 @@ class Resumed:
     fresh_start: bool = True  # nothing was on the topic: publish a base snapshot first
     snapshot_offset: int | None = None  # first chunk of the newest snapshot on the topic
     first_offset: int = 0  # the first offset model-updates holds
+    end_offset: int = 0  # where reading model-updates stopped (rollback requests from here)
 
 
-def resume(settings: Settings, checkpoint: str) -> Resumed:
-    """The learner as the topic (or, with an empty topic, the checkpoint) leaves it."""
-    replayed = read_updates(settings, lambda reason, detail: log.warning("skipped: %s", detail))
+def resume(settings: Settings, checkpoint: str, keys: UpdateKeys) -> Resumed:
+    """The learner as the topic (or, with an empty topic, the checkpoint) leaves it; with a
+    verifying key, only signed updates count."""
+    replayed = read_updates(
+        settings, keys, lambda reason, detail: log.warning("skipped: %s", detail)
+    )
     model, vocab, version, offsets, reference = None, None, -1, {}, None
     for update in replayed.updates:
         try:
@@ -162,6 +219,7 @@ def resume(settings: Settings, checkpoint: str) -> Resumed:
             fresh_start=False,
             snapshot_offset=replayed.snapshot_offset,
             first_offset=replayed.begin_offset,
+            end_offset=replayed.end_offset,
         )
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
@@ -176,7 +234,9 @@ def resume(settings: Settings, checkpoint: str) -> Resumed:
         log.info("no held-out reference: every step takes the full learning rate")
     learner = OnlineLearner(model, vocab, version, config, reference)
     next_version = max(replayed.max_version, version) + 1
-    return Resumed(learner, next_version, first_offset=replayed.begin_offset)
+    return Resumed(
+        learner, next_version, first_offset=replayed.begin_offset, end_offset=replayed.end_offset
+    )
 
 
 class Trainer:
@@ -186,6 +246,8 @@ class Trainer:
         self.settings = settings
         self.checkpoint = checkpoint
         self.metrics = TrainerMetrics()
+        experiment = load_experiment(settings.experiment_file)
+        self.arm = experiment.learning_arm if experiment else None  # see `parse_example`
 
     def run(self, stop: threading.Event, on_ready: Callable[[int], None] | None = None) -> None:
         """Resume (or start), then learn and publish until ``stop`` is set; ``on_ready`` is
@@ -204,7 +266,13 @@ class Trainer:
     def _run(self, stop: threading.Event, on_ready: Callable[[int], None] | None) -> None:
         s = self.settings
         ensure_topics(s)
-        state = resume(s, self.checkpoint)
+        self.keys = UpdateKeys.from_settings(s)
+        self.archive = (
+            SnapshotArchive(Path(s.trainer_archive_dir), s.trainer_archive_keep)
+            if s.trainer_archive_dir
+            else None
+        )
+        state = resume(s, self.checkpoint, self.keys)
         self.learner, self.next_version = state.learner, state.next_version
         self.versions_since_snapshot = 0
         self.snapshot_offset, self.first_offset = state.snapshot_offset, state.first_offset
@@ -229,6 +297,8 @@ class Trainer:
         spec = topic_spec(s, "model_updates")
         keep_until_deleted(self.admin, spec.name, spec.configs)
         self.offsets = {tp.partition: consumer.position(tp) for tp in tps}
+        self.requests, requests_tp = updates_consumer(s)
+        self.requests.seek(requests_tp, state.end_offset)
         try:
             if state.fresh_start:
                 self._publish(producer, snapshot=True, lags=[])
@@ -239,6 +309,7 @@ class Trainer:
             self._loop(stop, consumer, producer)
         finally:
             consumer.close()
+            self.requests.close()
             producer.close()
             self.admin.close()
 
@@ -280,13 +351,17 @@ class Trainer:
                     e
                     for r in records
                     if r.offset < self.offsets[tp.partition]
-                    for e in [parse_example(r.value)]
-                    if e is not None
+                    for e in [parse_example(r.value, self.arm)]
+                    if isinstance(e, Example)
                 ]
                 self.learner.observe(examples)
                 for e in examples:
                     self.learner.buffer.add(e)
                 warmed += len(examples)
+                end = self.offsets[tp.partition]
+                forgotten = [forgotten_user(r) for r in records if r.offset < end]
+                for user in filter(None, forgotten):
+                    self._forget(user)  # with the poll's later examples of theirs: rare, safe
             pending = {tp for tp in pending if consumer.position(tp) < self.offsets[tp.partition]}
         for tp in tps:
             consumer.seek(tp, self.offsets[tp.partition])
@@ -306,8 +381,16 @@ class Trainer:
                 timeout_ms=100, max_records=2 * s.trainer_batch_size
             ).items():
                 for r in records:
-                    example = parse_example(r.value)
-                    if example is None:
+                    user = forgotten_user(r)
+                    if user is not None:
+                        fresh = [e for e in fresh if e.user_id != user]
+                        self._forget(user)
+                        self.offsets[tp.partition] = r.offset + 1
+                        continue
+                    example = parse_example(r.value, self.arm)
+                    if example is OTHER_ARM:
+                        self.metrics.other_arm.inc()
+                    elif example is None:
                         bad += 1
                         self.metrics.malformed.inc()
                         log.warning(
@@ -320,10 +403,17 @@ class Trainer:
                     else:
                         fresh.append(example)
                     self.offsets[tp.partition] = r.offset + 1
-            steps_before = self.learner.steps
+            steps_before, skipped_before = self.learner.steps, self.learner.skipped
             for start in range(0, len(fresh), s.trainer_batch_size):
                 self.learner.step(fresh[start : start + s.trainer_batch_size])
             self.metrics.trained(self.learner.steps - steps_before, len(fresh))
+            if self.learner.skipped > skipped_before:
+                self.metrics.skipped_steps.inc(self.learner.skipped - skipped_before)
+                log.warning(
+                    "skipped %d step(s): NaN or infinite loss or gradient",
+                    self.learner.skipped - skipped_before,
+                )
+            self._answer_rollbacks(producer)
             highwaters = {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()}
             self.metrics.behind(highwaters, self.offsets)
             trained_ts.extend(e.ts for e in fresh)
@@ -335,7 +425,26 @@ class Trainer:
                 trained_ts = []
                 last_publish = time.monotonic()
 
-    def _publish(self, producer: KafkaProducer, snapshot: bool, lags: list[int]) -> None:
+    def _forget(self, user: str) -> None:
+        """Drop a forgotten user's examples from the replay buffer (not logged by id: the
+        log would keep what the request removes)."""
+        removed = self.learner.buffer.forget(user)
+        self.metrics.forgotten.inc()
+        log.info("a user was forgotten: %d example(s) left the replay buffer", removed)
+
+    def _publish(
+        self,
+        producer: KafkaProducer,
+        snapshot: bool,
+        lags: list[int],
+        extra: dict | None = None,
+    ) -> None:
+        """Publish the next version (``extra`` joins its meta).
+
+        Raises:
+            PublishError: not every message was acknowledged, or the version holds a NaN
+                or an infinity (never sent).
+        """
         s = self.settings
         hist = Counter(max(0, lag) // LAG_BUCKET_MS * LAG_BUCKET_MS for lag in lags)
         meta = {
@@ -346,9 +455,14 @@ class Trainer:
             "held_out_outranked": self.learner.held_out_outranked,
             "outranked": self.learner.outranked,
             "lr_scale": round(self.learner.lr_scale, 4),
+            **(extra or {}),
         }
         update = self.learner.publish(self.next_version, snapshot, meta)
-        messages = to_messages(update, s.update_max_bytes)
+        try:
+            check_finite(update)
+        except UpdateError as e:
+            raise PublishError(f"version {update.version} not published: {e}") from None
+        messages = to_messages(update, s.update_max_bytes, self.keys)
         offsets = send_update(producer, s.model_updates_topic, messages, update.version)
         self.metrics.publishing(update.version, isinstance(update, Snapshot))
         self.versions_since_snapshot = (
@@ -365,6 +479,56 @@ class Trainer:
         self.next_version += 1
         if isinstance(update, Snapshot):
             self._snapshot_published(offsets[0])
+            self._archive(update)
+
+    def _archive(self, snapshot: Snapshot) -> None:
+        if self.archive is None:
+            return
+        try:
+            self.archive.save(snapshot)
+        except OSError as e:
+            log.warning(
+                "snapshot %d not archived in %s: %s", snapshot.version, self.archive.directory, e
+            )
+
+    def _answer_rollbacks(self, producer: KafkaProducer) -> None:
+        """Act on the rollback requests written to model-updates since the last round."""
+        for records in self.requests.poll(timeout_ms=0).values():
+            for record in records:
+                request = parse_control(record.value)
+                if request is not None and request.get("type") == "rollback":
+                    self._roll_back(producer, request)
+
+    def _roll_back(self, producer: KafkaProducer, request: dict) -> None:
+        """Continue from version ``request["to"]``: publish its weights as the next
+        version's snapshot, then answer the request (done, or refused and why)."""
+        s, to = self.settings, request["to"]
+        answer = {"type": "rollback_refused", "id": request["id"], "to": to}
+        try:
+            verify_request(request, self.keys)
+            if not 0 <= to <= self.learner.version:
+                raise RollbackError(
+                    f"version {to} is not published (the latest is {self.learner.version})"
+                )
+            snapshot = find_version(s, self.keys, self.archive, to)
+        except (UpdateError, RollbackError) as e:
+            self.metrics.rollbacks.labels("refused").inc()
+            log.warning("rollback to version %d refused: %s", to, e)
+            answer["error"] = str(e)
+        else:
+            self.learner = rolled_back(self.learner, snapshot, online_config(s))
+            self._publish(producer, snapshot=True, lags=[], extra={"rollback_to": to})
+            self.metrics.rollbacks.labels("done").inc()
+            log.warning(
+                "rolled back: version %d carries version %d's weights", self.learner.version, to
+            )
+            answer = {**answer, "type": "rollback_done", "version": self.learner.version}
+        send_update(
+            producer,
+            s.model_updates_topic,
+            [(b"rollback", control_record(answer))],
+            self.learner.version,
+        )
 
     def _snapshot_published(self, offset: int) -> None:
         """Bound the topic: delete every record before the previous snapshot."""

@@ -27,12 +27,13 @@ from faust.types import TP
 
 from rtrank.streams.catalogue import ChangedItems
 from rtrank.streams.records import Event
-from rtrank.streams.scorer.model_process import ModelProcess, ModelReport
+from rtrank.streams.scorer.model_process import ModelProcess, ModelProcessError, ModelReport
 from rtrank.streams.scorer.rerank import RankedItem
 from rtrank.streams.scorer.scoring import ScoreRequest
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import Dataflow, EventRecord, events_behind
 from rtrank.streams.worker.delivery import DeliveryGuard
+from rtrank.streams.worker.expiry import register_expiry
 from rtrank.streams.worker.faust_patches import (
     PatchedApp,
     as_current_event,
@@ -66,10 +67,12 @@ class Serving:
 
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[int, list[list[RankedItem]]]:
-        version, lists, report = await self.model.score(requests, fresh, self.items.take_changes())
+    ) -> tuple[list[int], list[list[RankedItem]]]:
+        versions, lists, report = await self.model.score(
+            requests, fresh, self.items.take_changes()
+        )
         self._record(report)
-        return version, lists
+        return versions, lists
 
     async def rank(
         self, history: list[str], candidates: list[str]
@@ -82,6 +85,18 @@ class Serving:
 
     async def apply_updates(self) -> None:
         self._record(await self.model.apply_updates(self.items.take_changes()))
+
+    async def forget_partitions(self, partitions: set[int]) -> None:
+        """The model process drops its cached users of ``partitions`` (revoked). A dead or
+        hung process is only logged here: the answer loop stops the worker on it."""
+        if self.model is None or not partitions:
+            return
+        try:
+            dropped = await self.model.forget_partitions(partitions)
+        except ModelProcessError as e:
+            log.warning("cached users of revoked partitions not dropped: %s", e)
+            return
+        log.info("model process dropped %d cached users of revoked partitions", dropped)
 
     def _record(self, report: ModelReport) -> None:
         for reason, detail in report.rejected:
@@ -171,6 +186,7 @@ def event_record(stream: faust.StreamT, event: faust.EventT) -> EventRecord:
         partial(stream.ack, event),
         event,
         headers=message.headers or (),
+        timestamp=round((message.timestamp or 0) * 1000),  # Faust gives seconds
     )
 
 
@@ -200,6 +216,8 @@ def register_agents(
         FaustSource(app, settings.events_topic),
     )
 
+    register_expiry(app, settings, user_to_history, flow, metrics)
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         """Faust sends this during a rebalance, before the partitions are handed on."""
@@ -212,6 +230,9 @@ def register_agents(
             unwritten - len(flow.unwritten),
             unwritten,
             in_flight,
+        )
+        await serving.forget_partitions(
+            {tp.partition for tp in revoked if tp.topic == settings.events_topic}
         )
 
     @app.on_partitions_assigned.connect

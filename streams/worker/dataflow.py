@@ -40,9 +40,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from rtrank.streams.experiments.definition import Experiment, load_experiment
 from rtrank.streams.forgetting import Forget, is_forget, parse_forget
 from rtrank.streams.records import Event, Recommendation, SourceRef, TrainingExample
 from rtrank.streams.scorer.ranker import EventPolicy
@@ -69,9 +70,10 @@ STALLED_AFTER_S = 5.0
 class Scorer(Protocol):
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[int, list[list[RankedItem]]]:
-        """One list per request, scored by one model version; ``fresh``: events newly
-        applied since the previous call (for trending)."""
+    ) -> tuple[list[int], list[list[RankedItem]]]:
+        """One list per request and the model version that scored it (an experiment's
+        variants may serve different models); ``fresh``: events newly applied since the
+        previous call (for trending)."""
 
 
 class Sink(Protocol):
@@ -97,8 +99,9 @@ class Source(Protocol):
         when unknown."""
 
     def fetch_positions(self) -> dict[Any, int]:
-        """The offset the consumer fetches next of each events partition assigned: every
-        event before it was fetched."""
+        """The offset the consumer fetches next of each events partition assigned (every
+        event before it was fetched) whose fetched events all left the consumer for ingest:
+        a partition whose events wait behind a backlog is left out."""
 
 
 class StateTable(Protocol):
@@ -125,6 +128,7 @@ class EventRecord:
     value: bytes | None
     ack: Callable[[], Awaitable[Any]]
     origin: Any = None  # what the adapters need of the record (the Faust event)
+    timestamp: int = 0  # when the broker appended it (log-append time), epoch ms
     headers: Any = ()  # the record's Kafka headers, (name, bytes) pairs
 
     @property
@@ -183,6 +187,7 @@ class Dataflow:
         self.limits = Limits.from_settings(settings)
         self.policy = EventPolicy.from_settings(settings)
         self.quality = OnlineQuality(metrics, settings.eval_window)
+        self.experiment = load_experiment(settings.experiment_file)  # None: no experiment
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=4 * settings.batch_max_events)
         self.read_up_to: dict[Any, int] = {}  # partition -> offset of the last event read
         self.unwritten: dict[str, UserState] = {}  # users whose state is not in the table yet
@@ -191,6 +196,7 @@ class Dataflow:
         self.arrived: dict[Any, float] = {}  # partition -> when an event last reached ingest
         self.clock: Callable[[], float] = time.monotonic  # for `skipping` and `arrived`
         self.in_flight: list[Pending] = []  # the batch being answered
+        self.broker_ms = 0  # the newest log-append time read: the broker's clock (`expiry`)
 
     def owns(self, pending: Pending) -> bool:
         """True while ``pending``'s partition has not been revoked since it was read."""
@@ -260,6 +266,7 @@ class Dataflow:
         settings, metrics = self.settings, self.metrics
         generation = self.generations.get(record.tp, 0)
         self.arrived[record.tp] = self.clock()
+        self.broker_ms = max(self.broker_ms, record.timestamp)
         last = self.last_read(record.tp)
         if last is not None and record.offset > last + 1:
             await self._skip_past_gap(record, last)
@@ -285,16 +292,26 @@ class Dataflow:
         else:
             metrics.events.labels("valid").inc()
             prefix = state.history
-            self.quality.observe(state.last_list, state.last_list_version, parsed.item_id)
+            variant = self.experiment.label_of(user) if self.experiment else ""
+            self.quality.observe(
+                state.last_list, state.last_list_version, parsed.item_id, variant
+            )
             before = state.seen  # repeats allowed per event type
             state = apply_event(
-                state, parsed, record.offset, settings.history_len, settings.seen_len
+                state,
+                parsed,
+                record.offset,
+                settings.history_len,
+                settings.seen_len,
+                record.timestamp,
             )
             state.seen = self.policy.seen_after(before, state.seen, parsed)
             self.unwritten[user] = state
             # The trainer gets the example now, not after the batch is answered: under
             # load that saves the queue's wait (up to 4 batches) from model freshness.
-            example = training_example(parsed, prefix, self.policy.weight(parsed.event_type))
+            example = training_example(
+                parsed, prefix, self.policy.weight(parsed.event_type), variant
+            )
             await self.sink.send(settings.training_topic, user.encode(), example.to_json())
         pending = Pending(record, parsed, state, time.monotonic(), prefix, generation)
         await self.queue.put(pending)
@@ -439,9 +456,9 @@ class Dataflow:
     async def _answer(self, batch: list[Pending]) -> None:
         settings, metrics = self.settings, self.metrics
         started = time.monotonic()
-        answered, requests = requests_for(batch, settings.allow_repeats)
+        answered, requests = requests_for(batch, settings.allow_repeats, self.experiment)
         fresh = [p.parsed for p in batch if p.prefix is not None]
-        version, lists = await self.scorer.score(requests, fresh)
+        versions, lists = await self.scorer.score(requests, fresh)
         inference_ms = (time.monotonic() - started) * 1000
         metrics.batch_size.observe(len(batch))
         metrics.inference_seconds.observe(inference_ms / 1000)
@@ -450,10 +467,15 @@ class Dataflow:
                 await self._forget(pending)
         lists_topic = settings.recommendations_topic
         emitted = 0
-        for pending, items in zip(answered, lists, strict=True):
+        for pending, request, items, version in zip(
+            answered, requests, lists, versions, strict=True
+        ):
             if not self.owns(pending):
                 continue
             rec = recommendation(pending, items, version, started, inference_ms, len(batch))
+            if self.experiment is not None:
+                rec = replace(rec, experiment=(self.experiment.name, request.variant))
+                metrics.experiment_lists.labels(request.variant).inc()
             await self.sink.send(lists_topic, rec.user_id.encode(), rec.to_json())
             emitted += 1
             if self.owns(pending):  # not revoked while the list was being sent
@@ -469,9 +491,10 @@ class Dataflow:
 
 
 def requests_for(
-    batch: list[Pending], allow_repeats: bool
+    batch: list[Pending], allow_repeats: bool, experiment: Experiment | None = None
 ) -> tuple[list[Pending], list[ScoreRequest]]:
-    """The latest pending event of each user in the batch, with its scoring request.
+    """The latest pending event of each user in the batch, with its scoring request (and
+    the user's variant of ``experiment``).
 
     The latest event's state already holds all of that user's earlier events, so one list
     per user per batch answers every one of them. A user whose latest record in the batch
@@ -484,7 +507,15 @@ def requests_for(
             latest[pending.parsed.user_id] = pending
     answered = [p for p in latest.values() if isinstance(p.parsed, Event)]
     requests = [
-        ScoreRequest(p.state.history, [] if allow_repeats else p.state.seen) for p in answered
+        ScoreRequest(
+            p.state.history,
+            [] if allow_repeats else p.state.seen,
+            experiment.label_of(p.parsed.user_id) if experiment else "",
+            user_id=p.parsed.user_id,
+            partition=p.record.partition,
+            events=p.state.events,
+        )
+        for p in answered
     ]
     return answered, requests
 
@@ -538,7 +569,9 @@ def events_behind(consumer: Any, read_up_to: dict[Any, int]) -> int:
     return total
 
 
-def training_example(e: Event, prefix: list[str], weight: float = 1.0) -> TrainingExample:
+def training_example(
+    e: Event, prefix: list[str], weight: float = 1.0, variant: str = ""
+) -> TrainingExample:
     return TrainingExample(
         user_id=e.user_id,
         prefix=prefix,
@@ -546,6 +579,7 @@ def training_example(e: Event, prefix: list[str], weight: float = 1.0) -> Traini
         event_type=e.event_type,
         ts=e.ts,
         weight=weight,
+        variant=variant,
     )
 
 

@@ -77,7 +77,8 @@ class Metrics:
         )
         self.model_update_rejections = Counter(
             "rtrank_model_update_rejections",
-            "Model updates rejected, by reason (corrupt, out_of_order, stale, incompatible)",
+            "Model updates rejected, by reason (corrupt, stale, out_of_order, incompatible, "
+            "non_finite, unsigned, bad_signature, too_large)",
             ["reason"],
             registry=r,
         )
@@ -120,7 +121,36 @@ class Metrics:
             ["model_version"],
             registry=r,
         )
+        self.experiment_lists = Counter(
+            "rtrank_experiment_lists",
+            "Lists emitted, by experiment variant (RTRANK_EXPERIMENT_FILE)",
+            ["variant"],
+            registry=r,
+        )
+        self.experiment_tested = Counter(
+            "rtrank_experiment_tested",
+            "Events tested against the user's last list, by the user's variant",
+            ["variant"],
+            registry=r,
+        )
+        self.experiment_hits = Counter(
+            "rtrank_experiment_hits",
+            "Tested events whose item was in the top 10, by variant",
+            ["variant"],
+            registry=r,
+        )
+        self.experiment_ndcg = Counter(
+            "rtrank_experiment_ndcg",
+            "Sum of NDCG@10 of tested events, by variant",
+            ["variant"],
+            registry=r,
+        )
 
+        self.users_expired = Counter(
+            "rtrank_users_expired",
+            "Users whose state was deleted after RTRANK_STATE_TTL_S without an event",
+            registry=r,
+        )
         self.rebalances = Counter(
             "rtrank_rebalances",
             "Partition assignments this worker received (one per rebalance of the group)",

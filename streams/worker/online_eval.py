@@ -46,7 +46,11 @@ class OnlineQuality:
     _ndcg: float = 0.0
     _versions: deque = field(default_factory=deque)
 
-    def observe(self, last_list: list[str], last_version: int, item_id: str) -> None:
+    def observe(
+        self, last_list: list[str], last_version: int, item_id: str, variant: str = ""
+    ) -> None:
+        """Test ``item_id`` against ``last_list``; ``variant``: the user's experiment
+        variant, counted per variant too ("": no experiment)."""
         if not last_list:
             return  # nothing was recommended to this user yet: nothing to test
         hit, ndcg = gains(rank_of(last_list, item_id))
@@ -77,4 +81,8 @@ class OnlineQuality:
         self.metrics.online_evaluated.labels(label).inc()
         self.metrics.online_hits.labels(label).inc(hit)
         self.metrics.online_ndcg_sum.labels(label).inc(ndcg)
+        if variant:
+            self.metrics.experiment_tested.labels(variant).inc()
+            self.metrics.experiment_hits.labels(variant).inc(hit)
+            self.metrics.experiment_ndcg.labels(variant).inc(ndcg)
 

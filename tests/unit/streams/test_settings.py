@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from rtrank.streams.setting_types import parse_names, parse_pinned, parse_weights
 from rtrank.streams.settings import Settings, SettingsError, to_env, variable
 
+EXAMPLE_EXPERIMENT = Path(__file__).parent / "experiments" / "example.json"
+
 
 def error_of(**variables: str) -> str:
     """The message `Settings.from_env` stops with for these variables."""
@@ -273,6 +275,7 @@ def every_field_changed() -> Settings:
         torch_threads=2,
         score_max_users=17,
         score_shortlist="on",
+        encode_cache_mb=12.5,
         checkpoint="/models/a b.safetensors",
         seed=19,
         update_max_bytes=1000,
@@ -280,6 +283,12 @@ def every_field_changed() -> Settings:
         model_call_timeout_s=7.5,
         shutdown_timeout_s=12.0,
         update_catch_up_s=0.0,
+        update_signing_key_file="/keys/update-signing.key",
+        update_verify_key_file="/keys/update-signing.pub",
+        update_assembly_max_bytes=4096,
+        trainer_clip_grad_norm=0.5,
+        trainer_archive_dir="/var/lib/rtrank/snapshots",
+        trainer_archive_keep=3,
         trainer_lr=1e-4,
         trainer_surprise_floor=0.3,
         trainer_dense_lr=1e-7,
@@ -314,9 +323,13 @@ def every_field_changed() -> Settings:
         event_weights={"view": 0.5, "purchase": 10.0},
         sequence_event_types={"click", "purchase"},
         explain=True,
+        experiment_file=str(EXAMPLE_EXPERIMENT),
         max_id_bytes=47,
         max_event_bytes=53,
         max_clock_skew_s=2.5,
+        state_ttl_s=86400.5,
+        catalogue_max_items=59,
+        trending_max_items=61,
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-256",
         kafka_username="rtrank-worker",

@@ -60,7 +60,7 @@ def test_help_groups_the_commands_with_the_worker_first(environ) -> None:
     assert section(text, "Data commands") == ["produce", "tail"]
     assert section(text, "Model commands") == ["train", "eval"]
     assert section(text, "Operate commands") == ["kafka", "config", "faust"]
-    assert section(text, "Measure commands") == ["bench"]
+    assert section(text, "Measure commands") == ["bench", "experiment"]
 
 
 @pytest.mark.parametrize("name", FAUST_ONLY)
@@ -130,3 +130,16 @@ def test_a_bad_setting_ends_any_command_with_one_line_naming_the_variable(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "RTRANK_PARTITIONS" in err and "Traceback" not in err
+
+
+def test_an_unreadable_key_file_ends_any_command_with_one_line_naming_the_variable(
+    environ, monkeypatch, capsys, tmp_path: Path
+) -> None:
+    environ.setenv("RTRANK_UPDATE_VERIFY_KEY_FILE", str(tmp_path / "missing.pub"))
+    monkeypatch.setattr("sys.argv", ["rtrank", "worker"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "RTRANK_UPDATE_VERIFY_KEY_FILE" in err and "missing.pub" in err

@@ -62,12 +62,12 @@ def test_its_lists_are_those_of_the_scorer_and_ranker_in_this_process(
     settings: Settings, model: ModelProcess, loop: asyncio.AbstractEventLoop
 ) -> None:
     fresh = [Event("u", "item-1", "view", 1_700_000_000_000)]
-    version, lists, _ = loop.run_until_complete(model.score(requests(), fresh, {}))
+    versions, lists, _ = loop.run_until_complete(model.score(requests(), fresh, {}))
     scorer = Scorer.setup(settings.checkpoint, "cpu")
     ranker = Ranker(settings, Catalogue({}))
     ranker.observe(fresh)
     expected = ranker.rerank_lists(scorer, requests(), scorer.recommend(requests(), 50))
-    assert version == 3
+    assert versions == [3] * len(requests())
     assert [[i.item_id for i in items] for items in lists] == [
         [i.item_id for i in items] for items in expected
     ]
@@ -83,6 +83,19 @@ def test_a_catalogue_change_sent_with_a_call_applies_to_that_call(
     _, after, _ = loop.run_until_complete(model.score(request, [], gone))
     assert top not in [i.item_id for i in after[0]]
     loop.run_until_complete(model.score(request, [], {top: None}))  # back for other tests
+
+
+def test_forgetting_revoked_partitions_drops_their_users_cached_in_the_process(
+    model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    calls = [
+        ScoreRequest(["item-1"], [], "", user, partition, 1)
+        for user, partition in (("p7-a", 7), ("p8-b", 8), ("p7-c", 7))
+    ]
+    loop.run_until_complete(model.score(calls, [], {}))
+    assert loop.run_until_complete(model.forget_partitions({7})) == 2
+    assert loop.run_until_complete(model.forget_partitions({7})) == 0
+    assert loop.run_until_complete(model.forget_partitions({8})) == 1
 
 
 def test_rank_orders_every_known_candidate_and_names_the_version(

@@ -93,13 +93,13 @@ class Scorer:
 
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[int, list[list[RankedItem]]]:
+    ) -> tuple[list[int], list[list[RankedItem]]]:
         self.calls.append((requests, fresh))
         self.journal.append(("score", len(requests)))
         if self.while_scoring is not None:
             await self.while_scoring()
         lists = [[RankedItem(f"after-{r.history[-1] if r.history else ''}", 1.0)] for r in requests]
-        return self.VERSION, lists
+        return [self.VERSION] * len(lists), lists
 
 
 class Source:
