@@ -6,10 +6,17 @@ tombstone) removes the item. `parse_item` turns raw bytes into an `ItemInfo` or 
 `rtrank.streams.validation.Rejection` (the record then goes to ``items.dlq`` with its original
 bytes and the reason). The worker keeps the catalogue in the ``item_to_info`` GlobalTable
 (every worker holds every item); `Catalogue` is the read side the re-ranker uses.
+
+The worker's copy holds at most ``RTRANK_CATALOGUE_MAX_ITEMS`` items (`ChangedItems`): one
+more, and the item least recently written (created or updated) leaves the copy, in the
+worker and in its model process alike. An item not in the copy counts as an unknown item
+does (available, no category, no boost), so the cap is meant to sit above the catalogue's
+size: it bounds the memory a flood of item ids (a bug, or a hostile producer) can take.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -24,6 +31,8 @@ from rtrank.streams.validation import (
     parse_identifier,
     parse_json_object,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_TAGS = 64
 MAX_BOOST = 1_000.0  # boosts add to relevances in [0, 1]: larger ones are mistakes
@@ -62,13 +71,18 @@ class ItemInfo:
         )
 
 
-def parse_item(key: bytes | None, value: bytes, limits: Limits) -> ItemInfo | Rejection:
+def parse_item(
+    key: bytes | None, value: bytes, limits: Limits, now_ms: int | None = None
+) -> ItemInfo | Rejection:
     """Validate one record of the items topic (tombstones are handled by the caller).
 
     ``item_id`` is required (string or integer); ``available`` is required (a boolean: an
     item whose availability is unknown must not be shown by accident); ``category`` is a
     string or null; ``tags`` a list of strings; ``boost`` a finite number;
-    ``created_at`` epoch ms between 2000 and 2100. The key, when present, must be the id.
+    ``created_at`` epoch ms between 2000 and 2100, at most ``limits.max_clock_skew_ms``
+    after ``now_ms`` (the wall clock by default), like an event's ``ts``: an item dated
+    years ahead would stay "fresh" (boosted, explored) until then. The key, when present,
+    must be the id.
     """
     obj = parse_json_object(value, limits)
     if isinstance(obj, Rejection):
@@ -104,6 +118,13 @@ def parse_item(key: bytes | None, value: bytes, limits: Limits) -> ItemInfo | Re
             return Rejection("wrong_type", "created_at must be integral epoch milliseconds")
         if not MIN_TS <= created_at < MAX_TS:
             return Rejection("ts_out_of_range", f"created_at {created_at} is outside 2000..2100")
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if created_at - now_ms > limits.max_clock_skew_ms:
+            return Rejection(
+                "ts_in_future",
+                f"created_at {created_at} is {created_at - now_ms} ms ahead of the clock "
+                f"(more than {limits.max_clock_skew_ms} ms)",
+            )
     if key is not None and key.decode("utf-8", "replace") != item_id:
         return Rejection("key_mismatch", "record key is not the item_id")
     return ItemInfo(item_id, obj["available"], category, tuple(tags), float(boost), created_at)
@@ -173,13 +194,33 @@ class ChangedItems(dict):
     `take_changes` hands the changes since the last call to the model process, which
     keeps its own copy of the catalogue (`Catalogue.apply`); a new dict starts with every
     item changed, so the first hand-over is the whole catalogue.
+
+    It holds at most ``max_items`` items (None: no bound): items are kept in the order
+    they were last written, and a new item beyond the bound removes the one least recently
+    written (a change like any removal, so the model process's copy drops it too;
+    ``evicted`` counts them).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_items: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_items = max_items
+        self.evicted = 0
         self._changed: set[str] = set(self)
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if key in self:
+            super().__delitem__(key)  # written now: the newest
+        elif self.max_items is not None and len(self) >= self.max_items:
+            oldest = next(iter(self))
+            super().__delitem__(oldest)
+            self._changed.add(oldest)
+            if not self.evicted:
+                log.warning(
+                    "the catalogue copy is full (RTRANK_CATALOGUE_MAX_ITEMS=%d): the items "
+                    "least recently written leave it",
+                    self.max_items,
+                )
+            self.evicted += 1
         super().__setitem__(key, value)
         self._changed.add(key)
 

@@ -93,7 +93,9 @@ class Ranker:
         self.config = rerank_config(settings)
         self.policy = EventPolicy.from_settings(settings)
         self.catalogue = catalogue if catalogue is not None else Catalogue()
-        self.trending = Trending(settings.trending_half_life_s * 1000)
+        self.trending = Trending(
+            settings.trending_half_life_s * 1000, max_items=settings.trending_max_items
+        )
         self._trending_top: tuple[float, list[tuple[str, float]]] | None = None
         self.candidates = max(settings.rerank_candidates, settings.top_k)
         self.cold_start_max_history = settings.cold_start_max_history

@@ -9,6 +9,10 @@ as at most the wall clock's: replays of old data decay by their own clock, and a
 dated in the future (a producer's wrong clock, or a hostile one) counts as happening now
 instead of outweighing every real event until its date (and moving "now" there).
 
+At most ``max_items`` items are tracked (``RTRANK_TRENDING_MAX_ITEMS``): one more, and the
+least popular half is forgotten at once (amortised O(1) per event); an item forgotten
+counts from zero again at its next event, which for an item that unpopular changes no list.
+
 Each worker counts the events of its own partitions: with users spread over partitions
 that is a sample of the whole stream. The counts are a cache derived from the stream, not
 state: a restarted worker starts cold and warms up as events arrive.
@@ -31,7 +35,7 @@ def wall_clock_ms() -> int:
 @dataclass
 class Trending:
     half_life_ms: float
-    max_items: int = 200_000  # least popular items are forgotten beyond this many
+    max_items: int = 200_000  # RTRANK_TRENDING_MAX_ITEMS: beyond, the least popular half goes
     clock_ms: Callable[[], int] = wall_clock_ms
     _t0: int | None = None
     _now: int = 0

@@ -44,7 +44,7 @@ def register_catalogue(
     app: faust.App, settings: Settings, topics: Topics, tables: Tables, metrics: Metrics
 ) -> None:
     """The ``catalogue`` agent: ``items`` records into the ``item_to_info`` table."""
-    limits = Limits(settings.max_id_bytes, settings.max_event_bytes)
+    limits = Limits.from_settings(settings)  # created_at ahead of the clock: dead-lettered
     item_to_info = tables.item_to_info
     sink = FaustSink(app)
 

@@ -46,6 +46,12 @@ def kept_for(days: int) -> dict[str, str]:
     return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
 
 
+def stamped_by_broker() -> dict[str, str]:
+    """Each record's timestamp is the broker's, when it appended it (not the producer's):
+    the clock the user table's expiry goes by (`rtrank.streams.worker.expiry`)."""
+    return {"message.timestamp.type": "LogAppendTime"}
+
+
 def trimmed_by_writer() -> dict[str, str]:
     """Never deleted by age or size: the writer deletes what it no longer needs."""
     return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
@@ -88,6 +94,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     | user_to_history changelog | compacted | the latest state per user is the state |
     | the assignor's leader topic | 1 day | Faust never writes it; it elects a leader |
 
+    ``events`` records carry the broker's log-append time (`stamped_by_broker`): idle users
+    expire by it. An events topic created before that keeps the producers' times until it is
+    altered (``kafka-configs.sh --alter --entity-type topics --entity-name events
+    --add-config message.timestamp.type=LogAppendTime``).
+
     ``model-updates`` is neither compacted nor deleted by age: its key is the version,
     shared by every chunk of one update, so compaction would keep a snapshot's last chunk
     only; and by age, a trainer quiet for longer than the retention would let its latest
@@ -111,7 +122,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         return TopicSpec(role, name, partitions, r, configs, **kw)
 
     return [
-        spec("events", settings.events_topic, n, kept_for(7)),
+        spec("events", settings.events_topic, n, {**kept_for(7), **stamped_by_broker()}),
         spec("recommendations", settings.recommendations_topic, n, kept_for(1)),
         spec("dlq", settings.dlq_topic, n, kept_for(30)),
         spec("training", settings.training_topic, n, kept_for(7)),
@@ -228,7 +239,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         extra_topic_configs=dict(topic_spec(settings, "item_to_info_changelog").configs),
         help="item_id -> ItemInfo (availability, category, tags, boost, created_at)",
     )
-    items = ChangedItems()
+    items = ChangedItems(max_items=settings.catalogue_max_items)
     keep_in_memory(item_to_info, items)
     return Tables(user_to_history, item_to_info, items)
 

@@ -130,3 +130,37 @@ def test_clearing_changed_items_removes_every_item() -> None:
     items.take_changes()
     items.clear()
     assert items.take_changes() == {"a": None, "b": None}
+
+
+def test_an_item_created_further_ahead_than_the_clock_skew_is_rejected() -> None:
+    limits = Limits(max_clock_skew_ms=60_000)
+    ahead = parse_item(None, raw(item_id="i", available=True, created_at=NOW + 61_000), limits,
+                       now_ms=NOW)  # fmt: skip
+    assert isinstance(ahead, Rejection) and ahead.code == "ts_in_future"
+
+
+def test_an_item_created_a_little_ahead_of_the_clock_is_accepted() -> None:
+    limits = Limits(max_clock_skew_ms=60_000)
+    info = parse_item(None, raw(item_id="i", available=True, created_at=NOW + 59_000), limits,
+                      now_ms=NOW)  # fmt: skip
+    assert info.created_at == NOW + 59_000
+
+
+def test_a_full_catalogue_copy_drops_the_item_least_recently_written() -> None:
+    items = ChangedItems(max_items=3)
+    for item in ["a", "b", "c"]:
+        items[item] = {"item_id": item}
+    items["a"] = {"item_id": "a", "available": False}  # written again: the newest now
+    items["d"] = {"item_id": "d"}
+    assert list(items) == ["c", "a", "d"]
+    assert items.evicted == 1
+
+
+def test_an_item_dropped_from_a_full_copy_leaves_the_model_process_copy_too() -> None:
+    items = ChangedItems(max_items=2)
+    copy = Catalogue({})
+    items["a"], items["b"] = {"item_id": "a"}, {"item_id": "b"}
+    copy.apply(items.take_changes())
+    items["c"] = {"item_id": "c"}
+    copy.apply(items.take_changes())
+    assert sorted(copy.items) == ["b", "c"]

@@ -132,3 +132,9 @@ def test_an_item_bought_before_stays_seen_after_a_view() -> None:
 def test_without_repeatable_types_every_item_is_seen() -> None:
     policy = EventPolicy.from_settings(Settings())
     assert policy.seen_after([], ["x"], Event("u", "x", "view", T0)) == ["x"]
+
+
+def test_the_trending_counters_track_at_most_the_configured_number_of_items(scorer) -> None:
+    ranker = Ranker(settings(trending_max_items=10), Catalogue({}))
+    ranker.observe([Event(f"u{n}", f"i{n % 40}", "view", T0 + n) for n in range(200)])
+    assert 0 < len(ranker.trending) <= 10

@@ -92,11 +92,18 @@ class Stream:
 
 def test_an_events_record_carries_its_message_and_acks_it_through_its_stream() -> None:
     message = SimpleNamespace(
-        topic="events", partition=2, offset=41, key=b"u1", value=b"{}", headers=[]
+        topic="events",
+        partition=2,
+        offset=41,
+        key=b"u1",
+        value=b"{}",
+        headers=[],
+        timestamp=1_700_000_000.25,
     )
     stream, event = Stream(), FakeEvent(message)
     record = event_record(stream, event)
     assert (record.tp, record.offset, record.key, record.value) == (("events", 2), 41, b"u1", b"{}")
+    assert record.timestamp == 1_700_000_000_250  # the broker's time, in ms
     assert record.origin is event
     assert stream.acked == []
     asyncio.run(record.ack())

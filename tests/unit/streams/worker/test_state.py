@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rtrank.streams.records import Event
-from rtrank.streams.worker.state import UserState, apply_event, is_applied
+from rtrank.streams.worker.state import UserState, apply_event, is_applied, is_expired
 
 
 def event(item: str, ts: int = 1_700_000_000_000) -> Event:
@@ -53,3 +53,16 @@ def test_the_last_emitted_list_survives_later_events_and_a_json_round_trip() -> 
 def test_state_written_before_online_evaluation_existed_still_loads() -> None:
     old = {"history": ["a"], "seen": ["a"], "events": 1, "last_offset": 3, "last_ts": 5}
     assert UserState.from_json(old).last_list == []
+
+
+def test_a_state_keeps_the_broker_time_of_its_last_event_across_a_json_round_trip() -> None:
+    state = apply_event(UserState(), event("a", ts=5), 1, history_len=5, seen_len=5, seen_at=9)
+    again = apply_event(state, event("b", ts=6), 2, history_len=5, seen_len=5)  # time unknown
+    assert UserState.from_json(again.to_json()).seen_at == 9
+
+
+def test_a_user_is_expired_once_idle_longer_than_the_ttl_and_never_with_a_ttl_of_zero() -> None:
+    state = UserState(seen_at=1_000).to_json()
+    assert not is_expired(state, now_ms=1_500, ttl_ms=500)
+    assert is_expired(state, now_ms=1_501, ttl_ms=500)
+    assert not is_expired(state, now_ms=10**12, ttl_ms=0)

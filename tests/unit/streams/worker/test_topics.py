@@ -173,3 +173,13 @@ def test_the_catalogue_table_reads_the_dict_the_model_process_is_fed_from(tmp_pa
     assert isinstance(tables.items, ChangedItems)
     tables.items["i1"] = {"available": True}
     assert tables.item_to_info.get("i1") == {"available": True}
+
+
+def test_the_catalogue_copy_is_bounded_by_its_setting(tmp_path) -> None:
+    app = _app(tmp_path, catalogue_max_items=7)
+    assert declare_tables(app, app.settings).items.max_items == 7
+
+
+def test_events_carry_the_brokers_append_time_the_user_table_expires_by() -> None:
+    configs = topic_spec(Settings(), "events").configs
+    assert configs["message.timestamp.type"] == "LogAppendTime"
