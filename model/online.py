@@ -67,6 +67,7 @@ class Example:
     item_id: str
     ts: int = 0  # event time, epoch ms (for freshness)
     weight: float = 1.0  # how much it counts in a step (> 0; e.g. a purchase more than a view)
+    user_id: str = ""  # whose behaviour it is: a user who is forgotten takes theirs along
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class OnlineConfig:
     rows_per_step: int = 0  # item rows updated per step (largest gradients) besides targets
     negatives: int = 256  # sampled-softmax negatives shared by a step (0: the model's own)
     surprise_floor: float = 0.05  # least share of ``lr`` a step takes (see `surprise_scale`)
+    clip_grad_norm: float = 5.0  # longest gradient a step takes (rows + dense); well above usual
+    # steps, so it only tames outliers; 0: off
     seed: int = 0
 
     @property
@@ -123,6 +126,19 @@ class ReplayBuffer:
         older = [self._rng.choice(self.reservoir) for _ in range(n - from_recent)]
         return recent + older
 
+    def forget(self, user_id: str) -> int:
+        """Remove every example of ``user_id`` from both pools; returns how many.
+
+        The reservoir is left smaller: the next examples retired fill it again, which
+        samples them a little more often than Algorithm R would.
+        """
+        recent = [e for e in self.recent if e.user_id != user_id]
+        reservoir = [e for e in self.reservoir if e.user_id != user_id]
+        removed = len(self) - len(recent) - len(reservoir)
+        self.recent = deque(recent, maxlen=self.recent.maxlen)
+        self.reservoir = reservoir
+        return removed
+
     def _retire(self, example: Example) -> None:
         """Reservoir sampling (Algorithm R) over the stream of examples leaving ``recent``."""
         self.retired += 1
@@ -162,11 +178,17 @@ class OnlineLearner:
         self._touched: set[int] = set()
         self._vocab_len_published = len(vocab)
         self.steps = 0
+        self.skipped = 0  # steps refused for a NaN or infinite loss or gradient
 
     def _make_dense_opt(self) -> torch.optim.Optimizer:
         """Adam over the dense parameters (only when ``dense_lr`` trains them)."""
-        dense = [p for n, p in self.model.named_parameters() if n != EMB]
-        return torch.optim.Adam(dense, lr=self.config.dense_lr, betas=(0.9, 0.98))
+        return torch.optim.Adam(self._dense_params(), lr=self.config.dense_lr, betas=(0.9, 0.98))
+
+    def _dense_params(self) -> list[torch.nn.Parameter]:
+        """The parameters the dense optimiser trains (none when it does not)."""
+        if not self.config.trains_dense:
+            return []
+        return [p for n, p in self.model.named_parameters() if n != EMB]
 
     def observe(self, examples: Iterable[Example]) -> None:
         """Adds every item the examples name to the vocabulary (growing the model)."""
@@ -187,7 +209,9 @@ class OnlineLearner:
     def step(self, fresh: list[Example]) -> float | None:
         """One gradient step on ``fresh`` plus replayed examples, each counted by its weight
         (a weighted mean of the examples' losses); ``fresh`` then joins the buffer. Returns
-        the loss, or None when no example has a known prefix."""
+        the loss, or None when no example has a known prefix or the step was skipped: a
+        NaN or infinite loss or gradient changes nothing and is counted in ``skipped``, so
+        the model never holds a non-finite weight to publish."""
         self.observe(fresh)
         n_replay = round(len(fresh) * self.config.replay_ratio)
         batch = [e for e in fresh if e.prefix] + [
@@ -198,11 +222,15 @@ class OnlineLearner:
         if not batch:
             return None
         loss = self._step(batch)
+        if loss is None:
+            self.skipped += 1
+            return None
         self.steps += 1
         return loss
 
-    def _step(self, batch: list[Example]) -> float:
-        """One optimiser step on the weighted mean loss of ``batch``.
+    def _step(self, batch: list[Example]) -> float | None:
+        """One optimiser step on the weighted mean loss of ``batch``; None, and nothing
+        changed, when the loss or the gradient is not finite.
 
         The batch is sorted by prefix length and its gradient accumulated over
         ``LENGTH_BUCKETS`` slices, each padded only to its own longest prefix: outputs do not
@@ -219,6 +247,9 @@ class OnlineLearner:
         With ``dense_lr`` 0 the trunk is not trained, so it runs without autograd: the
         gradient reaches the rows the loss scores (targets, negatives), not the prefixes'
         rows behind the trunk.
+
+        The whole gradient (rows and dense together) is scaled down to ``clip_grad_norm``
+        when longer: one batch of outliers cannot throw the rows or the trunk far.
         """
         model = self.model
         model.train()
@@ -257,6 +288,9 @@ class OnlineLearner:
             loss = losses.sum() / weights.sum()
             loss.backward()
             total += float(loss.detach())
+        dense_grads = [p.grad for p in self._dense_params() if p.grad is not None]
+        if not (math.isfinite(total) and clip_gradient([sub.grad, *dense_grads], self.config)):
+            return None
         self._track_surprise(float(torch.cat(outranked).mean()))
         if train_trunk:
             for group in self._dense_opt.param_groups:
@@ -357,6 +391,20 @@ class OnlineLearner:
         if not self.config.trains_dense:
             return {}
         return {n: t.detach().clone() for n, t in self.model.state_dict().items() if n != EMB}
+
+
+@torch.no_grad()
+def clip_gradient(grads: list[torch.Tensor], config: OnlineConfig) -> bool:
+    """Scale ``grads`` in place so that their joint norm is at most ``config.clip_grad_norm``
+    (0: left as they are). False, and nothing scaled, when the norm is not finite."""
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if not bool(torch.isfinite(norm)):
+        return False
+    limit = config.clip_grad_norm
+    if limit > 0 and float(norm) > limit:
+        for g in grads:
+            g.mul_(limit / float(norm))
+    return True
 
 
 def outranked_by_negatives(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

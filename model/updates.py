@@ -4,7 +4,8 @@ A `Delta` takes version ``base`` to ``version`` (dense parameters whole if train
 that changed, new vocabulary entries); a `Snapshot` is a whole model plus the trainer's
 bookkeeping. `apply_update` is the one rule set that workers and a resuming trainer share:
 a snapshot at or after the served version replaces it, a delta must apply to exactly the
-served version, and a rejected update leaves the model as it was. Bytes are safetensors
+served version, an update holding NaN or infinity is refused whole, and a rejected update
+leaves the model as it was. Bytes are safetensors
 with JSON metadata (`encode_update` / `decode_update`), never pickle.
 
 No Kafka here: chunks, checksums and the topic are `rtrank.streams.trainer.model_updates`.
@@ -29,7 +30,8 @@ UPDATE_FORMAT = "rtrank.update.v1"
 
 
 class UpdateError(ValueError):
-    """An update cannot be applied: ``reason`` is corrupt, out_of_order or incompatible."""
+    """An update cannot be applied: ``reason`` names why (corrupt, stale, out_of_order,
+    incompatible, non_finite; the wire adds unsigned, bad_signature, too_large)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -97,9 +99,11 @@ def apply_update(
     a delta must apply to exactly ``version``. Deltas change ``model``/``vocab`` in place.
 
     Raises:
-        UpdateError: ``stale`` (older than what is served), ``out_of_order`` (a delta for
-            another base) or ``incompatible``; the model is then unchanged.
+        UpdateError: ``non_finite`` (a NaN or an infinity anywhere in it), ``stale`` (older
+            than what is served), ``out_of_order`` (a delta for another base) or
+            ``incompatible``; the model is then unchanged.
     """
+    check_finite(update)
     if isinstance(update, Snapshot):
         if update.version < version:
             raise UpdateError("stale", f"snapshot {update.version} is older than {version}")
@@ -111,6 +115,18 @@ def apply_update(
         raise UpdateError("out_of_order", f"delta {update.version} before any snapshot")
     apply_delta(model, vocab, version, update)
     return model, vocab, update.version
+
+
+def check_finite(update: Update) -> None:
+    """Raises: UpdateError ``non_finite`` when a floating-point tensor of ``update`` holds a
+    NaN or an infinity (one would spread to every score that reads it)."""
+    if isinstance(update, Snapshot):
+        kind, tensors = "snapshot", dict(update.state)
+    else:
+        kind, tensors = "delta", {**update.dense, "row_values": update.row_values}
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UpdateError("non_finite", f"{kind} {update.version}: {name} holds NaN or inf")
 
 
 def model_from_snapshot(

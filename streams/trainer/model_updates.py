@@ -8,7 +8,16 @@ One version = one or more messages ("chunks"). The payload is `rtrank.model.upda
 
 and its header carries ``id`` (one per published update), ``kind`` (snapshot/delta),
 ``version``, ``base`` (the version a delta applies to; null for a snapshot), ``chunk`` /
-``chunks``, ``sha256`` of the whole payload and ``published_at`` (epoch ms).
+``chunks``, ``sha256`` of the whole payload, ``published_at`` (epoch ms) and, from a
+trainer with a signing key, ``sig``: an Ed25519 signature of kind, version, base and
+sha256 for this topic (`rtrank.streams.trainer.update_signing`). Readers verify it when
+they hold the public key, after the checksum and before decoding anything.
+
+A reader holds at most ``Settings.update_assembly_max_bytes`` of chunks while assembling:
+an update over it is rejected (``too_large``), its chunks freed and its later ones dropped.
+
+The topic also carries control records (`CONTROL_MAGIC`: rollback requests and the
+trainer's answers, `rtrank.streams.trainer.rollback`); update readers pass over them.
 
 The header's ``format`` is 2: the payload as is (trained float32 rows do not compress, so
 compressing them was CPU spent for nothing: docs/decisions.md). A chunk of any other format
@@ -38,7 +47,7 @@ import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +59,12 @@ from kafka.errors import KafkaError
 from rtrank.model.updates import Snapshot, Update, UpdateError, decode_update, encode_update
 from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
+from rtrank.streams.trainer.update_signing import UpdateKeys
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"RTMU"
+CONTROL_MAGIC = b"RTCT"  # a control record, not a chunk (rtrank.streams.trainer.rollback)
 WIRE_FORMAT = 2  # the payload as is
 HEADER_ROOM = 4096  # bytes kept per message for our header and Kafka's record overhead
 
@@ -72,8 +83,21 @@ class Chunk:
         return self.header["id"]
 
 
-def to_messages(update: Update, max_bytes: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) pairs for ``update``, each value at most ``max_bytes`` long."""
+def is_control(value: bytes | None) -> bool:
+    """A control record (rollback request or answer), which update readers pass over."""
+    return bool(value) and value[:4] == CONTROL_MAGIC
+
+
+def signed_fields(header: dict[str, Any]) -> list:
+    """What an update's signature covers, besides the topic: its payload by checksum."""
+    return [header["kind"], header["version"], header["base"], header["sha256"]]
+
+
+def to_messages(
+    update: Update, max_bytes: int, keys: UpdateKeys | None = None
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs for ``update``, each value at most ``max_bytes`` long; signed
+    when ``keys`` hold a signing key."""
     payload = encode_update(update)
     piece = max_bytes - HEADER_ROOM
     if piece <= 0:
@@ -89,6 +113,9 @@ def to_messages(update: Update, max_bytes: int) -> list[tuple[bytes, bytes]]:
         "sha256": hashlib.sha256(payload).hexdigest(),
         "published_at": int(time.time() * 1000),
     }
+    signature = keys.sign(signed_fields(common)) if keys is not None else None
+    if signature is not None:
+        common["sig"] = signature
     out = []
     for n, data in enumerate(pieces):
         head = json.dumps({**common, "chunk": n}, separators=(",", ":")).encode()
@@ -168,43 +195,80 @@ def parse_chunk(value: bytes | None) -> Chunk:
         raise UpdateError("corrupt", f"bad update message ({e})") from e
 
 
+DEFAULT_ASSEMBLY_MAX_BYTES = Settings.model_fields["update_assembly_max_bytes"].default
+
+
 class Assembler:
-    """Collects chunks into whole updates; verifies checksum and version on completion.
+    """Collects chunks into whole updates; verifies checksum, signature (with ``keys``) and
+    version on completion.
 
     Chunks of one update are published back to back; an update whose chunks stop coming
-    (a trainer killed mid-publish) is dropped once ``keep`` newer ones are in progress.
+    (a trainer killed mid-publish) is dropped once ``keep`` newer ones are in progress, or
+    when the chunks held would exceed ``max_bytes``. One update over ``max_bytes`` alone is
+    rejected: its chunks are freed at once and its later chunks dropped unread.
     """
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(
+        self,
+        keys: UpdateKeys | None = None,
+        max_bytes: int = DEFAULT_ASSEMBLY_MAX_BYTES,
+        keep: int = 4,
+    ) -> None:
         self._parts: OrderedDict[str, dict[int, Chunk]] = OrderedDict()
-        self.keep = keep
+        self._refused: deque[str] = deque(maxlen=16)  # ids rejected as too large
+        self.held = 0  # bytes of chunk data held
+        self.keys, self.max_bytes, self.keep = keys, max_bytes, keep
 
     def add(self, chunk: Chunk) -> Update | None:
         """The whole update once its last chunk arrives, else None.
 
         Raises:
-            UpdateError: ``corrupt`` (checksum, undecodable, header and payload disagree).
+            UpdateError: ``corrupt`` (checksum, undecodable, header and payload disagree),
+                ``too_large`` (over ``max_bytes``), ``unsigned`` or ``bad_signature``.
         """
-        parts = self._parts.setdefault(chunk.update_id, {})
-        first = next(iter(parts.values()), chunk)
-        if first.header | {"chunk": 0} != chunk.header | {"chunk": 0}:
-            del self._parts[chunk.update_id]
-            raise UpdateError("corrupt", f"update {chunk.update_id}: chunk headers disagree")
-        parts[chunk.header["chunk"]] = chunk
-        while len(self._parts) > self.keep:
-            self._parts.popitem(last=False)
-        if len(parts) < chunk.header["chunks"]:
+        uid, head = chunk.update_id, chunk.header
+        if uid in self._refused:
             return None
-        del self._parts[chunk.update_id]
-        return assemble([parts[n] for n in range(chunk.header["chunks"])])
+        parts = self._parts.setdefault(uid, {})
+        self._parts.move_to_end(uid)  # the newest in progress: dropped last
+        first = next(iter(parts.values()), chunk)
+        if first.header | {"chunk": 0} != head | {"chunk": 0}:
+            self._drop(uid)
+            raise UpdateError("corrupt", f"update {uid}: chunk headers disagree")
+        size = sum(len(c.data) for n, c in parts.items() if n != head["chunk"]) + len(chunk.data)
+        if head["chunk"] < head["chunks"] - 1:  # every piece but the last is full size
+            size = max(size, (head["chunks"] - 1) * len(chunk.data))
+        if size > self.max_bytes:
+            self._drop(uid)
+            self._refused.append(uid)
+            raise UpdateError(
+                "too_large",
+                f"version {head['version']}: over {self.max_bytes} bytes of chunks "
+                "(RTRANK_UPDATE_ASSEMBLY_MAX_BYTES)",
+            )
+        old = parts.get(head["chunk"])
+        parts[head["chunk"]] = chunk
+        self.held += len(chunk.data) - (len(old.data) if old else 0)
+        while len(self._parts) > self.keep or self.held > self.max_bytes:
+            self._drop(next(iter(self._parts)))  # the oldest: abandoned by its trainer
+        if len(parts) < head["chunks"]:
+            return None
+        self._drop(uid)
+        return assemble([parts[n] for n in range(head["chunks"])], self.keys)
+
+    def _drop(self, uid: str) -> None:
+        parts = self._parts.pop(uid, {})
+        self.held -= sum(len(c.data) for c in parts.values())
 
 
-def assemble(chunks: list[Chunk]) -> Update:
-    """Raises: UpdateError ``corrupt``."""
+def assemble(chunks: list[Chunk], keys: UpdateKeys | None = None) -> Update:
+    """Raises: UpdateError ``corrupt``, ``unsigned``, ``bad_signature``."""
     head = chunks[0].header
     payload = b"".join(c.data for c in chunks)
     if hashlib.sha256(payload).hexdigest() != head["sha256"]:
         raise UpdateError("corrupt", f"version {head['version']}: checksum mismatch")
+    if keys is not None:
+        keys.verify(signed_fields(head), head.get("sig"), f"{head['kind']} {head['version']}")
     update = decode_update(payload)
     kind = "snapshot" if isinstance(update, Snapshot) else "delta"
     base = None if isinstance(update, Snapshot) else update.base
@@ -295,17 +359,22 @@ class Replayed:
 
 
 def read_updates(
-    settings: Settings, on_reject: Callable[[str, str], None] | None = None
+    settings: Settings,
+    keys: UpdateKeys | None = None,
+    on_reject: Callable[[str, str], None] | None = None,
 ) -> Replayed:
     """Every update from the latest snapshot to the current end (trainer restarts)."""
     consumer, tp = updates_consumer(settings)
     try:
         start = latest_snapshot_offset(consumer, tp)
         end = consumer.end_offsets([tp])[tp]
-        assembler, updates, max_version = Assembler(), [], -1
+        assembler = Assembler(keys, settings.update_assembly_max_bytes)
+        updates, max_version = [], -1
         first_offsets: dict[str, int] = {}  # update id -> offset of its first chunk read
         snapshot_offset = None
         for record in read_range(consumer, tp, start, end):
+            if is_control(record.value):
+                continue
             try:
                 chunk = parse_chunk(record.value)
                 max_version = max(max_version, chunk.header["version"])
@@ -364,7 +433,9 @@ class UpdateFeed:
     """
 
     def __init__(self, settings: Settings, on_reject: Callable[[str, str], None]) -> None:
+        """Raises: KeyFileError: ``RTRANK_UPDATE_VERIFY_KEY_FILE`` holds no public key."""
         self.settings = settings
+        self.keys = UpdateKeys.from_settings(settings)
         self.on_reject = on_reject
         self.caught_up = threading.Event()
         self._queue: queue.Queue[Update] = queue.Queue()
@@ -400,7 +471,7 @@ class UpdateFeed:
             target = consumer.end_offsets([tp])[tp]
             consumer.seek(tp, start)
             log.info("model updates: reading %s from offset %d", tp.topic, start)
-            assembler = Assembler()
+            assembler = Assembler(self.keys, self.settings.update_assembly_max_bytes)
             while not self._stop.is_set():
                 if consumer.position(tp) >= target:
                     self.caught_up.set()
@@ -410,6 +481,8 @@ class UpdateFeed:
             consumer.close()
 
     def _handle(self, assembler: Assembler, value: bytes | None) -> None:
+        if is_control(value):
+            return
         try:
             update = assembler.add(parse_chunk(value))
         except UpdateError as e:

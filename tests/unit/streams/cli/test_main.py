@@ -58,8 +58,8 @@ def test_help_groups_the_commands_with_the_worker_first(environ) -> None:
     text = help_text()
     assert section(text, "Run commands") == ["worker", "trainer", "demo"]
     assert section(text, "Data commands") == ["produce", "tail"]
-    assert section(text, "Model commands") == ["train", "eval"]
-    assert section(text, "Operate commands") == ["kafka", "config", "faust"]
+    assert section(text, "Model commands") == ["train", "eval", "rollback"]
+    assert section(text, "Operate commands") == ["kafka", "config", "keys", "faust"]
     assert section(text, "Measure commands") == ["bench", "experiment"]
 
 
