@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rtrank demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile tests/integration tests/unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams model deploy tests
