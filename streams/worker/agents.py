@@ -86,9 +86,10 @@ class Serving:
     async def apply_updates(self) -> None:
         self._record(await self.model.apply_updates(self.items.take_changes()))
 
-    async def forget_partitions(self, partitions: set[int]) -> None:
-        """The model process drops its cached users of ``partitions`` (revoked). A dead or
-        hung process is only logged here: the answer loop stops the worker on it."""
+    async def forget_revoked(self, revoked: set[TP]) -> None:
+        """The model process drops its cached users of the events partitions in ``revoked``.
+        A dead or hung process is only logged here: the answer loop stops the worker on it."""
+        partitions = {tp.partition for tp in revoked if tp.topic == self.settings.events_topic}
         if self.model is None or not partitions:
             return
         try:
@@ -231,9 +232,7 @@ def register_agents(
             unwritten,
             in_flight,
         )
-        await serving.forget_partitions(
-            {tp.partition for tp in revoked if tp.topic == settings.events_topic}
-        )
+        await serving.forget_revoked(revoked)
 
     @app.on_partitions_assigned.connect
     async def forget_unassigned(app: faust.App, assigned: set, **kwargs: Any) -> None:

@@ -17,6 +17,11 @@ def test_requests_arrive_with_their_histories_and_exclusions_empty_ones_included
     assert wire.unpack_requests(wire.pack_requests(requests)) == requests
 
 
+def test_requests_arrive_with_the_user_partition_and_event_count_the_encode_cache_keys_on():
+    requests = [ScoreRequest(["a"], [], "", "user-1", 3, 41), ScoreRequest(["b"], [])]
+    assert wire.unpack_requests(wire.pack_requests(requests)) == requests
+
+
 def test_lists_of_plain_model_items_arrive_with_ids_and_scores_in_order():
     lists = [[RankedItem("a", 0.9), RankedItem("b", 0.5)], []]
     assert wire.unpack_lists(wire.pack_lists(lists)) == lists

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from rtrank.model.checkpoint import save_checkpoint
 from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.updates import make_snapshot
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
 
@@ -90,3 +92,71 @@ def test_untrained_model_learns_the_catalogue_from_the_stream() -> None:
     assert len(items) == 2
     assert {i for i, _ in items} <= {"b", "c", "d"}
     assert len(scorer.vocab) == 5
+
+
+def stream_of_requests(rounds: int) -> list[list[ScoreRequest]]:
+    """Three users' requests after each round of events (histories within max_len 8);
+    one user has no event in the second round, one has two in the third."""
+    histories: dict[str, list[str]] = {"u1": [], "u2": [], "u3": []}
+    calls = []
+    for n in range(rounds):
+        for user in histories:
+            if (n, user) != (1, "u2"):
+                histories[user] = histories[user] + [f"item-{(7 * n + len(user) * 3) % 40}"]
+        if n == 2:
+            histories["u3"] = histories["u3"] + ["never-seen-item", "item-5"]
+        calls.append(
+            [ScoreRequest(list(h), list(h), "", user, 0, len(h)) for user, h in histories.items()]
+        )
+    return calls
+
+
+def test_lists_served_through_the_encode_cache_equal_lists_without_it(tmp_path: Path) -> None:
+    path = small_checkpoint(tmp_path)
+    cached, plain = Scorer.setup(path, "cpu", cache_mb=1), Scorer.setup(path, "cpu")
+    for call in stream_of_requests(6):
+        with_cache, without = cached.recommend(call, k=10), plain.recommend(call, k=10)
+        assert [[i for i, _ in lst] for lst in with_cache] == [
+            [i for i, _ in lst] for lst in without
+        ]
+        for a, b in zip(with_cache, without, strict=True):
+            assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+    assert cached.cache.counts.hits >= 12 and len(plain.cache) == 0
+
+
+def test_an_applied_model_update_empties_the_encode_cache(tmp_path: Path) -> None:
+    path = small_checkpoint(tmp_path)
+    cached = Scorer.setup(path, "cpu", cache_mb=1)
+    calls = stream_of_requests(3)
+    cached.recommend(calls[0], k=10)
+    with torch.no_grad():
+        retrained = copy.deepcopy(cached.model)
+        for p in retrained.blocks.parameters():
+            p.add_(0.05)
+    cached.apply(make_snapshot(retrained, cached.vocab, cached.version + 1))
+    assert len(cached.cache) == 0
+    fresh = Scorer(retrained.eval(), cached.vocab, cached.version, False)
+    assert cached.recommend(calls[1], k=10) == fresh.recommend(calls[1], k=10)
+
+
+def test_forgetting_a_partition_drops_its_users_from_the_encode_cache(tmp_path: Path) -> None:
+    scorer = Scorer.setup(small_checkpoint(tmp_path), "cpu", cache_mb=1)
+    scorer.recommend(
+        [ScoreRequest(["item-1"], [], "", u, p, 1) for u, p in (("a", 0), ("b", 1), ("c", 0))],
+        k=5,
+    )
+    assert scorer.forget_partitions({0}) == 2
+    assert ("a" in scorer.cache, "b" in scorer.cache, "c" in scorer.cache) == (False, True, False)
+
+
+def test_a_model_counting_positions_from_the_end_serves_without_the_encode_cache(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    config = SASRecConfig(num_items=len(ITEMS) + 1, max_len=8, dim=16, positions="from_end")
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(path, SASRec(config), Vocabulary(ITEMS), version=1, data_fingerprint="t")
+    scorer = Scorer.setup(str(path), "cpu", cache_mb=1)
+    for call in stream_of_requests(2):
+        scorer.recommend(call, k=5)
+    assert len(scorer.cache) == 0

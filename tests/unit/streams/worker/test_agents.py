@@ -8,8 +8,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
+from faust.types import TP
 
-from rtrank.streams.worker.agents import FaustSink, FaustStates, event_record
+from rtrank.streams.catalogue import ChangedItems
+from rtrank.streams.scorer.model_process import ModelProcessError
+from rtrank.streams.settings import Settings
+from rtrank.streams.worker.agents import FaustSink, FaustStates, Serving, event_record
+from rtrank.streams.worker.metrics import Metrics
 
 
 class FakeEvent:
@@ -122,3 +128,40 @@ def test_an_events_record_carries_its_headers() -> None:
     )
     record = event_record(Stream(), FakeEvent(message))
     assert record.headers == [("rtrank-request", b"forget")]
+
+
+class ModelProcessStub:
+    """Records what the worker asks its model process to forget."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.forgotten: list[set[int]] = []
+        self.error = error
+
+    async def forget_partitions(self, partitions: set[int]) -> int:
+        if self.error is not None:
+            raise self.error
+        self.forgotten.append(partitions)
+        return len(partitions)
+
+
+def serving_with(model: ModelProcessStub) -> Serving:
+    serving = Serving(Settings(broker="memory://"), ChangedItems(), Metrics())
+    serving.model = model
+    return serving
+
+
+def test_revoked_events_partitions_are_forgotten_by_the_model_process() -> None:
+    events = Settings(broker="memory://").events_topic
+    model = ModelProcessStub()
+    revoked = {TP(events, 1), TP(events, 4), TP("user_to_history-changelog", 2)}
+    asyncio.run(serving_with(model).forget_revoked(revoked))
+    assert model.forgotten == [{1, 4}]
+
+
+def test_a_model_process_that_cannot_forget_is_logged_not_raised_in_the_rebalance(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = Settings(broker="memory://").events_topic
+    serving = serving_with(ModelProcessStub(ModelProcessError("the model process died")))
+    asyncio.run(serving.forget_revoked({TP(events, 0)}))
+    assert "cached users of revoked partitions not dropped" in caplog.text

@@ -717,6 +717,13 @@ def test_one_request_per_user_from_their_latest_event() -> None:
     assert [r.exclude for r in requests] == [["7"], ["1", "2"]]
 
 
+def test_a_request_names_its_user_partition_and_events_for_the_encode_cache() -> None:
+    latest = pending("a", "2", ["1", "2"])
+    latest.record.partition, latest.state.events = 5, 12
+    _, [request] = requests_for([latest], allow_repeats=False)
+    assert (request.user_id, request.partition, request.events) == ("a", 5, 12)
+
+
 def test_allowing_repeats_excludes_nothing() -> None:
     _, requests = requests_for([pending("a", "1", ["1"])], allow_repeats=True)
     assert requests[0].exclude == []
