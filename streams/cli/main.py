@@ -28,6 +28,7 @@ from rtrank.streams.bench.demo import demo
 from rtrank.streams.bench.pipeline_bench import bench
 from rtrank.streams.cli.config import config
 from rtrank.streams.cli.experiment import experiment
+from rtrank.streams.cli.forget import forget
 from rtrank.streams.cli.kafka import kafka
 from rtrank.streams.cli.keys import keys
 from rtrank.streams.cli.produce import produce
@@ -44,6 +45,7 @@ COMMANDS = (
     kafka,
     produce,
     tail,
+    forget,
     demo,
     train_command,
     eval_command,
@@ -70,7 +72,7 @@ stream processor with `rtrank worker -l info`.
 
 SECTIONS = (
     ("Run", ("worker", "trainer", "demo")),
-    ("Data", ("produce", "tail")),
+    ("Data", ("produce", "tail", "forget")),
     ("Model", ("train", "eval", "rollback")),
     ("Operate", ("kafka", "config", "keys", "faust")),
     ("Measure", ("bench", "experiment")),

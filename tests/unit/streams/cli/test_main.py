@@ -57,7 +57,7 @@ def test_help_describes_rtrank_and_not_faust(environ) -> None:
 def test_help_groups_the_commands_with_the_worker_first(environ) -> None:
     text = help_text()
     assert section(text, "Run commands") == ["worker", "trainer", "demo"]
-    assert section(text, "Data commands") == ["produce", "tail"]
+    assert section(text, "Data commands") == ["produce", "tail", "forget"]
     assert section(text, "Model commands") == ["train", "eval", "rollback"]
     assert section(text, "Operate commands") == ["kafka", "config", "keys", "faust"]
     assert section(text, "Measure commands") == ["bench", "experiment"]
@@ -143,3 +143,16 @@ def test_an_unreadable_key_file_ends_any_command_with_one_line_naming_the_variab
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "RTRANK_UPDATE_VERIFY_KEY_FILE" in err and "missing.pub" in err
+
+
+def test_an_unreadable_token_file_ends_any_command_with_one_line_naming_the_variable(
+    environ, monkeypatch, capsys, tmp_path: Path
+) -> None:
+    environ.setenv("RTRANK_WEB_TOKEN_FILE", str(tmp_path / "missing-token"))
+    monkeypatch.setattr("sys.argv", ["rtrank", "worker"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "RTRANK_WEB_TOKEN_FILE" in err and "missing-token" in err
