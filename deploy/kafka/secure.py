@@ -13,6 +13,10 @@ under the node's data directory, made once and kept for later starts:
   when the storage is formatted (``kafka-storage format --add-scram``): ``admin``, the
   broker's own user and a super user, and those named with ``--user``.
 
+Mutual TLS as well (``ssl.client.auth=required`` on the listener): every client presents
+a certificate signed by the CA, ``USER.pem`` (key and certificate, made beside the
+password); the SCRAM login names the principal.
+
 The controller listener stays ``PLAINTEXT`` on 127.0.0.1, as in the plain broker: a KRaft
 broker reaches its controller there as ``User:ANONYMOUS``, which must therefore be a super
 user. It cannot be claimed on the client listener, where every connection logs in.
@@ -56,8 +60,9 @@ def password_file(data_dir: Path, user: str) -> Path:
 
 
 def prepare(data_dir: Path, users: tuple[str, ...]) -> None:
-    """Make the CA, the broker's certificate and each user's password file, those missing
-    (an existing node keeps its files: its clients and its SCRAM users depend on them)."""
+    """Make the CA, the broker's certificate and each user's password file and client
+    certificate, those missing (an existing node keeps its files: its clients and its
+    SCRAM users depend on them)."""
     folder = secure_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "broker.pem").exists():
@@ -66,6 +71,8 @@ def prepare(data_dir: Path, users: tuple[str, ...]) -> None:
         path = password_file(data_dir, user)
         if not path.exists():
             _write_private(path, secrets.token_urlsafe(24).encode())
+        if not client_pem(data_dir, user).exists():
+            make_client_certificate(folder, user)
 
 
 def make_certificates(folder: Path) -> None:
@@ -85,32 +92,53 @@ def make_certificates(folder: Path) -> None:
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+    _write_private(folder / "ca.key", _pkcs8(ca_key))
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
+    # client auth too: the broker connects to its own listener, which requires a certificate
+    usages = [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+    _issue(folder, "broker.pem", "localhost", names, usages)
+
+
+def make_client_certificate(folder: Path, user: str) -> None:
+    """``USER.pem`` in ``folder``: a key and a client certificate for ``user`` from the CA."""
+    _issue(folder, f"{user}.pem", user, [], [x509.ExtendedKeyUsageOID.CLIENT_AUTH])
+
+
+def client_pem(data_dir: Path, user: str) -> Path:
+    return secure_dir(data_dir) / f"{user}.pem"
+
+
+def _issue(
+    folder: Path,
+    name: str,
+    common_name: str,
+    names: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
+) -> None:
+    """Write ``name``: a new key, then its certificate signed by the CA in ``folder`` (the
+    PEM form Kafka's keystore and Python's ``load_cert_chain`` both read)."""
+    ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
-    pem = serialization.Encoding.PEM
-    _write_private(folder / "ca.key", _pkcs8(ca_key))
-    # Kafka's PEM keystore: an unencrypted PKCS#8 key, then the certificate chain.
-    _write_private(folder / "broker.pem", _pkcs8(key) + cert.public_bytes(pem))
-    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    # an unencrypted PKCS#8 key, then the certificate
+    _write_private(folder / name, _pkcs8(key) + cert.public_bytes(serialization.Encoding.PEM))
 
 
 def properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str]:
@@ -134,6 +162,9 @@ def properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str
         "ssl.keystore.location": str(folder / "broker.pem"),
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": str(folder / "ca.pem"),
+        # mutual TLS: every client presents a certificate signed by the CA. Only under the
+        # listener's prefix: a SASL_SSL listener ignores the plain key (KIP-684).
+        f"listener.name.{listener}.ssl.client.auth": "required",
         "authorizer.class.name": AUTHORIZER,
         "super.users": f"User:{ADMIN};User:ANONYMOUS",
         "allow.everyone.if.no.acl.found": "false",
@@ -161,7 +192,7 @@ def users(data_dir: Path) -> list[str]:
 
 def client_env(data_dir: Path, bootstrap: str, user: str) -> dict[str, str]:
     """The ``RTRANK_*`` variables with which a client logs in as ``user`` (the password by
-    its file, never in clear)."""
+    its file, never in clear) and presents ``user``'s certificate."""
     return {
         "RTRANK_BROKER": f"kafka://{bootstrap}",
         "RTRANK_KAFKA_SECURITY_PROTOCOL": LISTENER,
@@ -169,6 +200,8 @@ def client_env(data_dir: Path, bootstrap: str, user: str) -> dict[str, str]:
         "RTRANK_KAFKA_USERNAME": user,
         "RTRANK_KAFKA_PASSWORD_FILE": str(password_file(data_dir, user)),
         "RTRANK_KAFKA_CA_FILE": str(ca_file(data_dir)),
+        "RTRANK_KAFKA_CERT_FILE": str(client_pem(data_dir, user)),
+        "RTRANK_KAFKA_KEY_FILE": str(client_pem(data_dir, user)),
     }
 
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from rtrank.deploy.kafka import broker as local_kafka
+from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def local_kafka_for(settings: Settings) -> Iterator[bool]:
             does not answer.
     """
     bootstrap = settings.bootstrap_servers.split(",")[0]
-    if local_kafka.answers_metadata(bootstrap):
+    if local_kafka.answers_metadata(bootstrap, **client_config(settings)):
         yield False
         return
     broker = local_broker(settings)

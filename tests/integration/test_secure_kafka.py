@@ -27,7 +27,7 @@ from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
 from rtrank.streams.cli.kafka import acls
 from rtrank.streams.cli.produce import produce, send_events
 from rtrank.streams.cli.tail import tail
-from rtrank.streams.kafka_security import client_config
+from rtrank.streams.kafka_security import KafkaConnectError, check_connection, client_config
 from rtrank.streams.settings import Settings
 from tests.integration.conftest import kill_and_show_log, latest_by_key, wait_for
 
@@ -212,3 +212,23 @@ def test_an_untrusted_certificate_ends_produce_with_one_line(
     result = CliRunner().invoke(produce, ["--synthetic", "--events", "10"], obj=stranger)
     assert "TLS certificate is not trusted" in one_line_error(result)
     assert time.monotonic() - started < 30
+
+
+def test_a_client_without_a_certificate_is_refused(admin: Settings) -> None:
+    with pytest.raises(KafkaConnectError) as caught:
+        check_connection(admin.replace(kafka_cert_file="", kafka_key_file=""), timeout_s=10)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_client_certificate_from_another_ca_is_refused(admin: Settings, tmp_path: Path) -> None:
+    secure.make_certificates(tmp_path)
+    secure.make_client_certificate(tmp_path, "admin")
+    pem = str(tmp_path / "admin.pem")
+    with pytest.raises(KafkaConnectError) as caught:
+        check_connection(admin.replace(kafka_cert_file=pem, kafka_key_file=pem), timeout_s=10)
+    assert "\n" not in str(caught.value)
+
+
+def test_status_sees_the_secure_broker_answer(secure_broker: local_kafka.Broker) -> None:
+    running, line = local_kafka.status(secure_broker)
+    assert running and "answering" in line and "not answering" not in line

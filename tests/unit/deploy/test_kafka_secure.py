@@ -43,7 +43,9 @@ def test_the_broker_pem_holds_its_key_first_as_kafka_reads_it(node_dir: Path) ->
     assert "-----BEGIN CERTIFICATE-----" in text
 
 
-@pytest.mark.parametrize("name", ["ca.key", "broker.pem", "admin.password", "worker.password"])
+@pytest.mark.parametrize(
+    "name", ["ca.key", "broker.pem", "admin.password", "worker.password", "worker.pem"]
+)
 def test_secrets_are_readable_by_their_owner_only(node_dir: Path, name: str) -> None:
     mode = stat.S_IMODE((secure.secure_dir(node_dir) / name).stat().st_mode)
     assert mode == 0o600
@@ -60,6 +62,16 @@ def test_prepare_again_keeps_the_files_clients_depend_on(node_dir: Path) -> None
         secure.ca_file(node_dir).read_bytes(),
     )
     assert before == after
+
+
+def test_each_user_has_a_client_certificate_from_the_ca(node_dir: Path) -> None:
+    ca = certificate(secure.ca_file(node_dir))
+    for user in ("admin", "worker", "trainer"):
+        cert = certificate(secure.client_pem(node_dir, user))
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.rfc4514_string() == f"CN={user}"
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(usage) == [x509.ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
 def test_users_are_admin_then_the_others(node_dir: Path) -> None:
@@ -82,6 +94,7 @@ def test_a_secure_node_listens_with_sasl_ssl_and_enforces_acls(node_dir: Path) -
     assert properties["authorizer.class.name"] == secure.AUTHORIZER
     assert properties["allow.everyone.if.no.acl.found"] == "false"
     assert properties["super.users"] == "User:admin;User:ANONYMOUS"
+    assert properties["listener.name.sasl_ssl.ssl.client.auth"] == "required"
     assert "PLAINTEXT://" not in properties["listeners"].replace("SASL_", "")
 
 
@@ -107,7 +120,19 @@ def test_the_printed_client_settings_load_and_log_in_by_password_file(node_dir: 
     config = client_config(Settings.from_env(env))
     assert config["sasl_plain_password"] == secure.password_file(node_dir, "worker").read_text()
     assert config["security_protocol"] == "SASL_SSL"
+    assert env["RTRANK_KAFKA_CERT_FILE"] == str(secure.client_pem(node_dir, "worker"))
 
 
 def test_keys_are_elliptic_curve(node_dir: Path) -> None:
     assert isinstance(certificate(secure.ca_file(node_dir)).public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_a_secure_broker_is_a_single_node(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rtrank.streams.cli.kafka import kafka
+
+    args = ["up", "--secure", "--brokers", "3", "--data-dir", str(tmp_path)]
+    result = CliRunner().invoke(kafka, args)
+    assert result.exit_code == 1
+    assert "Error: --secure starts a single broker; leave out --brokers" in result.output
