@@ -29,6 +29,8 @@ from rtrank.model.serving import resolve_device, resolve_shortlist
 from rtrank.model.synthetic import item_id
 from rtrank.model.throughput import inference_rate
 from rtrank.model.vocab import Vocabulary
+from rtrank.streams.bench.encode_bench import encode_command
+from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.online_bench import online_command
@@ -53,8 +55,10 @@ def bench() -> None:
 
 
 bench.add_command(quality_command)
+bench.add_command(encode_command)
 bench.add_command(online_command)
 bench.add_command(rerank_command)
+bench.add_command(experiment_command)
 bench.add_command(scale_command)
 
 

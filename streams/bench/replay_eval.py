@@ -134,10 +134,13 @@ def paired_difference(frozen: Judged, online: Judged) -> dict:
     return {"hit@10": round(mean, 4), "se": round(math.sqrt(var / n), 4), "events": n}
 
 
-def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Run:
+def read_run(
+    settings: Settings, trained: Mapping[int, Mapping[int, int]], check_examples: bool = True
+) -> Run:
     """The run on ``settings``' topics as written so far; ``trained``: each published
-    version's next training offsets (empty when the worker served no published version:
-    then no event needs its training example, and the counts are not checked).
+    version's next training offsets (empty when the worker served no published version).
+    ``check_examples=False`` when no list is tested against ``trained`` (every experiment
+    variant frozen, `Run.frozen`): the training topic is then not needed.
 
     Raises:
         RuntimeError: the training topic does not hold one example per event.
@@ -145,7 +148,7 @@ def read_run(settings: Settings, trained: Mapping[int, Mapping[int, int]]) -> Ru
     run = Run(trained={v: dict(offsets) for v, offsets in trained.items()})
     events = read_topic(settings, settings.events_topic)
     examples = end_offsets(settings, settings.training_topic)
-    if trained and examples != end_offsets(settings, settings.events_topic):
+    if check_examples and examples != end_offsets(settings, settings.events_topic):
         raise RuntimeError(
             f"{settings.training_topic} does not hold one example per event of "
             f"{settings.events_topic} (records per partition {examples}): cannot tell which "

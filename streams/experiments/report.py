@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer
@@ -94,9 +95,15 @@ def estimates(events: list[Outcome]) -> dict[str, Estimate]:
     }
 
 
-def build_report(run: Run, experiment: Experiment, alpha: float = 0.05) -> dict:
-    """The report of ``run`` (all of its users' events judged) as a JSON-able dict."""
-    judged = judge(run, dict.fromkeys(run.items, 0))
+def build_report(
+    run: Run,
+    experiment: Experiment,
+    alpha: float = 0.05,
+    measured_from: Mapping[str, int] | None = None,
+) -> dict:
+    """The report of ``run`` as a JSON-able dict; ``measured_from``: each user's first
+    event judged (by default every event of every user)."""
+    judged = judge(run, dict.fromkeys(run.items, 0) if measured_from is None else measured_from)
     events = outcomes(run, judged)
     report = {
         "experiment": experiment.name,
@@ -262,7 +269,7 @@ def read_experiment_run(settings: Settings, experiment: Experiment) -> Run:
             trained = versions.trained
         finally:
             versions.close()
-    run = read_run(settings, trained)
+    run = read_run(settings, trained, check_examples=bool(experiment.learning_arm))
     run.frozen = frozenset(
         {INTERLEAVED} | {v.name for v in experiment.variants if not v.online_learning}
     )

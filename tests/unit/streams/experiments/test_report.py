@@ -14,6 +14,7 @@ from rtrank.model import synthetic
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.train import TrainConfig, make_dataset, train
 from rtrank.streams.bench.replay_eval import EmittedList, Run
+from rtrank.streams.cli.experiment import draw, text
 from rtrank.streams.experiments.definition import INTERLEAVED, Experiment, parse_experiment
 from rtrank.streams.experiments.interleave import team_draft
 from rtrank.streams.experiments.report import build_report
@@ -165,3 +166,25 @@ def test_the_metric_over_time_ends_at_the_whole_runs_figure(stream, lists) -> No
     )
     for v in report["variants"]:
         assert report["over_time"][v["name"]][-1][1] == pytest.approx(v["hit@10"]["mean"], abs=1e-4)
+
+
+def test_the_printed_report_shows_each_variant_the_difference_and_the_winner(stream, lists) -> None:
+    experiment = ab("random", "trained")
+    report = build_report(
+        ab_run(stream, lists, experiment, {"random": "random", "trained": "trained"}),
+        experiment,
+    )
+    printed = text(report)
+    assert "winner: trained" in printed
+    assert "trained - random" in printed
+    assert "sample ratio" in printed and "MISMATCH" not in printed
+
+
+def test_the_plot_draws_each_variant_over_time(stream, lists, tmp_path) -> None:
+    experiment = ab("random", "trained")
+    report = build_report(
+        ab_run(stream, lists, experiment, {"random": "random", "trained": "trained"}),
+        experiment,
+    )
+    draw(report, str(tmp_path / "quality.png"))
+    assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
