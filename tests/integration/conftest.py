@@ -37,6 +37,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_kaf
 @pytest.fixture
 def settings(kafka_broker: local_kafka.Broker, tmp_path: Path) -> Settings:
     """Settings of a fresh, isolated pipeline on the session broker."""
+    return isolated_settings(kafka_broker, tmp_path)
+
+
+def isolated_settings(kafka_broker: local_kafka.Broker, tmp_path: Path) -> Settings:
+    """Settings of a fresh, isolated pipeline on ``kafka_broker``, its state under
+    ``tmp_path`` (for fixtures of a wider scope than ``settings``)."""
     tag = uuid.uuid4().hex[:8]
     return Settings(broker=f"kafka://{kafka_broker.bootstrap}").isolated(
         f"test-{tag}",
