@@ -5,6 +5,7 @@ position per block (`SASRec.extend`) instead of the user's whole window.
     vecs = cache.encode(model, vocab, [UserSequence("u1", 3, events, history), ...])
     cache.clear()             # the model's weights changed
     cache.forget_groups({3})  # the users of partition 3 are served elsewhere now
+    cache.forget_users(["u1"])  # u1 asked to be forgotten
 
 A model whose positions are counted from the window's start (``SASRecConfig.positions``
 ``from_start``) gives an item the same keys and values whatever is appended after it, so
@@ -26,8 +27,12 @@ and ``events``, how many items were ever appended to it):
   other event one position (docs/decisions.md, "Incremental encoding").
 - Model updates: the owner calls `clear` whenever the weights change (any snapshot or
   delta); a catalogue that only grows new rows changes no cached key or value.
-- Memory: entries are dropped least recently used first to stay within ``max_bytes`` (their
-  tensors' bytes); an entry's tensors grow by doubling up to ``max_len`` positions.
+- Memory: every user holds one slot of ``max_len`` positions (`SASRec.kv_width` floats
+  each) and a vector, in one table grown by doubling up to ``max_bytes``; past that, the
+  least recently used user's slot is taken. One table, not a tensor per user: a batch's
+  cached positions are gathered, and its new ones stored, in one indexing operation each,
+  where per-user tensors cost several tensor calls per user, more than the model's math
+  for a short history (docs/decisions.md, "Incremental encoding").
 
 Kept per ``group`` (the worker's partition): `forget_groups` drops a group's users.
 """
@@ -39,13 +44,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from rtrank.model.sasrec import SASRec
 from rtrank.model.serving import length_groups, pad_batch
 from rtrank.model.vocab import Vocabulary
 
-MIN_CAPACITY = 8  # positions a new entry holds room for, at least
+FIRST_SLOTS = 64  # users the table holds room for at first (then doubled as needed)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class CacheCounts:
     hits: int = 0  # the cached window extended by the new items
     misses: int = 0  # the whole history encoded
     restarts: int = 0  # the window slid: its latest half encoded afresh
-    evictions: int = 0  # entries dropped to stay within the byte bound
+    evictions: int = 0  # users dropped to stay within the byte bound
 
 
 @dataclass
@@ -73,30 +77,28 @@ class _Entry:
     events: int
     history: Sequence[str]
     span: int  # how many of the history's latest ids the window covers
-    kv: torch.Tensor  # (capacity, kv_width): the window's positions in its first `length`
+    slot: int  # its row of the table: the window's positions in its first `length` columns
     length: int
-    vec: torch.Tensor  # (D,) the user vector of the window
     group: int
-
-    @property
-    def nbytes(self) -> int:
-        return (self.kv.numel() + self.vec.numel()) * self.kv.element_size()
 
 
 class EncodeCache:
     """Per-user keys and values (see the module doc); one caller at a time.
 
     Args:
-        max_bytes: bound on the tensors kept; 0 keeps nothing (every user a miss).
+        max_bytes: bound on the table of keys, values and vectors; below one user's slot,
+            nothing is kept (every user a miss).
     """
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 0:
             raise ValueError(f"the cache bound must be >= 0 bytes, not {max_bytes}")
         self.max_bytes = max_bytes
-        self.bytes = 0
         self.counts = CacheCounts()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._kv: torch.Tensor | None = None  # (slots, max_len, kv_width)
+        self._vecs: torch.Tensor | None = None  # (slots, D)
+        self._free: list[int] = []  # slots of the table no user holds
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -104,16 +106,31 @@ class EncodeCache:
     def __contains__(self, key: str) -> bool:
         return key in self._entries
 
+    @property
+    def bytes(self) -> int:
+        """Bytes of the table as allocated (at most ``max_bytes``)."""
+        if self._kv is None or self._vecs is None:
+            return 0
+        return (self._kv.numel() + self._vecs.numel()) * self._kv.element_size()
+
     def clear(self) -> None:
         """Forget every user: the weights their keys and values came from changed."""
         self._entries.clear()
-        self.bytes = 0
+        self._kv = self._vecs = None
+        self._free = []
 
     def forget_groups(self, groups: set[int]) -> int:
         """Forget the users of ``groups``; returns how many were dropped."""
         gone = [k for k, e in self._entries.items() if e.group in groups]
         for key in gone:
-            self.bytes -= self._entries.pop(key).nbytes
+            self._free.append(self._entries.pop(key).slot)
+        return len(gone)
+
+    def forget_users(self, keys: Sequence[str]) -> int:
+        """Forget the users ``keys`` (forgotten at their request); returns how many it held."""
+        gone = [k for k in keys if k in self._entries]
+        for key in gone:
+            self._free.append(self._entries.pop(key).slot)
         return len(gone)
 
     @torch.no_grad()
@@ -126,96 +143,146 @@ class EncodeCache:
         ``model`` must be the one every cached entry came from (`clear` after a change)
         and count positions from the start; ``vocab`` maps its ids to rows.
         """
+        self._fit(model)
         max_len = model.config.max_len
         out = torch.empty(len(users), model.config.dim, device=model.device)
-        fresh: list[tuple[int, list[int], int]] = []  # (user, rows to encode, span)
-        steps: list[tuple[int, str, _Entry, list[int]]] = []  # (user, key, entry, new rows)
+        fresh: list[tuple[int, list[int], int, int]] = []  # (user, rows, span, slot)
+        steps: list[tuple[int, _Entry, list[int]]] = []  # (user, entry, rows to append)
+        batch: dict[str, _Entry] = {}  # this call's users, out of the LRU order meanwhile
         for n, user in enumerate(users):
-            entry = self._entries.pop(user.key, None)
-            if entry is not None:
-                self.bytes -= entry.nbytes
-            appended = _appended(entry, user)
-            if appended is None:
+            if user.key in batch:  # asked twice in one call: served, not kept
                 self.counts.misses += 1
-                fresh.append((n, vocab.rows(user.history), len(user.history)))
+                fresh.append((n, vocab.rows(user.history), len(user.history), -1))
                 continue
-            rows = vocab.rows(appended)
-            if entry.span + len(appended) > len(user.history) or entry.length + len(rows) > max_len:
-                self.counts.restarts += 1
-                keep = max_len // 2
-                fresh.append((n, vocab.rows(user.history[-keep:]), min(keep, len(user.history))))
+            entry = self._entries.pop(user.key, None)
+            appended = _appended(entry, user)
+            rows = [] if appended is None else vocab.rows(appended)
+            if (
+                appended is None
+                or entry.span + len(appended) > len(user.history)
+                or (entry.length + len(rows) > max_len)
+            ):
+                if appended is None:
+                    self.counts.misses += 1
+                    rows, span = vocab.rows(user.history), len(user.history)
+                else:
+                    self.counts.restarts += 1
+                    keep = max_len // 2
+                    rows, span = vocab.rows(user.history[-keep:]), min(keep, len(user.history))
+                slot = entry.slot if entry is not None else self._take_slot()
+                fresh.append((n, rows, span, slot))
+                if slot >= 0:
+                    batch[user.key] = _Entry(user.events, user.history, span, slot, 0, user.group)
                 continue
             self.counts.hits += 1
-            entry.events, entry.history, entry.span = (
-                user.events,
-                user.history,
-                entry.span + len(appended),
-            )
-            steps.append((n, user.key, entry, rows))
-        entries = self._encode_fresh(model, users, fresh, out, max_group)
-        entries += self._extend(model, steps, out)
-        for entry_key, entry in entries:
-            self._entries[entry_key] = entry
-            self.bytes += entry.nbytes
-        self._evict()
+            entry.events, entry.history = user.events, user.history
+            entry.span += len(appended)
+            steps.append((n, entry, rows))
+            batch[user.key] = entry
+        self._encode_fresh(model, fresh, out, max_group, batch, users)
+        self._extend(model, steps, out, max_group)
+        self._entries.update(batch)
         return out
 
     def _encode_fresh(
         self,
         model: SASRec,
-        users: Sequence[UserSequence],
-        fresh: list[tuple[int, list[int], int]],
+        fresh: list[tuple[int, list[int], int, int]],
         out: torch.Tensor,
         max_group: int,
-    ) -> list[tuple[str, _Entry]]:
-        """Whole windows, in groups of similar length (`length_groups`)."""
+        batch: dict[str, _Entry],
+        users: Sequence[UserSequence],
+    ) -> None:
+        """Whole windows, in groups of similar length (`length_groups`), stored in their
+        users' slots (those that got one)."""
         max_len = model.config.max_len
-        made = []
-        for group in length_groups([min(len(r), max_len) for _, r, _ in fresh], max_group):
+        for group in length_groups([min(len(r), max_len) for _, r, _, _ in fresh], max_group):
             seqs = pad_batch([fresh[g][1] for g in group], max_len, model.device)
             vecs, kv = model.encode_kv(seqs)  # (b, D), (b, W, kv_width)
             out[torch.tensor([fresh[g][0] for g in group], device=model.device)] = vecs
             width = seqs.shape[1]
             for b, g in enumerate(group):
-                n, rows, span = fresh[g]
+                n, rows, _, slot = fresh[g]
+                if slot < 0:
+                    continue
                 length = min(len(rows), max_len)
-                store = kv.new_empty(_capacity(length, max_len), kv.shape[2])
-                store[:length] = kv[b, width - length :]
-                user = users[n]
-                vec = vecs[b].clone()  # not a view: it would keep the whole batch's alive
-                entry = _Entry(user.events, user.history, span, store, length, vec, user.group)
-                made.append((user.key, entry))
-        return made
+                self._kv[slot, :length] = kv[b, width - length :]
+                self._vecs[slot] = vecs[b]
+                batch[users[n].key].length = length
 
     def _extend(
-        self, model: SASRec, steps: list[tuple[int, str, _Entry, list[int]]], out: torch.Tensor
-    ) -> list[tuple[str, _Entry]]:
-        """The new rows of each cached user, one position per round, all users at once."""
-        max_len = model.config.max_len
-        for n, _, entry, _ in steps:
-            out[n] = entry.vec  # a user whose new items are all unknown keeps its vector
-        for depth in range(max((len(r) for *_, r in steps), default=0)):
-            live = [(n, e, r[depth]) for n, _, e, r in steps if depth < len(r)]
-            past = pad_sequence([e.kv[: e.length] for _, e, _ in live], batch_first=True)
-            lengths = torch.tensor([e.length for _, e, _ in live], device=model.device)
-            rows = torch.tensor([row for *_, row in live], device=model.device)
-            vecs, new = model.extend(rows, past, lengths)  # (b, D), (b, kv_width)
-            out[torch.tensor([n for n, *_ in live], device=model.device)] = vecs
-            for b, (_, entry, _) in enumerate(live):
-                if entry.length == entry.kv.shape[0]:
-                    grown = entry.kv.new_empty(_capacity(entry.length + 1, max_len), new.shape[1])
-                    grown[: entry.length] = entry.kv
-                    entry.kv = grown
-                entry.kv[entry.length] = new[b]
-                entry.length += 1
-                entry.vec = vecs[b].clone()
-        return [(key, entry) for _, key, entry, _ in steps]
+        self,
+        model: SASRec,
+        steps: list[tuple[int, _Entry, list[int]]],
+        out: torch.Tensor,
+        max_group: int,
+    ) -> None:
+        """The new rows of each cached user, one position per round, up to ``max_group``
+        users at once: their positions gathered from the table in one copy, the new
+        position's keys and values stored back in one."""
+        if not steps:
+            return
+        device = model.device
+        slots = torch.tensor([e.slot for _, e, _ in steps], device=device)
+        # a user whose new items are all unknown keeps its vector
+        out[torch.tensor([n for n, _, _ in steps], device=device)] = self._vecs[slots]
+        for depth in range(max(len(r) for _, _, r in steps)):
+            live = [(n, e, r[depth]) for n, e, r in steps if depth < len(r)]
+            live.sort(key=lambda step: step[1].length)  # each part gathered to its longest
+            for i in range(0, len(live), max_group):
+                part = live[i : i + max_group]
+                where = torch.tensor([e.slot for _, e, _ in part], device=device)
+                lengths = torch.tensor([e.length for _, e, _ in part], device=device)
+                width = max(e.length for _, e, _ in part) + 1  # the new position last
+                # (b, width, kv_width): past each user's length, finite leftovers, masked
+                past = self._kv[:, :width][where]
+                vecs = model.extend(
+                    torch.tensor([r for *_, r in part], device=device), past, lengths
+                )
+                self._kv[where, lengths] = past[:, -1]
+                self._vecs[where] = vecs
+                out[torch.tensor([n for n, _, _ in part], device=device)] = vecs
+                for _, entry, _ in part:
+                    entry.length += 1
 
-    def _evict(self) -> None:
-        while self.bytes > self.max_bytes and self._entries:
+    def _fit(self, model: SASRec) -> None:
+        """A table for ``model``'s shapes and device: an empty one at first, and in place
+        of one made for another model (`clear` was due)."""
+        kv = self._kv
+        shape = (model.config.max_len, model.kv_width)
+        if kv is not None and (tuple(kv.shape[1:]) != shape or kv.device != model.device):
+            self.clear()
+        if self._kv is None:
+            self._kv = torch.zeros(0, *shape, device=model.device)
+            self._vecs = torch.zeros(0, model.config.dim, device=model.device)
+
+    def _take_slot(self) -> int:
+        """A free slot of the table, grown (doubled, within ``max_bytes``) or taken from the
+        least recently used user; -1 when the table cannot hold one user."""
+        if self._free:
+            return self._free.pop()
+        if self._grow():
+            return self._free.pop()
+        if self._entries:
             _, entry = self._entries.popitem(last=False)
-            self.bytes -= entry.nbytes
             self.counts.evictions += 1
+            return entry.slot
+        return -1
+
+    def _grow(self) -> bool:
+        """Double the table's slots (at first `FIRST_SLOTS`) within ``max_bytes``; False
+        when not one more slot fits."""
+        kv, vecs = self._kv, self._vecs
+        if kv is None or vecs is None:
+            return False
+        slot_bytes = (kv.shape[1] * kv.shape[2] + vecs.shape[1]) * kv.element_size()
+        slots = min(max(FIRST_SLOTS, 2 * kv.shape[0]), self.max_bytes // slot_bytes)
+        if slots <= kv.shape[0]:
+            return False
+        self._kv = torch.cat([kv, kv.new_zeros(slots - kv.shape[0], *kv.shape[1:])])
+        self._vecs = torch.cat([vecs, vecs.new_zeros(slots - vecs.shape[0], vecs.shape[1])])
+        self._free += range(slots - 1, kv.shape[0] - 1, -1)
+        return True
 
 
 def _appended(entry: _Entry | None, user: UserSequence) -> Sequence[str] | None:
@@ -230,9 +297,3 @@ def _appended(entry: _Entry | None, user: UserSequence) -> Sequence[str] | None:
     if list(user.history[:kept]) != list(entry.history[len(entry.history) - kept :]):
         return None
     return user.history[kept:]
-
-
-def _capacity(length: int, max_len: int) -> int:
-    """Room for ``length`` positions: the next power of two, at least `MIN_CAPACITY`, at
-    most ``max_len``."""
-    return min(max_len, max(MIN_CAPACITY, 1 << max(0, length - 1).bit_length()))

@@ -150,15 +150,16 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(self._attend(q, k, v, mask)))
 
     def step(
-        self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Output (B, 1, D) of one new position ``x`` (B, 1, D) attending the cached keys
-        and values ``past_k``/``past_v`` (B, P, D) that ``mask`` (B, 1, 1, P + 1) allows,
-        and itself (the last key); with the new position's key and value (B, 1, D)."""
+        and values (B, S, D) that ``mask`` (B, 1, 1, S) allows; the new position's own key
+        and value are written into the last slot of ``keys``/``values`` first (in place:
+        no copy of the cache)."""
         D = x.shape[2]
         q, k, v = self.qkv(x).split(D, dim=2)
-        y = self._attend(q, torch.cat([past_k, k], 1), torch.cat([past_v, v], 1), mask)
-        return self.resid_drop(self.proj(y)), k, v
+        keys[:, -1:], values[:, -1:] = k, v
+        return self.resid_drop(self.proj(self._attend(q, keys, values, mask)))
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
@@ -206,13 +207,12 @@ class Block(nn.Module):
         return x + self.ffn(self.ln2(x))
 
     def step(
-        self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`forward` for one new position (B, 1, D) over cached keys and values
-        (`CausalSelfAttention.step`): (output (B, 1, D), its key, its value)."""
-        a, k, v = self.attn.step(self.ln1(x), past_k, past_v, mask)
-        x = x + a
-        return x + self.ffn(self.ln2(x)), k, v
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`forward` for one new position (B, 1, D) over cached keys and values, its own
+        written into their last slot (`CausalSelfAttention.step`)."""
+        x = x + self.attn.step(self.ln1(x), keys, values, mask)
+        return x + self.ffn(self.ln2(x))
 
 
 class SASRec(nn.Module):
@@ -381,32 +381,31 @@ class SASRec(nn.Module):
     @torch.no_grad()
     def extend(
         self, rows: torch.Tensor, past: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """User vectors (B, D) after appending item ``rows[b]`` (B,) to the ``lengths[b]``
-        (B,) positions of user b cached in ``past[b, :lengths[b]]`` (B, P, kv_width), and the
-        new position's keys and values (B, kv_width). Each user's result is `encode_kv`'s
-        for its whole window (to float rounding) when ``past`` came from `encode_kv` and
-        earlier `extend` calls on the same weights, and ``lengths[b] < max_len``.
+        (B,) positions of user b cached in ``past[b, :lengths[b]]`` (B, P + 1, kv_width),
+        whose last column ``past[:, P]`` receives the new position's keys and values (in
+        place: the cache is not copied again). Each user's result is `encode_kv`'s for its
+        whole window (to float rounding) when ``past`` came from `encode_kv` and earlier
+        `extend` calls on the same weights, and ``lengths[b] < max_len``.
 
         Raises:
             ValueError: as `encode_kv`.
         """
         self._check_incremental()
-        B, P, _ = past.shape
+        S = past.shape[1]  # P + 1
         D = self.config.dim
         rows, lengths = rows.to(self.device), lengths.to(self.device)
         x = self.item_emb(rows)[:, None, :] * math.sqrt(D) + self.pos_emb(lengths)[:, None, :]
-        # each user attends its own cached positions and the new one (the last key)
-        cols = torch.arange(P + 1, device=self.device)
-        mask = (cols[None, :] < lengths[:, None]) | (cols[None, :] == P)  # (B, P + 1)
-        mask = mask[:, None, None, :]  # (B, 1, 1, P + 1): broadcast over heads
-        new: list[torch.Tensor] = []
+        # each user attends its own cached positions and the new one (the last column)
+        cols = torch.arange(S, device=self.device)
+        mask = (cols[None, :] < lengths[:, None]) | (cols[None, :] == S - 1)  # (B, S)
+        mask = mask[:, None, None, :]  # (B, 1, 1, S): broadcast over heads
         for n, block in enumerate(self.blocks):
-            past_k = past[:, :, 2 * n * D : (2 * n + 1) * D]  # (B, P, D)
-            past_v = past[:, :, (2 * n + 1) * D : (2 * n + 2) * D]
-            x, k, v = block.step(x, past_k, past_v, mask)
-            new += (k, v)
-        return self.ln_f(x)[:, 0, :], torch.cat(new, dim=2)[:, 0, :]
+            keys = past[:, :, 2 * n * D : (2 * n + 1) * D]  # (B, S, D), a view
+            values = past[:, :, (2 * n + 1) * D : (2 * n + 2) * D]
+            x = block.step(x, keys, values, mask)
+        return self.ln_f(x)[:, 0, :]
 
     def _check_incremental(self) -> None:
         if self.config.positions != "from_start":

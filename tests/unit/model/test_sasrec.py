@@ -256,12 +256,12 @@ def test_extend_gives_the_vector_and_cached_positions_of_encoding_the_whole_wind
     model = tiny_model(num_items=30)
     first = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]])  # histories of 2 and 4 items
     _, kv = model.encode_kv(first)
-    past = torch.zeros(2, 4, model.kv_width)
+    past = torch.zeros(2, 5, model.kv_width)  # room for 4 cached positions and the new one
     past[0, :2], past[1, :4] = kv[0, 2:], kv[1]
-    vecs, new = model.extend(torch.tensor([9, 8]), past, torch.tensor([2, 4]))
+    vecs = model.extend(torch.tensor([9, 8]), past, torch.tensor([2, 4]))
     whole_vecs, whole_kv = model.encode_kv(torch.tensor([[0, 0, 3, 4, 9], [1, 2, 3, 4, 8]]))
     torch.testing.assert_close(vecs, whole_vecs, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(new, whole_kv[:, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(past[:, -1], whole_kv[:, -1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(vecs[:1], model.encode(torch.tensor([[3, 4, 9]])))
 
 
