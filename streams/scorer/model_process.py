@@ -11,6 +11,7 @@ drains about twice as fast (`rtrank bench pipeline`, docs/decisions.md).
     version, ranked, filtered, report = await model.rank(history, candidates, changes)
     report = await model.apply_updates(changes)          # between batches, when idle
     await model.forget_partitions(partitions)            # revoked: drop their cached users
+    await model.forget_users(users)                      # forgotten: drop them too
     model.stop()
 
 Contract:
@@ -167,6 +168,10 @@ class ServedModel:
         """Drop the encode cache's users of ``partitions``; returns how many."""
         return self.scorer.forget_partitions(partitions)
 
+    def forget_users(self, users: list[str]) -> int:
+        """Drop ``users`` (forgotten) from the encode cache; returns how many it held."""
+        return self.scorer.forget_users(users)
+
     def report(self) -> ModelReport:
         """The state now, with the updates applied and rejected since the last report."""
         report = ModelReport(
@@ -227,6 +232,10 @@ def _rank(
 
 def _forget_partitions(partitions: set[int]) -> int:
     return _served.forget_partitions(partitions)
+
+
+def _forget_users(users: list[str]) -> int:
+    return _served.forget_users(users)
 
 
 def _apply_updates(changes: dict[str, Any]) -> ModelReport:
@@ -307,6 +316,12 @@ class ModelProcess:
         entries), once every call made before this one has run: a batch in flight cannot
         put them back. Returns how many users were dropped."""
         return await self._call(_forget_partitions, partitions)
+
+    async def forget_users(self, users: list[str]) -> int:
+        """Drop what the process keeps for ``users``, who were forgotten (their encode
+        cache entries), once every call made before this one has run. Returns how many of
+        them it held."""
+        return await self._call(_forget_users, users)
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -175,6 +175,10 @@ class Scorer:
         many were dropped."""
         return self.cache.forget_groups(partitions)
 
+    def forget_users(self, users: list[str]) -> int:
+        """Drop ``users`` (forgotten) from the encode cache; returns how many it held."""
+        return self.cache.forget_users(users)
+
     def _learn_items(self, requests: list[ScoreRequest]) -> None:
         for request in requests:
             for item_id in request.history:

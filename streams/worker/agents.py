@@ -86,6 +86,10 @@ class Serving:
     async def apply_updates(self) -> None:
         self._record(await self.model.apply_updates(self.items.take_changes()))
 
+    async def forget_users(self, users: list[str]) -> None:
+        """The model process drops what it keeps for ``users``, who were forgotten."""
+        await self.model.forget_users(users)
+
     async def forget_revoked(self, revoked: set[TP]) -> None:
         """The model process drops its cached users of the events partitions in ``revoked``.
         A dead or hung process is only logged here: the answer loop stops the worker on it."""

@@ -22,7 +22,8 @@ batch's events: an event whose list or state was not delivered is redelivered af
 A record marked as a forget request (`rtrank.streams.forgetting`) starts the user afresh
 at ingest (`Dataflow._ingest_forget`): their later events build a new state; answer then
 deletes the stored state and writes tombstones for the user's lists and examples
-(`Dataflow._forget`) before any later list of theirs, and acks the request.
+(`Dataflow._forget`) before any later list of theirs, has the scorer drop what it keeps
+for them, and acks the request.
 
 Everything one worker keeps between events (the queue, ``read_up_to``, ``unwritten``) is
 an attribute of one `Dataflow`, and belongs to a partition: `Dataflow.revoke` drops it when
@@ -74,6 +75,10 @@ class Scorer(Protocol):
         """One list per request and the model version that scored it (an experiment's
         variants may serve different models); ``fresh``: events newly applied since the
         previous call (for trending)."""
+
+
+    async def forget_users(self, users: list[str]) -> None:
+        """Drop whatever the scorer keeps for ``users``, who were forgotten."""
 
 
 class Sink(Protocol):
@@ -462,9 +467,13 @@ class Dataflow:
         inference_ms = (time.monotonic() - started) * 1000
         metrics.batch_size.observe(len(batch))
         metrics.inference_seconds.observe(inference_ms / 1000)
-        for pending in batch:  # before the lists: a later event's list follows the tombstone
+        forgotten = []
+        for pending in batch:  # before the lists: a later event's list follows them
             if isinstance(pending.parsed, Forget) and self.owns(pending):
                 await self._forget(pending)
+                forgotten.append(pending.parsed.user_id)
+        if forgotten:  # after this batch's scoring, which may have cached them again
+            await self.scorer.forget_users(forgotten)
         lists_topic = settings.recommendations_topic
         emitted = 0
         for pending, request, items, version in zip(

@@ -98,6 +98,15 @@ def test_forgetting_revoked_partitions_drops_their_users_cached_in_the_process(
     assert loop.run_until_complete(model.forget_partitions({8})) == 1
 
 
+def test_forgetting_users_drops_them_from_the_process_cache(
+    model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    calls = [ScoreRequest(["item-1"], [], "", user, 5, 1) for user in ("f-a", "f-b")]
+    loop.run_until_complete(model.score(calls, [], {}))
+    assert loop.run_until_complete(model.forget_users(["f-a"])) == 1
+    assert loop.run_until_complete(model.forget_users(["f-a"])) == 0
+
+
 def test_rank_orders_every_known_candidate_and_names_the_version(
     model: ModelProcess, loop: asyncio.AbstractEventLoop
 ) -> None:

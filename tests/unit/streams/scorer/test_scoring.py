@@ -160,3 +160,10 @@ def test_a_model_counting_positions_from_the_end_serves_without_the_encode_cache
     for call in stream_of_requests(2):
         scorer.recommend(call, k=5)
     assert len(scorer.cache) == 0
+
+
+def test_forgetting_a_user_drops_them_from_the_encode_cache(tmp_path: Path) -> None:
+    scorer = Scorer.setup(small_checkpoint(tmp_path), "cpu", cache_mb=1)
+    scorer.recommend([ScoreRequest(["item-1"], [], "", u, 0, 1) for u in ("a", "b")], k=5)
+    assert scorer.forget_users(["a"]) == 1
+    assert ("a" in scorer.cache, "b" in scorer.cache) == (False, True)

@@ -101,6 +101,9 @@ class Scorer:
         lists = [[RankedItem(f"after-{r.history[-1] if r.history else ''}", 1.0)] for r in requests]
         return [self.VERSION] * len(lists), lists
 
+    async def forget_users(self, users: list[str]) -> None:
+        self.journal.append(("forget users", tuple(users)))
+
 
 class Source:
     """Every seek is a journal entry: ("seek", partition, offset); ``commits``: the

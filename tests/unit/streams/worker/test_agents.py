@@ -143,6 +143,10 @@ class ModelProcessStub:
         self.forgotten.append(partitions)
         return len(partitions)
 
+    async def forget_users(self, users: list[str]) -> int:
+        self.forgotten.append(set(users))
+        return len(users)
+
 
 def serving_with(model: ModelProcessStub) -> Serving:
     serving = Serving(Settings(broker="memory://"), ChangedItems(), Metrics())
@@ -165,3 +169,9 @@ def test_a_model_process_that_cannot_forget_is_logged_not_raised_in_the_rebalanc
     serving = serving_with(ModelProcessStub(ModelProcessError("the model process died")))
     asyncio.run(serving.forget_revoked({TP(events, 0)}))
     assert "cached users of revoked partitions not dropped" in caplog.text
+
+
+def test_forgotten_users_are_dropped_by_the_model_process() -> None:
+    model = ModelProcessStub()
+    asyncio.run(serving_with(model).forget_users(["u1", "u2"]))
+    assert model.forgotten == [{"u1", "u2"}]

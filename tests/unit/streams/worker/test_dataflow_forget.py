@@ -88,9 +88,17 @@ def test_the_request_is_acked_after_the_deletion_and_its_tombstones(
         ("delete", "u1"),
         ("send", LISTS),
         ("send", EXAMPLES),
+        ("forget users", ("u1",)),
         ("send now",),
         ("ack", 1),
     ]
+
+
+def test_the_scorer_drops_the_user_after_scoring_the_batch_that_began_their_new_history(
+    flow, journal, make_record, forget
+) -> None:
+    run(flow, make_record(0, event("u1", "i1")), forget(1, "u1"), make_record(2, event("u1", "i2")))
+    assert journal.index(("forget users", ("u1",))) > journal.index(("score", 1))
 
 
 def test_events_read_before_the_request_in_its_batch_get_no_list(
