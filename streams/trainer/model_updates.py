@@ -301,14 +301,21 @@ def updates_consumer(settings: Settings) -> tuple[KafkaConsumer, TopicPartition]
     return consumer, tp
 
 
-def latest_snapshot_offset(consumer: KafkaConsumer, tp: TopicPartition, window: int = 64) -> int:
-    """Offset of the first chunk of the newest complete snapshot; the topic's beginning
-    when it holds none. Reads backwards from the end in windows that grow 4x."""
+def latest_snapshot_offset(
+    consumer: KafkaConsumer,
+    tp: TopicPartition,
+    keys: UpdateKeys | None = None,
+    window: int = 64,
+) -> int:
+    """Offset of the first chunk of the newest complete snapshot (whose checksum and, with
+    ``keys``, signature verify: a forged snapshot never makes a reader skip the real one);
+    the topic's beginning when it holds none. Reads backwards from the end in windows that
+    grow 4x."""
     begin = consumer.beginning_offsets([tp])[tp]
     end = consumer.end_offsets([tp])[tp]
     while True:
         lo = max(begin, end - window)
-        found = _complete_snapshots(read_range(consumer, tp, lo, end))
+        found = _complete_snapshots(read_range(consumer, tp, lo, end), keys)
         if found:
             return max(found)[1]
         if lo == begin:
@@ -316,22 +323,34 @@ def latest_snapshot_offset(consumer: KafkaConsumer, tp: TopicPartition, window: 
         end, window = lo + 1, window * 4  # overlap one message: a snapshot may straddle
 
 
-def _complete_snapshots(records: list) -> list[tuple[int, int]]:
-    """(version, first offset) of each snapshot whose every chunk is in ``records``."""
-    seen: dict[str, tuple[int, int, set[int], int]] = {}
+def _complete_snapshots(records: list, keys: UpdateKeys | None) -> list[tuple[int, int]]:
+    """(version, first offset) of each snapshot whose every chunk is in ``records`` and
+    whose checksum and signature (with ``keys``) verify."""
+    chunks: dict[str, dict[int, Chunk]] = {}
+    first: dict[str, int] = {}
     for record in records:
         try:
             chunk = parse_chunk(record.value)
         except UpdateError:
             continue
-        if chunk.header["kind"] != "snapshot":
+        if chunk.header["kind"] == "snapshot":
+            chunks.setdefault(chunk.update_id, {})[chunk.header["chunk"]] = chunk
+            first[chunk.update_id] = min(first.get(chunk.update_id, record.offset), record.offset)
+    found = []
+    for uid, parts in chunks.items():
+        head = next(iter(parts.values())).header
+        if sorted(parts) != list(range(head["chunks"])):
             continue
-        v, first, got, total = seen.get(
-            chunk.update_id, (chunk.header["version"], record.offset, set(), chunk.header["chunks"])
-        )
-        got.add(chunk.header["chunk"])
-        seen[chunk.update_id] = (v, min(first, record.offset), got, total)
-    return [(v, first) for v, first, got, total in seen.values() if len(got) == total]
+        payload = b"".join(parts[n].data for n in range(head["chunks"]))
+        try:
+            if hashlib.sha256(payload).hexdigest() != head["sha256"]:
+                continue
+            if keys is not None:
+                keys.verify(signed_fields(head), head.get("sig"), f"snapshot {head['version']}")
+        except UpdateError:
+            continue
+        found.append((head["version"], first[uid]))
+    return found
 
 
 def read_range(
@@ -366,7 +385,7 @@ def read_updates(
     """Every update from the latest snapshot to the current end (trainer restarts)."""
     consumer, tp = updates_consumer(settings)
     try:
-        start = latest_snapshot_offset(consumer, tp)
+        start = latest_snapshot_offset(consumer, tp, keys)
         end = consumer.end_offsets([tp])[tp]
         assembler = Assembler(keys, settings.update_assembly_max_bytes)
         updates, max_version = [], -1
@@ -467,7 +486,7 @@ class UpdateFeed:
     def _follow(self) -> None:
         consumer, tp = updates_consumer(self.settings)
         try:
-            start = latest_snapshot_offset(consumer, tp)
+            start = latest_snapshot_offset(consumer, tp, self.keys)
             target = consumer.end_offsets([tp])[tp]
             consumer.seek(tp, start)
             log.info("model updates: reading %s from offset %d", tp.topic, start)

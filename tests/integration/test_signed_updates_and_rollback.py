@@ -5,7 +5,6 @@ rollback --to V` makes the worker serve V's weights and the trainer continue fro
 from __future__ import annotations
 
 import re
-import signal
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import UpdateFeed, to_messages
 from rtrank.streams.trainer.rollback import find_version
 from rtrank.streams.trainer.update_signing import UpdateKeys, load_private_key, new_key_pair
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import kill_and_show_log, wait_for
 from tests.integration.test_online import (
     complete_versions,
     newest_version,
@@ -54,8 +53,7 @@ def trainer(signed: Settings, tmp_path: Path):
     try:
         yield proc
     finally:
-        if proc.running:
-            proc.stop(signal.SIGKILL)
+        kill_and_show_log(proc)
 
 
 def served_version(worker) -> int:
@@ -105,8 +103,12 @@ def test_rollback_makes_the_worker_serve_the_old_weights_and_the_trainer_continu
     worker.settings = signed
     worker.start()
     target = newest_version(signed)  # the base snapshot
-    send_examples(signed, EXAMPLES)
-    wait_for(lambda: newest_version(signed) >= target + 2, message="the trainer did not learn")
+    for learned in (1, 2):  # a version after each batch: V's weights differ from the latest
+        send_examples(signed, EXAMPLES)
+        wait_for(
+            lambda n=learned: newest_version(signed) >= target + n,
+            message="the trainer did not learn",
+        )
     old = find_version(signed, keys, None, target)
 
     result = CliRunner().invoke(rollback, ["--to", str(target)], obj=signed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,13 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.updates import UpdateError
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.settings import Settings
-from rtrank.streams.trainer.model_updates import MAGIC, Assembler, parse_chunk, to_messages
+from rtrank.streams.trainer.model_updates import (
+    MAGIC,
+    Assembler,
+    _complete_snapshots,
+    parse_chunk,
+    to_messages,
+)
 from rtrank.streams.trainer.update_signing import (
     KeyFileError,
     UpdateKeys,
@@ -163,3 +170,18 @@ def test_a_new_key_pair_is_private_to_its_owner_and_never_overwritten(tmp_path) 
     with pytest.raises(FileExistsError):
         new_key_pair(tmp_path)
     assert private_path.read_bytes() == before and public_path.exists()
+
+
+def test_a_forged_snapshot_after_the_real_one_is_not_taken_for_the_latest(
+    key_dir, learner, tmp_path
+) -> None:
+    trainer, worker = keys_of(key_dir)
+    new_key_pair(tmp_path / "forger")
+    forger, _ = keys_of(tmp_path / "forger")
+    real = to_messages(learner.publish(2, snapshot=True), LIMIT, trainer)
+    forged = to_messages(learner.publish(3, snapshot=True), LIMIT, forger)
+    records = [
+        SimpleNamespace(offset=n, value=value) for n, (_, value) in enumerate([*real, *forged])
+    ]
+    assert _complete_snapshots(records, worker) == [(2, 0)]
+    assert sorted(_complete_snapshots(records, None)) == [(2, 0), (3, len(real))]
