@@ -25,14 +25,18 @@ and ``events``, how many items were ever appended to it):
   once past the window, a user is served from their latest ``max_len // 2`` to ``max_len``
   items instead of the latest ``max_len``; each restart costs a half-window encode, every
   other event one position (docs/decisions.md, "Incremental encoding").
-- Model updates: the owner calls `clear` whenever the weights change (any snapshot or
-  delta); a catalogue that only grows new rows changes no cached key or value.
+- Model updates: the owner calls `clear` when the transformer's weights change (a snapshot,
+  a delta with dense weights), and `forget_items` for a delta of item rows only: the users
+  whose window holds a changed row, and those whose window skipped ids unknown then (a
+  delta may add or reassign ids), are dropped; the others' keys and values are the new
+  model's too. A catalogue grown with new rows only changes no cached key or value.
 - Memory: every user holds one slot of ``max_len`` positions (`SASRec.kv_width` floats
-  each) and a vector, in one table grown by doubling up to ``max_bytes``; past that, the
-  least recently used user's slot is taken. One table, not a tensor per user: a batch's
-  cached positions are gathered, and its new ones stored, in one indexing operation each,
-  where per-user tensors cost several tensor calls per user, more than the model's math
-  for a short history (docs/decisions.md, "Incremental encoding").
+  and the item's row each) and a vector, in one table grown by doubling up to
+  ``max_bytes``; past that, the least recently used user's slot is taken. One table, not
+  a tensor per user: a batch's cached positions are gathered, and its new ones stored, in
+  one indexing operation each, where per-user tensors cost several tensor calls per user,
+  more than the model's math for a short history (docs/decisions.md, "Incremental
+  encoding").
 
 Kept per ``group`` (the worker's partition): `forget_groups` drops a group's users.
 """
@@ -80,6 +84,7 @@ class _Entry:
     slot: int  # its row of the table: the window's positions in its first `length` columns
     length: int
     group: int
+    unknown: bool = False  # ids of the window the vocabulary did not know (not encoded)
 
 
 class EncodeCache:
@@ -98,6 +103,7 @@ class EncodeCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._kv: torch.Tensor | None = None  # (slots, max_len, kv_width)
         self._vecs: torch.Tensor | None = None  # (slots, D)
+        self._rows: torch.Tensor | None = None  # (slots, max_len) the items, 0 past `length`
         self._free: list[int] = []  # slots of the table no user holds
 
     def __len__(self) -> int:
@@ -109,15 +115,28 @@ class EncodeCache:
     @property
     def bytes(self) -> int:
         """Bytes of the table as allocated (at most ``max_bytes``)."""
-        if self._kv is None or self._vecs is None:
+        if self._kv is None or self._vecs is None or self._rows is None:
             return 0
-        return (self._kv.numel() + self._vecs.numel()) * self._kv.element_size()
+        return sum(t.numel() * t.element_size() for t in (self._kv, self._vecs, self._rows))
 
     def clear(self) -> None:
         """Forget every user: the weights their keys and values came from changed."""
         self._entries.clear()
-        self._kv = self._vecs = None
+        self._kv = self._vecs = self._rows = None
         self._free = []
+
+    def forget_items(self, rows: torch.Tensor) -> int:
+        """Forget the users whose window holds one of the item ``rows`` (an update changed
+        their embeddings, not the transformer's weights), and those whose window has ids
+        the vocabulary did not know then (an update may have added or reassigned them:
+        encoded whole now, they would be read). Returns how many were dropped."""
+        if not self._entries or self._rows is None:
+            return 0
+        held = torch.isin(self._rows, rows.to(self._rows.device)).any(1).tolist()  # per slot
+        gone = [k for k, e in self._entries.items() if held[e.slot] or e.unknown]
+        for key in gone:
+            self._free.append(self._entries.pop(key).slot)
+        return len(gone)
 
     def forget_groups(self, groups: set[int]) -> int:
         """Forget the users of ``groups``; returns how many were dropped."""
@@ -164,19 +183,22 @@ class EncodeCache:
             ):
                 if appended is None:
                     self.counts.misses += 1
-                    rows, span = vocab.rows(user.history), len(user.history)
+                    span = len(user.history)
                 else:
                     self.counts.restarts += 1
-                    keep = max_len // 2
-                    rows, span = vocab.rows(user.history[-keep:]), min(keep, len(user.history))
+                    span = min(max_len // 2, len(user.history))
+                rows = vocab.rows(user.history[len(user.history) - span :])
                 slot = entry.slot if entry is not None else self._take_slot()
                 fresh.append((n, rows, span, slot))
                 if slot >= 0:
-                    batch[user.key] = _Entry(user.events, user.history, span, slot, 0, user.group)
+                    batch[user.key] = _Entry(
+                        user.events, user.history, span, slot, 0, user.group, len(rows) < span
+                    )
                 continue
             self.counts.hits += 1
             entry.events, entry.history = user.events, user.history
             entry.span += len(appended)
+            entry.unknown |= len(rows) < len(appended)
             steps.append((n, entry, rows))
             batch[user.key] = entry
         self._encode_fresh(model, fresh, out, max_group, batch, users)
@@ -208,6 +230,8 @@ class EncodeCache:
                 length = min(len(rows), max_len)
                 self._kv[slot, :length] = kv[b, width - length :]
                 self._vecs[slot] = vecs[b]
+                self._rows[slot, :length] = seqs[b, width - length :]
+                self._rows[slot, length:] = 0
                 batch[users[n].key].length = length
 
     def _extend(
@@ -236,11 +260,11 @@ class EncodeCache:
                 width = max(e.length for _, e, _ in part) + 1  # the new position last
                 # (b, width, kv_width): past each user's length, finite leftovers, masked
                 past = self._kv[:, :width][where]
-                vecs = model.extend(
-                    torch.tensor([r for *_, r in part], device=device), past, lengths
-                )
+                rows = torch.tensor([r for *_, r in part], device=device)
+                vecs = model.extend(rows, past, lengths)  # (b, D); fills past[:, -1]
                 self._kv[where, lengths] = past[:, -1]
                 self._vecs[where] = vecs
+                self._rows[where, lengths] = rows
                 out[torch.tensor([n for n, _, _ in part], device=device)] = vecs
                 for _, entry, _ in part:
                     entry.length += 1
@@ -255,6 +279,7 @@ class EncodeCache:
         if self._kv is None:
             self._kv = torch.zeros(0, *shape, device=model.device)
             self._vecs = torch.zeros(0, model.config.dim, device=model.device)
+            self._rows = torch.zeros(0, shape[0], dtype=torch.long, device=model.device)
 
     def _take_slot(self) -> int:
         """A free slot of the table, grown (doubled, within ``max_bytes``) or taken from the
@@ -272,16 +297,18 @@ class EncodeCache:
     def _grow(self) -> bool:
         """Double the table's slots (at first `FIRST_SLOTS`) within ``max_bytes``; False
         when not one more slot fits."""
-        kv, vecs = self._kv, self._vecs
-        if kv is None or vecs is None:
+        tables = (self._kv, self._vecs, self._rows)
+        if any(t is None for t in tables):
             return False
-        slot_bytes = (kv.shape[1] * kv.shape[2] + vecs.shape[1]) * kv.element_size()
-        slots = min(max(FIRST_SLOTS, 2 * kv.shape[0]), self.max_bytes // slot_bytes)
-        if slots <= kv.shape[0]:
+        had = tables[0].shape[0]
+        slot_bytes = sum(t.shape[1:].numel() * t.element_size() for t in tables)
+        slots = min(max(FIRST_SLOTS, 2 * had), self.max_bytes // slot_bytes)
+        if slots <= had:
             return False
-        self._kv = torch.cat([kv, kv.new_zeros(slots - kv.shape[0], *kv.shape[1:])])
-        self._vecs = torch.cat([vecs, vecs.new_zeros(slots - vecs.shape[0], vecs.shape[1])])
-        self._free += range(slots - 1, kv.shape[0] - 1, -1)
+        self._kv, self._vecs, self._rows = (
+            torch.cat([t, t.new_zeros(slots - had, *t.shape[1:])]) for t in tables
+        )
+        self._free += range(slots - 1, had - 1, -1)
         return True
 
 

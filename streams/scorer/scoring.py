@@ -20,7 +20,7 @@ from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.encode_cache import EncodeCache, UserSequence
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
-from rtrank.model.updates import Snapshot, Update, apply_update
+from rtrank.model.updates import Delta, Snapshot, Update, apply_update
 from rtrank.model.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ class Scorer:
     ``shortlist``: find each list's items through a bfloat16 shortlist (`ItemIndex`).
     ``cache_bytes``: bound of the per-user encode cache (`rtrank.model.encode_cache`), used
     for requests that name their user when the model counts positions from the start; 0 =
-    none. Every applied model update empties it.
+    none. An update of item rows only drops the users whose window reads them; any other
+    update empties it (`apply`).
     """
 
     def __init__(
@@ -107,9 +108,7 @@ class Scorer:
                 target,
                 len(ckpt.vocab) - 1,
             )
-            return cls(
-                ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short, cache_bytes
-            )
+            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short, cache_bytes)
         torch.manual_seed(seed)
         model = SASRec(SASRecConfig(num_items=2)).to(target)
         log.warning("no checkpoint: serving a randomly initialised model on %s", target)
@@ -126,12 +125,17 @@ class Scorer:
             rtrank.model.updates.UpdateError: stale, out of order or incompatible; the model
                 served so far is left exactly as it was.
         """
+        served = self.model
         model, vocab, version = apply_update(
             self.model, self.vocab, self.version, update, self.device
         )
         self.model, self.vocab, self.version = model.eval(), vocab, version
         self.items = ItemIndex(self.model, self.shortlist)
-        self.cache.clear()  # keys and values of the weights served before
+        # cached keys and values read the transformer and their window's item rows
+        if isinstance(update, Delta) and not update.dense and model is served:
+            self.cache.forget_items(update.rows)
+        else:
+            self.cache.clear()
         if isinstance(update, Snapshot):
             self.grows_with_stream = False  # the trainer's vocabulary is the truth now
 

@@ -95,7 +95,7 @@ def test_after_clear_every_user_is_encoded_whole_with_the_new_weights(tiny_model
 
 def test_the_cache_keeps_within_its_bytes_dropping_the_least_recently_used(tiny_model, tiny_vocab):
     model, vocab = tiny_model(num_items=30), tiny_vocab(30)
-    user_bytes = (10 * model.kv_width + 16) * 4  # max_len positions and a vector
+    user_bytes = (10 * model.kv_width + 16) * 4 + 10 * 8  # max_len positions, their items, a vector
     cache = EncodeCache(2 * user_bytes + user_bytes // 2)  # room for two users
     cache.encode(model, vocab, [UserSequence(u, 0, 1, ["item-1"]) for u in ("a", "b")])
     cache.encode(model, vocab, [UserSequence("a", 0, 1, ["item-1"])])  # a: the most recent
@@ -140,7 +140,7 @@ def test_a_user_asked_twice_in_one_call_gets_the_same_vector_twice(tiny_model, t
 
 def test_slots_freed_by_forgotten_users_serve_new_users_exactly(tiny_model, tiny_vocab):
     model, vocab = tiny_model(num_items=30), tiny_vocab(30)
-    user_bytes = (10 * model.kv_width + 16) * 4
+    user_bytes = (10 * model.kv_width + 16) * 4 + 10 * 8
     cache = EncodeCache(2 * user_bytes)
     long = [f"item-{i}" for i in range(9)]
     cache.encode(model, vocab, [UserSequence(u, 0, 9, long) for u in ("a", "b")])
@@ -157,4 +157,34 @@ def test_forgetting_users_drops_them_only(tiny_model, tiny_vocab):
     cache = EncodeCache(64 * MB)
     cache.encode(model, vocab, [UserSequence(u, 0, 1, ["item-1"]) for u in ("a", "b")])
     assert cache.forget_users(["a", "stranger"]) == 1
+    assert ("a" in cache, "b" in cache) == (False, True)
+
+
+def test_an_item_row_update_drops_only_the_users_whose_window_holds_a_changed_row(
+    tiny_model, tiny_vocab
+):
+    model, vocab = tiny_model(num_items=30), tiny_vocab(30)
+    cache = EncodeCache(64 * MB)
+    histories = {"a": ["item-1", "item-2"], "b": ["item-3", "item-4"]}
+    cache.encode(model, vocab, [UserSequence(u, 0, 2, h) for u, h in histories.items()])
+    changed = torch.tensor(vocab.rows(["item-4", "item-9"]))
+    with torch.no_grad():
+        model.item_emb.weight[changed] += 0.5
+    assert cache.forget_items(changed) == 1
+    assert ("a" in cache, "b" in cache) == (True, False)
+    grown = {u: h + ["item-5"] for u, h in histories.items()}
+    vecs = cache.encode(model, vocab, [UserSequence(u, 0, 3, h) for u, h in grown.items()])
+    torch.testing.assert_close(vecs, full(model, vocab, list(grown.values())))
+    assert (cache.counts.hits, cache.counts.misses) == (1, 3)
+
+
+def test_an_item_update_drops_the_users_whose_window_skipped_ids_unknown_then(
+    tiny_model, tiny_vocab
+):
+    model, vocab = tiny_model(num_items=30), tiny_vocab(29)  # item-29 unknown: its row unused
+    cache = EncodeCache(64 * MB)
+    users = [UserSequence("a", 0, 2, ["item-29", "item-1"]), UserSequence("b", 0, 1, ["item-2"])]
+    cache.encode(model, vocab, users)
+    vocab.add("item-29")
+    assert cache.forget_items(torch.tensor([vocab.row("item-29")])) == 1
     assert ("a" in cache, "b" in cache) == (False, True)

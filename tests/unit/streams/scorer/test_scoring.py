@@ -10,7 +10,7 @@ import torch
 
 from rtrank.model.checkpoint import save_checkpoint
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import make_snapshot
+from rtrank.model.updates import Delta, make_snapshot
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
 
@@ -167,3 +167,23 @@ def test_forgetting_a_user_drops_them_from_the_encode_cache(tmp_path: Path) -> N
     scorer.recommend([ScoreRequest(["item-1"], [], "", u, 0, 1) for u in ("a", "b")], k=5)
     assert scorer.forget_users(["a"]) == 1
     assert ("a" in scorer.cache, "b" in scorer.cache) == (False, True)
+
+
+def test_an_item_row_update_keeps_the_cached_users_whose_window_it_does_not_touch(
+    tmp_path: Path,
+) -> None:
+    path = small_checkpoint(tmp_path)
+    cached, plain = Scorer.setup(path, "cpu", cache_mb=1), Scorer.setup(path, "cpu")
+    first = [ScoreRequest(["item-1", "item-2"], [], "", "a", 0, 2)]
+    first.append(ScoreRequest(["item-3", "item-4"], [], "", "b", 0, 2))
+    cached.recommend(first, k=5)
+    row = cached.vocab.row("item-4")
+    values = cached.model.item_emb.weight[[row]].detach() + 0.5
+    for scorer in (cached, plain):
+        scorer.apply(Delta(4, 3, len(scorer.vocab), [], {}, torch.tensor([row]), values.clone()))
+    assert ("a" in cached.cache, "b" in cached.cache) == (True, False)
+    after = [ScoreRequest(r.history + ["item-5"], [], "", r.user_id, 0, 3) for r in first]
+    assert [[i for i, _ in lst] for lst in cached.recommend(after, k=10)] == [
+        [i for i, _ in lst] for lst in plain.recommend(after, k=10)
+    ]
+    assert cached.cache.counts.hits == 1
