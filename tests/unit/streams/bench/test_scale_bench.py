@@ -88,15 +88,16 @@ def test_sizes_turn_readings_into_per_user_and_per_million_event_figures() -> No
         rss=1_500 * 2**20,
         disk_growth=400_000,
         state_bytes=[1_000, 1_400],
-        topic_volume={"events": 20 * 2**20},
-        topic_records={"events": 200_000},
+        topic_volume={"events": 20 * 2**20, "recommendations": 50 * 2**20},
+        topic_records={"events": 200_000, "recommendations": 80_000},
     )
     assert s["events_per_core_s"] == 2_500
+    assert s["events_per_list"] == 2.5
     assert (s["worker_rss_start_mb"], s["worker_rss_mb"]) == (1_000, 1_500)
     assert s["rocksdb_bytes_per_user"] == 400
     assert s["changelog_bytes_per_user_state"] == 1_200
-    assert s["topic_mb_per_million_events"] == {"events": 100.0}
-    assert s["topic_bytes_per_record"] == {"events": 105}
+    assert s["topic_mb_per_million_events"] == {"events": 100.0, "recommendations": 250.0}
+    assert s["topic_bytes_per_record"] == {"events": 105, "recommendations": 655}
 
 
 def test_a_run_with_one_broken_guarantee_is_not_correct() -> None:
