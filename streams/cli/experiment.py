@@ -74,8 +74,8 @@ def text(r: dict) -> str:
         for v in r["variants"]:
             if "vs_control" in v:
                 lines.append(
-                    f"{v['name'] + ' - ' + r['control']:<29}"
-                    + "".join(f"{_diff(v['vs_control'][m]):>26}" for m in METRICS)
+                    f"{v['name']} - {r['control']}: "
+                    + ", ".join(f"{m} {_diff(v['vs_control'][m])}" for m in METRICS)
                 )
         s = r["sample_ratio"]
         lines.append(
@@ -128,7 +128,7 @@ def _mean_ci(e: dict) -> str:
 
 def _diff(d: dict) -> str:
     lo, hi = d["ci"]
-    return f"{_num(d['diff'], '+.4f')} [{_num(lo, '+.3f')},{_num(hi, '+.3f')}] p {_p(d['p'])}"
+    return f"{_num(d['diff'], '+.4f')} [{_num(lo, '+.4f')}, {_num(hi, '+.4f')}] p {_p(d['p'])}"
 
 
 def draw(r: dict, path: str) -> None:
