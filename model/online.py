@@ -83,6 +83,7 @@ class OnlineConfig:
     surprise_floor: float = 0.05  # least share of ``lr`` a step takes (see `surprise_scale`)
     clip_grad_norm: float = 5.0  # longest gradient a step takes (rows + dense); well above usual
     # steps, so it only tames outliers; 0: off
+    max_items: int = 0  # vocabulary cap: beyond it new items take the coldest rows; 0: none
     seed: int = 0
 
     @property
@@ -177,6 +178,9 @@ class OnlineLearner:
         self._t = torch.zeros(len(vocab))  # per-row step counts (bias correction)
         self._touched: set[int] = set()
         self._vocab_len_published = len(vocab)
+        self._reused: dict[int, str] = {}  # rows given to new items since the last publish
+        self._used = torch.zeros(len(vocab))  # per row: the `observe` call that last named it
+        self._observed = 0  # `observe` calls so far
         self.steps = 0
         self.skipped = 0  # steps refused for a NaN or infinite loss or gradient
 
@@ -191,9 +195,23 @@ class OnlineLearner:
         return [p for n, p in self.model.named_parameters() if n != EMB]
 
     def observe(self, examples: Iterable[Example]) -> None:
-        """Adds every item the examples name to the vocabulary (growing the model)."""
-        for ex in examples:
-            for item in (*ex.prefix, ex.item_id):
+        """Adds every item the examples name to the vocabulary (growing the model), and
+        marks their rows as used now.
+
+        With a cap (``max_items``), an item beyond it takes the row of the coldest item
+        instead, the one named longest ago (`_recycle`), and the old id is forgotten: the
+        trainer's own examples naming it are left out of steps from then on, and workers
+        forget it with the delta that carries the row (`Delta.reused`). An item that a
+        full vocabulary has no row for now (more new items at once than rows not named by
+        these examples) stays unknown, and its examples are left out.
+        """
+        named = dict.fromkeys(item for ex in examples for item in (*ex.prefix, ex.item_id))
+        cap = self.config.max_items
+        waiting = []
+        for item in named:
+            if item not in self.vocab and cap and len(self.vocab) - 1 >= cap:
+                waiting.append(item)
+            else:
                 self.vocab.add(item)
         if len(self.vocab) > self.model.config.num_items:
             self.model.grow(len(self.vocab))
@@ -205,6 +223,30 @@ class OnlineLearner:
             self._m = torch.cat([self._m, torch.zeros(extra, D)])
             self._v = torch.cat([self._v, torch.zeros(extra, D)])
             self._t = torch.cat([self._t, torch.zeros(extra)])
+            self._used = torch.cat([self._used, torch.zeros(extra)])
+        self._observed += 1
+        self._used[self.vocab.rows(named)] = self._observed
+        if waiting:
+            self._recycle(waiting)
+
+    @torch.no_grad()
+    def _recycle(self, items: list[str]) -> None:
+        """Gives ``items`` (unknown) the rows of the coldest items, fewest-recently named
+        first; rows named by this `observe` call are never taken. Each row given starts
+        afresh: re-initialised like a new row (`SASRec.typical_rows`), its Adam moments
+        zeroed, and it is published with the next version."""
+        used = self._used[1 : len(self.vocab)]  # (V-1,) item rows
+        free = int((used < self._observed).sum())
+        items = items[:free]
+        if not items:
+            return
+        rows = (torch.topk(used, len(items), largest=False).indices + 1).tolist()
+        self.vocab.reassign(dict(zip(rows, items, strict=True)))
+        self.model.item_emb.weight[rows] = self.model.typical_rows(len(rows))
+        self._m[rows], self._v[rows], self._t[rows] = 0.0, 0.0, 0.0
+        self._used[rows] = self._observed
+        self._reused.update(zip(rows, items, strict=True))
+        self._touched.update(rows)
 
     def step(self, fresh: list[Example]) -> float | None:
         """One gradient step on ``fresh`` plus replayed examples, each counted by its weight
@@ -214,9 +256,11 @@ class OnlineLearner:
         the model never holds a non-finite weight to publish."""
         self.observe(fresh)
         n_replay = round(len(fresh) * self.config.replay_ratio)
-        batch = [e for e in fresh if e.prefix] + [
-            e for e in self.buffer.sample(n_replay, self.config.recent_share) if e.prefix
-        ]
+        batch = [
+            e
+            for e in fresh + self.buffer.sample(n_replay, self.config.recent_share)
+            if e.item_id in self.vocab and any(i in self.vocab for i in e.prefix)
+        ]  # an item recycled away (`observe`) is unknown
         for ex in fresh:
             self.buffer.add(ex)
         if not batch:
@@ -363,6 +407,7 @@ class OnlineLearner:
         update = self.snapshot(version, meta) if snapshot else self.delta(version, meta)
         self.version = version
         self._touched.clear()
+        self._reused.clear()
         self._vocab_len_published = len(self.vocab)
         return update
 
@@ -379,6 +424,7 @@ class OnlineLearner:
             base=self.version,
             vocab_len_before=before,
             new_items=self.vocab.items()[before - 1 :],
+            reused=[(row, item) for row, item in sorted(self._reused.items()) if row < before],
             dense=self._dense_if_trained(),
             rows=idx,
             row_values=weight[idx].clone() if rows else weight[:0].clone(),

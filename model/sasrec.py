@@ -464,12 +464,27 @@ class SASRec(nn.Module):
         return torch.topk(s, k, dim=1)
 
     @torch.no_grad()
+    def typical_rows(self, count: int) -> torch.Tensor:
+        """``count`` new item rows (count, D), drawn from a normal with the per-dimension
+        mean and std of the existing item rows (at most ``GROW_SAMPLE_ROWS`` of them, evenly
+        spaced): a new item starts looking like a typical item rather than an outlier."""
+        old = self.item_emb.weight
+        items = old[1:] if old.shape[0] > 2 else old  # one item row: padding joins the stats
+        items = items[:: max(1, items.shape[0] // GROW_SAMPLE_ROWS)]
+        n = items.shape[0]
+        mean = items.mean(0)
+        # E[x^2] - E[x]^2: one pass of row sums, where `std(0)` strides down the columns
+        var = (items.square().mean(0) - mean.square()).clamp_min(0) * (n / (n - 1))
+        return mean + var.sqrt() * torch.randn(
+            count, old.shape[1], device=old.device, dtype=old.dtype
+        )
+
+    @torch.no_grad()
     def grow(self, num_rows: int) -> None:
         """Enlarges the item embedding to ``num_rows`` rows; existing rows are kept.
 
-        New rows are drawn from a normal with the per-dimension mean and std of the
-        existing item rows, so a new item starts looking like a typical item rather than
-        an outlier. The parameter object is replaced: rebuild optimizers afterwards.
+        New rows are `typical_rows`. The parameter object is replaced: rebuild optimizers
+        afterwards.
 
         The online trainer grows nearly every step on a stream with new items, so growth
         must be cheap (docs/decisions.md): the statistics come from at most
@@ -484,15 +499,7 @@ class SASRec(nn.Module):
             if num_rows < n_old:
                 raise ValueError(f"cannot shrink the embedding from {n_old} to {num_rows}")
             return
-        items = old[1:] if n_old > 2 else old  # with one item row, let padding join the stats
-        items = items[:: max(1, items.shape[0] // GROW_SAMPLE_ROWS)]
-        n = items.shape[0]
-        mean = items.mean(0)
-        # E[x^2] - E[x]^2: one pass of row sums, where `std(0)` strides down the columns
-        var = (items.square().mean(0) - mean.square()).clamp_min(0) * (n / (n - 1))
-        fresh = mean + var.sqrt() * torch.randn(
-            num_rows - n_old, D, device=old.device, dtype=old.dtype
-        )
+        fresh = self.typical_rows(num_rows - n_old)
         room = self._item_room
         # a table moved, cast or replaced since no longer starts at the room's first row
         if room is None or room.data_ptr() != old.data_ptr() or room.shape[0] < num_rows:

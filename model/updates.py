@@ -43,6 +43,9 @@ class Delta:
     """What changed from version ``base`` to ``version``.
 
     ``new_items`` are appended to the vocabulary (first one at row ``vocab_len_before``);
+    ``reused`` are rows a capped trainer gave to new items, (row, item id) each, the ids
+    they held forgotten (`rtrank.model.vocab.Vocabulary.reassign`), applied before the
+    appended ones; their new values are among ``rows``;
     ``rows``/``row_values`` are the embedding rows that changed (new rows included);
     ``dense`` is every other parameter, whole; or nothing, from a trainer that leaves them
     untrained (`rtrank.model.online.OnlineConfig.dense_lr` 0), and then the served ones stay.
@@ -56,6 +59,7 @@ class Delta:
     rows: torch.Tensor  # (R,) int64
     row_values: torch.Tensor  # (R, D)
     meta: dict[str, Any] = field(default_factory=dict)  # trainer bookkeeping (offsets, lags)
+    reused: list[tuple[int, str]] = field(default_factory=list)  # (row, new item id)
 
 
 @dataclass
@@ -179,10 +183,9 @@ def apply_delta(model: SASRec, vocab: Vocabulary, version: int, delta: Delta) ->
         len(delta.rows) and (int(delta.rows.min()) < 1 or int(delta.rows.max()) >= new_len)
     ):
         raise UpdateError("incompatible", f"delta {delta.version}: embedding rows do not fit")
-    if any(not isinstance(i, str) or not i or i in vocab for i in delta.new_items) or len(
-        set(delta.new_items)
-    ) != len(delta.new_items):
-        raise UpdateError("incompatible", f"delta {delta.version}: bad new vocabulary entries")
+    if not _fits(vocab, delta):
+        raise UpdateError("incompatible", f"delta {delta.version}: bad vocabulary entries")
+    vocab.reassign(dict(delta.reused))
     for item in delta.new_items:
         vocab.add(item)
     model.grow(new_len)
@@ -190,6 +193,19 @@ def apply_delta(model: SASRec, vocab: Vocabulary, version: int, delta: Delta) ->
     for name, t in delta.dense.items():
         state[name].copy_(t.to(device))
     model.item_emb.weight[delta.rows.to(device)] = delta.row_values.to(device)
+
+
+def _fits(vocab: Vocabulary, delta: Delta) -> bool:
+    """True when ``delta``'s reused rows are distinct item rows of ``vocab`` and the ids
+    afterwards (reused and appended) are distinct non-empty strings."""
+    items = vocab.items()
+    rows = [row for row, _ in delta.reused]
+    if len(set(rows)) != len(rows) or not all(0 < row < len(vocab) for row in rows):
+        return False
+    for row, item in delta.reused:
+        items[row - 1] = item
+    after = items + list(delta.new_items)
+    return all(isinstance(i, str) and i for i in after) and len(set(after)) == len(after)
 
 
 # --- bytes: safetensors + JSON metadata (never pickle) ----------------------------------
@@ -219,6 +235,8 @@ def encode_update(update: Update) -> bytes:
             "new_items": update.new_items,
             "meta": update.meta,
         }
+        if update.reused:  # a delta of an uncapped vocabulary reads as before
+            head["reused"] = update.reused
     tensors = {k: v.detach().cpu() for k, v in tensors.items()}
     return st_save(tensors, metadata={"format": UPDATE_FORMAT, "head": json.dumps(head)})
 
@@ -256,12 +274,23 @@ def decode_update(data: bytes) -> Update:
                 rows=tensors["rows"].long(),
                 row_values=tensors["row_values"],
                 meta=dict(head.get("meta", {})),
+                reused=_row_items(head.get("reused", [])),
             )
         raise ValueError(f"unknown kind {head['kind']!r}")
     except UpdateError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, SafetensorError) as e:
         raise UpdateError("corrupt", f"undecodable update ({e})") from e
+
+
+def _row_items(pairs: Any) -> list[tuple[int, str]]:
+    """``[[row, item id], ...]`` as (int, str) pairs; ValueError for anything else."""
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and type(p[0]) is int and isinstance(p[1], str)
+        for p in pairs
+    ):
+        raise ValueError("reused must be a list of [row, item id]")
+    return [(row, item) for row, item in pairs]
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

@@ -1,22 +1,26 @@
 """Item vocabulary: external item ids (strings) <-> embedding rows.
 
-Row 0 is padding and never maps to an item. New items are appended, so a row never changes
+Row 0 is padding and never maps to an item. New items are appended, so a row keeps its
 meaning once given out: a model trained on version N of a vocabulary stays valid for the
 first rows of version N+1 (the model grows its embedding table to match, `SASRec.grow`).
-``version`` counts growth steps so that workers and the trainer can tell which mapping a
-set of weights expects.
+The one exception is a capped vocabulary: the online trainer then gives the coldest rows to
+new items (`reassign`, `rtrank.model.online.OnlineConfig.max_items`), and the delta that
+carries the new weights names the rows given (`rtrank.model.updates.Delta.reused`), so the
+trainer and every worker forget the old ids together. ``version`` counts changes so that
+workers and the trainer can tell which mapping a set of weights expects.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 PAD = 0  # embedding row reserved for padding
 
 
 class Vocabulary:
-    """Append-only mapping between external item ids and embedding rows.
+    """Mapping between external item ids and embedding rows: appended to, and reassigned
+    only by a capped trainer (`reassign`).
 
     Args:
         ids: initial item ids, given rows 1, 2, ... in order (duplicates are ignored).
@@ -50,6 +54,34 @@ class Vocabulary:
             row = self._add(item_id)
             self.version += 1
         return row
+
+    def reassign(self, changes: Mapping[int, str]) -> list[str]:
+        """Gives each row of ``changes`` to its new item id, forgetting the ids they held;
+        returns those, in the order of ``changes``. Nothing changes on an error.
+
+        Raises:
+            ValueError: a row is not an item row, an id is not a non-empty string, or an id
+                would name two rows afterwards.
+        """
+        if not changes:
+            return []
+        items = list(self._items)
+        for row, item_id in changes.items():
+            if not isinstance(row, int) or not PAD < row < len(items):
+                raise ValueError(f"row {row!r} is not an item row (1..{len(items) - 1})")
+            if not isinstance(item_id, str) or not item_id:
+                raise ValueError(f"item ids are non-empty strings, got {item_id!r}")
+            items[row] = item_id
+        if len(set(items)) != len(items):
+            raise ValueError("reassigned ids would name two rows")
+        forgotten = [self._items[row] for row in changes]
+        for old in forgotten:
+            del self._rows[old]
+        for row, item_id in changes.items():
+            self._rows[item_id] = row
+        self._items = items
+        self.version += 1
+        return forgotten
 
     def row(self, item_id: str) -> int | None:
         """Returns the row of ``item_id``, or None when it is unknown."""

@@ -407,6 +407,13 @@ class Settings(BaseSettings):
         description="Items the trending counters track; beyond, the least popular half "
         "is forgotten.",
     )
+    vocab_max_items: int = Field(
+        1_000_000,
+        ge=0,
+        description="Trainer: embedding rows for items at most; beyond, a new item takes the "
+        "row of the item the stream named longest ago (re-initialised; workers forget the "
+        "old id with the next model update). 0 = no cap.",
+    )
 
     # Kafka security: every Kafka client of rtrank connects with these
     # (rtrank.streams.kafka_security); validated together in _kafka_security_consistent.

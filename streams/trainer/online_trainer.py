@@ -157,6 +157,7 @@ def online_config(settings: Settings) -> OnlineConfig:
         negatives=settings.trainer_negatives,
         surprise_floor=settings.trainer_surprise_floor,
         clip_grad_norm=settings.trainer_clip_grad_norm,
+        max_items=settings.vocab_max_items,
         seed=settings.seed,
     )
 

@@ -61,3 +61,26 @@ def test_json_round_trip_keeps_every_row():
 def test_from_json_rejects_anything_but_a_list_of_distinct_ids(text):
     with pytest.raises(ValueError):
         Vocabulary.from_json(text)
+
+
+def test_a_reassigned_row_names_its_new_item_and_the_old_id_is_forgotten() -> None:
+    vocab = Vocabulary(["a", "b", "c"], version=4)
+    assert vocab.reassign({2: "x"}) == ["b"]
+    assert (vocab.row("x"), vocab.row("b"), "b" in vocab) == (2, None, False)
+    assert vocab.items() == ["a", "x", "c"] and len(vocab) == 4
+    assert vocab.version == 5
+
+
+def test_rows_may_swap_their_items_in_one_reassignment() -> None:
+    vocab = Vocabulary(["a", "b"])
+    vocab.reassign({1: "b", 2: "a"})
+    assert (vocab.row("a"), vocab.row("b")) == (2, 1)
+
+
+def test_a_reassignment_that_would_name_an_id_twice_changes_nothing() -> None:
+    vocab = Vocabulary(["a", "b"])
+    with pytest.raises(ValueError):
+        vocab.reassign({1: "b"})
+    with pytest.raises(ValueError):
+        vocab.reassign({0: "z"})  # padding is no item row
+    assert vocab.items() == ["a", "b"] and vocab.row("a") == 1

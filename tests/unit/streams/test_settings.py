@@ -330,6 +330,7 @@ def every_field_changed() -> Settings:
         state_ttl_s=86400.5,
         catalogue_max_items=59,
         trending_max_items=61,
+        vocab_max_items=67,
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-256",
         kafka_username="rtrank-worker",

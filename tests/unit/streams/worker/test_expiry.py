@@ -131,3 +131,11 @@ def test_a_users_state_keeps_the_broker_time_of_their_last_event(
     asyncio.run(go())
     assert states["u"]["seen_at"] == NOW
     assert flow.broker_ms == NOW  # the clock expiry goes by
+
+
+def test_the_partitions_owned_share_one_budget_of_states_per_tick(db) -> None:
+    for i in range(10):
+        put(db, f"old{i}", NOW - 2 * HOUR_MS)
+    expiry = Expiry(HOUR_MS, per_tick=4, skip=frozenset({OFFSET_KEY}))
+    expiry.assigned([0, 1])
+    assert len(expiry.sweep(0, db, NOW, set())) == 2
