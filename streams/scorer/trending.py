@@ -5,9 +5,11 @@ Stored as forward decay (Cormode et al., 2009): each event adds ``w * 2 ** ((t -
 half_life)`` once, and reading divides by ``2 ** ((now - t0) / half_life)``, so an event
 costs O(1) whatever the catalogue size. ``t0`` moves forward (all values rescaled) before
 the exponents grow large. "Now" is the newest event time seen, and an event's time counts
-as at most the wall clock's: replays of old data decay by their own clock, and an event
-dated in the future (a producer's wrong clock, or a hostile one) counts as happening now
-instead of outweighing every real event until its date (and moving "now" there).
+as at most the broker's append time (the worker hands events over so,
+`rtrank.streams.worker.dataflow.at_broker_time`) and the wall clock's: replays of old data
+decay by their own clock, and an event dated in the future (a producer's wrong clock, or a
+hostile one) counts as happening now instead of outweighing every real event until its
+date (and moving "now" there).
 
 At most ``max_items`` items are tracked (``RTRANK_TRENDING_MAX_ITEMS``): one more, and the
 least popular half is forgotten at once (amortised O(1) per event); an item forgotten

@@ -462,7 +462,7 @@ class Dataflow:
         settings, metrics = self.settings, self.metrics
         started = time.monotonic()
         answered, requests = requests_for(batch, settings.allow_repeats, self.experiment)
-        fresh = [p.parsed for p in batch if p.prefix is not None]
+        fresh = [at_broker_time(p) for p in batch if p.prefix is not None]
         versions, lists = await self.scorer.score(requests, fresh)
         inference_ms = (time.monotonic() - started) * 1000
         metrics.batch_size.observe(len(batch))
@@ -576,6 +576,14 @@ def events_behind(consumer: Any, read_up_to: dict[Any, int]) -> int:
         if highwater is not None:
             total += max(0, highwater - read_up_to[tp] - 1)
     return total
+
+
+def at_broker_time(pending: Pending) -> Event:
+    """The event as trending counts it: at its ``ts``, or at the broker's append time when
+    ``ts`` claims later (a producer's clock ahead, or a hostile one): popularity decays by
+    the broker's clock, never by the latest time a producer claimed."""
+    event, appended = pending.parsed, pending.record.timestamp
+    return replace(event, ts=appended) if 0 < appended < event.ts else event
 
 
 def training_example(
