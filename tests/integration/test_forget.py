@@ -1,10 +1,13 @@
 """Forgetting a user against a real broker, worker and trainer: `rtrank forget` leaves
 tombstones on the user table's changelog and on the recommendations topic, the list
-lookup answers 404, the trainer's replay buffer no longer holds the user, and a restarted
-worker still knows nothing of them. The list lookup runs behind a bearer token here.
+lookup answers 404, the trainer's replay buffer no longer holds the user, and neither a
+restarted worker nor one that starts without local state (as a worker taking the
+partitions over does: it reads the whole changelog) knows anything of them. The list
+lookup runs behind a bearer token here.
 
-A takeover is not run: the new owner recovers the same changelog the restart does, and
-tests/integration/test_takeover.py covers recovery after a takeover.
+A two-worker takeover is not run: what a new owner recovers is the changelog, as the worker
+started without local state does here; tests/integration/test_takeover.py covers the
+handover itself.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def test_the_list_lookup_needs_the_token_while_health_and_metrics_stay_open(serv
     assert "rtrank_events_total" in worker.metrics()  # /metrics, without a token
 
 
-def test_a_forgotten_user_is_gone_from_table_lists_and_trainer_even_after_a_restart(
+def test_a_forgotten_user_stays_gone_after_a_restart_and_a_recovery_from_the_changelog(
     served,
 ) -> None:
     settings, worker = served
@@ -142,6 +145,13 @@ def test_a_forgotten_user_is_gone_from_table_lists_and_trainer_even_after_a_rest
         torch.set_num_threads(threads)
 
     worker.stop()
+    worker.start()
+    assert get(settings, "/recommendations/u1")[0] == 404
+    assert get(settings, "/recommendations/u2")[0] == 200
+
+    # As a worker taking the partitions over: no local state, the whole changelog read.
+    worker.stop()
+    worker.settings = settings.replace(data_dir=settings.data_dir.parent / "new-owner")
     worker.start()
     assert get(settings, "/recommendations/u1")[0] == 404
     assert get(settings, "/recommendations/u2")[0] == 200
