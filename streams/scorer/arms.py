@@ -4,7 +4,7 @@
     versions, lists = arms.score(requests)       # after base_ranker.observe(fresh)
 
 - The variant that learns online (`Experiment.learning_arm`) scores with ``base_scorer``,
-  the model the `rtrank.streams.trainer.model_updates.UpdateFeed` updates. Every other
+  the model the `rtrank.streams.trainer.update_feed.UpdateFeed` updates. Every other
   variant has a `Scorer` of its own, loaded from its checkpoint (``RTRANK_CHECKPOINT``
   unless it overrides it) and never updated: frozen. So the trainer's versions reach the
   learning arm only, and the trainer learns from that arm's examples only

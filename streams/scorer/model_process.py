@@ -21,7 +21,7 @@ Contract:
   carries the version that scored it.
 - The child owns the `rtrank.streams.scorer.scoring.Scorer`, the
   `rtrank.streams.scorer.ranker.Ranker` (popularity, re-rank rules) and the
-  `rtrank.streams.trainer.model_updates.UpdateFeed` (it reads the model-updates topic
+  `rtrank.streams.trainer.update_feed.UpdateFeed` (it reads the model-updates topic
   itself, so snapshots never cross the process boundary). The catalogue lives in the
   worker's ``item_to_info`` table; each call carries the entries that changed since the
   previous call (`rtrank.streams.catalogue.ChangedItems`) and the child applies them first.
@@ -77,7 +77,7 @@ from rtrank.streams.scorer.ranker import Ranker
 from rtrank.streams.scorer.rerank import RankedItem
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
 from rtrank.streams.settings import Settings
-from rtrank.streams.trainer.model_updates import UpdateFeed
+from rtrank.streams.trainer.update_feed import UpdateFeed
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from rtrank.streams.bench.worker_process import TrainerProcess
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import (
     Assembler,
-    UpdateFeed,
     parse_chunk,
     read_range,
     updates_consumer,
 )
+from rtrank.streams.trainer.update_feed import UpdateFeed
 from rtrank.streams.worker.topics_and_tables import kept_for
 from tests.integration.conftest import kill_and_show_log, read_topic, wait_for
 from tests.integration.test_online import send_examples

@@ -18,8 +18,9 @@ from rtrank.streams.bench.worker_metrics import metric_value
 from rtrank.streams.bench.worker_process import TrainerProcess
 from rtrank.streams.cli.rollback import rollback
 from rtrank.streams.settings import Settings
-from rtrank.streams.trainer.model_updates import UpdateFeed, to_messages
+from rtrank.streams.trainer.model_updates import to_messages
 from rtrank.streams.trainer.rollback import find_version
+from rtrank.streams.trainer.update_feed import UpdateFeed
 from rtrank.streams.trainer.update_signing import UpdateKeys, load_private_key, new_key_pair
 from tests.integration.conftest import kill_and_show_log, wait_for
 from tests.integration.test_online import (
