@@ -63,12 +63,12 @@ def text(r: dict) -> str:
     lines = [f"experiment {r['experiment']} ({r['mode']}); control: {r['control']}"]
     if r["mode"] == "ab":
         lines.append(
-            f"{'variant':<14}{'users':>7}{'events':>8}"
+            f"{'variant':<14}{'users':>7}{'events':>8}{'versions':>10}"
             + "".join(f"{m + ' [95% CI]':>26}" for m in METRICS)
         )
         for v in r["variants"]:
             lines.append(
-                f"{v['name']:<14}{v['users']:>7}{v['events']:>8}"
+                f"{v['name']:<14}{v['users']:>7}{v['events']:>8}{_versions(v['versions']):>10}"
                 + "".join(f"{_mean_ci(v[m]):>26}" for m in METRICS)
             )
         for v in r["variants"]:
@@ -111,6 +111,13 @@ def text(r: dict) -> str:
         "(delta method)"
     )
     return "\n".join(lines)
+
+
+def _versions(first_last: list[int]) -> str:
+    if not first_last:
+        return "-"
+    first, last = first_last
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def _num(x: float | None, fmt: str) -> str:

@@ -10,11 +10,12 @@ earlier event of its user, never one from a model version already trained on it 
 learning arm's versions come from the trainer). The judged list's ``experiment.variant``
 says whose event it is.
 
-- ``ab``: per variant the users assigned (users with a list of that variant), the events
-  judged, Hit@10, NDCG@10 and MRR (reciprocal rank within the list, 0 when absent), each
-  with its 95% interval; each variant's difference to the control (the first variant) with
-  its interval and p-value; a sample-ratio check of the users per variant against the
-  declared shares (`rtrank.streams.experiments.stats`).
+- ``ab``: per variant the users assigned (users with a list of that variant), the model
+  versions its lists carried (first and last), the events judged, Hit@10, NDCG@10 and MRR
+  (reciprocal rank within the list, 0 when absent), each with its 95% interval; each
+  variant's difference to the control (the first variant) with its interval and p-value;
+  a sample-ratio check of the users per variant against the declared shares
+  (`rtrank.streams.experiments.stats`).
 - ``interleave``: the interleaved lists' quality, and per variant the events its team won
   (the next item is one it placed), its share of the decided events with its interval and
   the p-value against an even split.
@@ -127,9 +128,11 @@ def _ab(run: Run, experiment: Experiment, events: list[Outcome], alpha: float) -
     for o in events:
         by_variant[o.variant].append(o)
     assigned: dict[str, set[str]] = defaultdict(set)
+    versions: dict[str, set[int]] = defaultdict(set)
     for user, lists in run.lists.items():
         for emitted in lists:
             assigned[emitted.variant].add(user)
+            versions[emitted.variant].add(emitted.version)
     names = [v.name for v in experiment.variants]
     found = {name: estimates(by_variant[name]) for name in names}
     control = found[experiment.control.name]
@@ -142,6 +145,7 @@ def _ab(run: Run, experiment: Experiment, events: list[Outcome], alpha: float) -
             "online_learning": v.online_learning,
             "users": len(assigned[v.name]),
             "events": est[PRIMARY].events,
+            "versions": [min(versions[v.name]), max(versions[v.name])] if versions[v.name] else [],
             **{m: _estimate(est[m]) for m in METRICS},
         }
         if v is not experiment.control:

@@ -95,6 +95,7 @@ def test_ab_names_the_trained_model_the_winner_with_p_below_1_percent(stream, li
     assert treatment["vs_control"]["hit@10"]["ci"][0] > 0
     assert treatment["hit@10"]["mean"] > control["hit@10"]["mean"]
     assert control["users"] + treatment["users"] == TEST_USERS
+    assert control["versions"] == treatment["versions"] == [0, 0]  # as `run_of` emits them
     assert not report["sample_ratio"]["flagged"]
 
 
