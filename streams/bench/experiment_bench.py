@@ -111,12 +111,12 @@ def experiment_command(
 ) -> None:
     """Replay PATH with the EXPERIMENT file and report which variant wins (as bench online)."""
     base = settings.replace(device=device)
-    tmp = Path(tempfile.mkdtemp(prefix="rtrank-bench-experiment-"))
     try:
         stream = file_stream(path, fmt, users, seed)
         load_experiment(experiment)
     except (DataError, OSError, ExperimentError) as exc:
         raise click.ClickException(str(exc)) from None
+    tmp = Path(tempfile.mkdtemp(prefix="rtrank-bench-experiment-"))
     try:
         with local_kafka_for(base):
             ckpt = checkpoint or pretrain(
