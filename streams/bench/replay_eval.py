@@ -31,7 +31,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kafka.consumer.fetcher import ConsumerRecord
+
 from rtrank.streams.bench.topic_reader import end_offsets, read_topic
+from rtrank.streams.forgetting import is_forget
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.online_eval import gains, rank_of
 
@@ -156,16 +159,20 @@ def read_run(
         )
     position: dict[tuple[int, int], tuple[str, int]] = {}
     for record in sorted(events, key=lambda r: (r.partition, r.offset)):
+        event = _event(record)
+        if event is None:  # dead-lettered, or a request (forget a user): no list answers it
+            continue
         user = record.key.decode()
         seen = run.items.setdefault(user, [])
         position[(record.partition, record.offset)] = (user, len(seen))
-        event = json.loads(record.value)
         seen.append(event["item_id"])
         run.times.setdefault(user, []).append(event.get("ts") or record.timestamp)
         run.examples.setdefault(user, []).append((record.partition, record.offset))
     for record in sorted(
         read_topic(settings, settings.recommendations_topic), key=lambda r: (r.partition, r.offset)
     ):
+        if record.value is None:  # a forgotten user's tombstone
+            continue
         rec = json.loads(record.value)
         source = rec["based_on"]
         user, n = position[(source["partition"], source["offset"])]
@@ -177,3 +184,15 @@ def read_run(
         )
     return run
 
+
+def _event(record: ConsumerRecord) -> dict | None:
+    """The event ``record`` holds; None for any other record of the events topic (one the
+    worker dead-lettered, a forget request), which no list answers."""
+    if record.key is None or is_forget(record.headers):
+        return None
+    try:
+        event = json.loads(record.value)
+    except (TypeError, ValueError):
+        return None
+    ok = isinstance(event, dict) and isinstance(event.get("item_id"), str | int)
+    return {**event, "item_id": str(event["item_id"])} if ok else None
