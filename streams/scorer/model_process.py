@@ -98,6 +98,10 @@ class ModelReport:
     items: int  # items the model can recommend (vocabulary minus padding)
     applied: list[tuple[str, int]] = field(default_factory=list)  # (snapshot|delta, version)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
+    # the encode cache: users encoded per outcome since the process started, users, bytes
+    cache_lookups: dict[str, int] = field(default_factory=dict)
+    cache_users: int = 0
+    cache_bytes: int = 0
 
 
 class ServedModel:
@@ -181,6 +185,14 @@ class ServedModel:
             self._applied,
             self._rejections,
         )
+        cache = self.scorer.cache
+        counts = cache.counts
+        report.cache_lookups = {
+            "hit": counts.hits,
+            "miss": counts.misses,
+            "restart": counts.restarts,
+        }
+        report.cache_users, report.cache_bytes = len(cache), cache.bytes
         self._applied, self._rejections = [], []
         return report
 

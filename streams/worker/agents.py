@@ -112,6 +112,12 @@ class Serving:
             log.info("now serving model version %d (%s)", version, kind)
         self.metrics.model_version.set(report.version)
         self.metrics.catalogue_items.set(report.items)
+        before = self.report.cache_lookups if self.report is not None else {}
+        for outcome, count in report.cache_lookups.items():
+            new = max(0, count - before.get(outcome, 0))  # the report's counts are running totals
+            self.metrics.encode_cache_lookups.labels(outcome).inc(new)
+        self.metrics.encode_cache_users.set(report.cache_users)
+        self.metrics.encode_cache_bytes.set(report.cache_bytes)
         self.report = report
 
 

@@ -69,6 +69,21 @@ class Metrics:
         self.catalogue_items = Gauge(
             "rtrank_catalogue_items", "Items the served model can recommend", registry=r
         )
+        self.encode_cache_lookups = Counter(
+            "rtrank_encode_cache_lookups",
+            "Users encoded by the model process, by outcome: hit (only new positions), "
+            "miss (whole history), restart (window slid: its latest half)",
+            ["outcome"],
+            registry=r,
+        )
+        self.encode_cache_users = Gauge(
+            "rtrank_encode_cache_users", "Users the encode cache holds", registry=r
+        )
+        self.encode_cache_bytes = Gauge(
+            "rtrank_encode_cache_bytes",
+            "Bytes of the encode cache's table (at most RTRANK_ENCODE_CACHE_MB)",
+            registry=r,
+        )
         self.model_updates = Counter(
             "rtrank_model_updates",
             "Model updates applied, by kind (snapshot, delta)",

@@ -92,7 +92,9 @@ def test_forgetting_revoked_partitions_drops_their_users_cached_in_the_process(
         ScoreRequest(["item-1"], [], "", user, partition, 1)
         for user, partition in (("p7-a", 7), ("p8-b", 8), ("p7-c", 7))
     ]
-    loop.run_until_complete(model.score(calls, [], {}))
+    _, _, report = loop.run_until_complete(model.score(calls, [], {}))
+    assert report.cache_users >= 3 and report.cache_bytes > 0
+    assert report.cache_lookups["miss"] >= 3
     assert loop.run_until_complete(model.forget_partitions({7})) == 2
     assert loop.run_until_complete(model.forget_partitions({7})) == 0
     assert loop.run_until_complete(model.forget_partitions({8})) == 1

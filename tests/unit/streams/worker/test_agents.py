@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP
 
 from rtrank.streams.catalogue import ChangedItems
-from rtrank.streams.scorer.model_process import ModelProcessError
+from rtrank.streams.scorer.model_process import ModelProcessError, ModelReport
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.agents import FaustSink, FaustStates, Serving, event_record
 from rtrank.streams.worker.metrics import Metrics
@@ -175,3 +175,12 @@ def test_forgotten_users_are_dropped_by_the_model_process() -> None:
     model = ModelProcessStub()
     asyncio.run(serving_with(model).forget_users(["u1", "u2"]))
     assert model.forgotten == [{"u1", "u2"}]
+
+
+def test_the_model_process_encode_cache_counts_reach_the_metrics_as_increments() -> None:
+    serving = serving_with(ModelProcessStub())
+    lookups = serving.metrics.encode_cache_lookups
+    serving._record(ModelReport(1, "cpu", 9, cache_lookups={"hit": 0, "miss": 3}, cache_users=3))
+    serving._record(ModelReport(1, "cpu", 9, cache_lookups={"hit": 5, "miss": 4}, cache_users=4))
+    assert (lookups.labels("hit")._value.get(), lookups.labels("miss")._value.get()) == (5, 4)
+    assert serving.metrics.encode_cache_users._value.get() == 4
