@@ -447,6 +447,15 @@ class Settings(BaseSettings):
         "", description="PEM private key (unencrypted) of RTRANK_KAFKA_CERT_FILE."
     )
 
+    def _set_variables(self, *names: str) -> str:
+        """The variables among the fields ``names`` that hold a value, for an error that
+        names each of them."""
+
+        def held(value: object) -> bool:
+            return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+        return ", ".join(variable(name) for name in names if held(getattr(self, name)))
+
     @model_validator(mode="after")
     def _kafka_security_consistent(self) -> Settings:
         """Credentials a protocol would ignore are a mistake, not a default: refuse them
@@ -463,15 +472,16 @@ class Settings(BaseSettings):
                 f"RTRANK_KAFKA_SECURITY_PROTOCOL={protocol} needs RTRANK_KAFKA_PASSWORD "
                 "or RTRANK_KAFKA_PASSWORD_FILE"
             )
-        if not sasl and (self.kafka_username or has_password):
+        login = self._set_variables("kafka_username", "kafka_password", "kafka_password_file")
+        if not sasl and login:
             raise ValueError(
-                "RTRANK_KAFKA_USERNAME and RTRANK_KAFKA_PASSWORD(_FILE) need "
+                f"{login} set, but used only with "
                 f"RTRANK_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL, not {protocol}"
             )
-        files = self.kafka_ca_file or self.kafka_cert_file or self.kafka_key_file
+        files = self._set_variables("kafka_ca_file", "kafka_cert_file", "kafka_key_file")
         if not tls and files:
             raise ValueError(
-                "RTRANK_KAFKA_CA_FILE, _CERT_FILE and _KEY_FILE need "
+                f"{files} set, but used only with "
                 f"RTRANK_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, not {protocol}"
             )
         if bool(self.kafka_cert_file) != bool(self.kafka_key_file):

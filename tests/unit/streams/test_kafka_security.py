@@ -183,8 +183,11 @@ def test_a_password_without_a_sasl_protocol_stops_the_load_without_showing_it() 
 
 
 def test_tls_files_without_a_tls_protocol_stop_the_load() -> None:
-    message = error_of(RTRANK_KAFKA_CA_FILE="/ca.pem")
-    assert "need RTRANK_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, not PLAINTEXT" in message
+    message = error_of(RTRANK_KAFKA_CA_FILE="/ca.pem", RTRANK_KAFKA_KEY_FILE="/k.pem")
+    assert message == (
+        "RTRANK_KAFKA_CA_FILE, RTRANK_KAFKA_KEY_FILE set, but used only with "
+        "RTRANK_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, not PLAINTEXT"
+    )
 
 
 def test_a_client_certificate_without_its_key_stops_the_load() -> None:
