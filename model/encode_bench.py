@@ -20,7 +20,7 @@ import torch
 
 from rtrank.model.encode_cache import EncodeCache, UserSequence
 from rtrank.model.sasrec import SASRec
-from rtrank.model.serving import encode_histories
+from rtrank.model.serving import ItemIndex, encode_histories
 from rtrank.model.vocab import Vocabulary
 
 UNBOUNDED = 1 << 40  # bytes: a cache that never evicts, for measuring
@@ -40,7 +40,9 @@ def encode_costs(
     (through a cache holding the history before the event), ``cold`` (`encode_histories`
     of the whole history, as served without the cache) and ``miss`` (the cache encoding
     the whole history of ``length`` items and keeping its keys and values); and the
-    largest difference between a warm and a cold user vector.
+    largest difference between a warm and a cold user vector; ``top_k_us``: finding each
+    list's 10 items in the whole catalogue afterwards (`ItemIndex`, float32), the same
+    with or without the cache, so that a list costs ``warm_us`` or ``cold_us`` plus it.
 
     Raises:
         ValueError: ``length + appends`` is past the model's window (the cache would
@@ -65,12 +67,14 @@ def encode_costs(
         EncodeCache(UNBOUNDED).encode(model, vocab, at(length))
         cache = EncodeCache(UNBOUNDED)
         miss = _timed(lambda: cache.encode(model, vocab, at(length)), model)[0]
-        warm = cold = 0.0
+        items = ItemIndex(model, shortlist=False)
+        warm = cold = top_k = 0.0
         diff = 0.0
         for n in range(length + 1, length + appends + 1):
             t_warm, vecs = _timed(lambda n=n: cache.encode(model, vocab, at(n)), model)
             t_cold, plain = _timed(lambda n=n: encode_histories(model, rows(n)), model)
             warm, cold = warm + t_warm, cold + t_cold
+            top_k += _timed(lambda vecs=vecs: items.top_k(vecs, 10), model)[0]
             diff = max(diff, float((vecs - plain).abs().max()))
     per_event = 1e6 / (users * appends)
     return {
@@ -79,6 +83,7 @@ def encode_costs(
         "warm_us": warm * per_event,
         "cold_us": cold * per_event,
         "miss_us": miss * 1e6 / users,
+        "top_k_us": top_k * per_event,
         "max_abs_diff": diff,
     }
 

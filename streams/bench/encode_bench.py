@@ -81,13 +81,15 @@ def encode_command(
 def _table(r: dict) -> str:
     m = r["machine"]
     lines = [
-        "history  warm us/event  cold us/event  cold/warm  miss us/user  max |warm-cold|",
+        "history  warm us/event  cold us/event  cold/warm  miss us/user  "
+        "top-10 us/list  list cold/warm  max |warm-cold|",
     ]
     for c in r["costs"]:
+        lists = (c["cold_us"] + c["top_k_us"]) / (c["warm_us"] + c["top_k_us"])
         lines.append(
             f"{c['length']:>4}+1   {c['warm_us']:>13.1f}  {c['cold_us']:>13.1f}  "
             f"{c['cold_us'] / c['warm_us']:>8.1f}x  {c['miss_us']:>12.1f}  "
-            f"{c['max_abs_diff']:>15.1e}"
+            f"{c['top_k_us']:>14.1f}  {lists:>13.1f}x  {c['max_abs_diff']:>15.1e}"
         )
     if r["replay"]:
         p = r["replay"]

@@ -13,7 +13,7 @@ def test_encode_costs_times_warm_cold_and_miss_on_the_same_histories(tiny_model,
     model, vocab = tiny_model(num_items=30), tiny_vocab(30)  # max_len 10
     costs = encode_costs(model, vocab, length=4, users=8, appends=3)
     assert (costs["length"], costs["users"]) == (4, 8)
-    assert all(costs[k] > 0 for k in ("warm_us", "cold_us", "miss_us"))
+    assert all(costs[k] > 0 for k in ("warm_us", "cold_us", "miss_us", "top_k_us"))
     assert costs["max_abs_diff"] < 1e-4  # warm and cold vectors agree
 
 
