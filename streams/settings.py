@@ -184,6 +184,18 @@ class Settings(BaseSettings):
         description="`on`: top-K via a bfloat16 pass over the catalogue, rescored "
         "exactly; `off`: float32 only; `auto`: on where bfloat16 runs natively.",
     )
+    item_index: Literal["exact", "ivf"] = Field(
+        "exact",
+        description="How a list's items are found: `exact` scans the whole catalogue; "
+        "`ivf` searches an approximate faiss IVF index (for catalogues of millions), its "
+        "candidates scored exactly; kept current with model updates.",
+    )
+    item_index_lists: int = Field(
+        0, ge=0, description="IVF cells (`item_index=ivf`); 0 = about 2 x sqrt(items)."
+    )
+    item_index_probe: int = Field(
+        16, gt=0, description="IVF cells searched per list: higher = better recall, slower."
+    )
     encode_cache_mb: float = Field(
         256.0,
         ge=0,

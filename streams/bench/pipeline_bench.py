@@ -32,6 +32,7 @@ from rtrank.model.vocab import Vocabulary
 from rtrank.streams.bench.encode_bench import encode_command
 from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
+from rtrank.streams.bench.index_bench import index_command
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.online_bench import online_command
 from rtrank.streams.bench.recommendation_reader import RecommendationReader
@@ -56,6 +57,7 @@ def bench() -> None:
 
 bench.add_command(quality_command)
 bench.add_command(encode_command)
+bench.add_command(index_command)
 bench.add_command(online_command)
 bench.add_command(rerank_command)
 bench.add_command(experiment_command)

@@ -57,6 +57,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtrank.model.item_ann import IvfConfig
 from rtrank.model.updates import Snapshot, UpdateError
 from rtrank.streams.catalogue import Catalogue
 from rtrank.streams.experiments.definition import load_experiment
@@ -117,6 +118,8 @@ class ServedModel:
             settings.score_max_users,
             settings.score_shortlist,
             settings.encode_cache_mb,
+            settings.item_index,
+            IvfConfig(settings.item_index_lists, settings.item_index_probe),
         )
         self.ranker = Ranker(settings, Catalogue({}))
         experiment = load_experiment(settings.experiment_file)

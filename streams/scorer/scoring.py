@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import faiss
 import torch
 
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.encode_cache import EncodeCache, UserSequence
+from rtrank.model.item_ann import IvfConfig, IvfIndex
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 from rtrank.model.updates import Delta, Snapshot, Update, apply_update
@@ -47,6 +49,8 @@ class Scorer:
     ``max_users`` caps the users of one model call: a backlogged worker's batches reach
     thousands of users, and their score matrix (users x catalogue floats) must stay small.
     ``shortlist``: find each list's items through a bfloat16 shortlist (`ItemIndex`).
+    ``ivf``: find them through an approximate IVF index instead (`rtrank.model.item_ann`),
+    which follows updates row by row rather than being built again.
     ``cache_bytes``: bound of the per-user encode cache (`rtrank.model.encode_cache`), used
     for requests that name their user when the model counts positions from the start; 0 =
     none. An update of item rows only drops the users whose window reads them; any other
@@ -62,6 +66,7 @@ class Scorer:
         max_users: int = 256,
         shortlist: bool = False,
         cache_bytes: int = 0,
+        ivf: IvfConfig | None = None,
     ) -> None:
         if max_users < 1:
             raise ValueError(f"at least one user per model call, not {max_users}")
@@ -71,7 +76,8 @@ class Scorer:
         self.grows_with_stream = grows_with_stream
         self.max_users = max_users
         self.shortlist = shortlist
-        self.items = ItemIndex(self.model, shortlist)  # renewed whenever the item table changes
+        # renewed (exact) or followed (ivf) whenever the item table changes
+        self.items = IvfIndex(self.model, ivf) if ivf else ItemIndex(self.model, shortlist)
         self.cache = EncodeCache(cache_bytes)
 
     @classmethod
@@ -84,6 +90,8 @@ class Scorer:
         max_users: int = 256,
         shortlist: str = "auto",
         cache_mb: float = 0,
+        item_index: str = "exact",
+        ivf: IvfConfig | None = None,
     ) -> Scorer:
         """Load ``checkpoint`` onto ``device`` (``auto`` = CUDA when present).
 
@@ -93,12 +101,16 @@ class Scorer:
         Raises:
             rtrank.model.checkpoint.CheckpointError: the checkpoint cannot be loaded.
             ValueError: the device is unknown or unavailable, ``max_users`` < 1, or
-                ``shortlist`` is not auto, on or off.
+                ``shortlist`` is not auto, on or off, or ``item_index`` not exact or ivf.
         """
+        if item_index not in ("exact", "ivf"):
+            raise ValueError(f"unknown item index {item_index!r}: use exact or ivf")
+        ivf = (ivf or IvfConfig()) if item_index == "ivf" else None
         target = resolve_device(device)
         short = resolve_shortlist(shortlist, target)
         cache_bytes = int(cache_mb * (1 << 20))
         torch.set_num_threads(max(1, threads))
+        faiss.omp_set_num_threads(max(1, threads))
         if checkpoint:
             ckpt = load_checkpoint(checkpoint, target)
             log.info(
@@ -108,11 +120,13 @@ class Scorer:
                 target,
                 len(ckpt.vocab) - 1,
             )
-            return cls(ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short, cache_bytes)
+            return cls(
+                ckpt.model, ckpt.vocab, ckpt.version, False, max_users, short, cache_bytes, ivf
+            )
         torch.manual_seed(seed)
         model = SASRec(SASRecConfig(num_items=2)).to(target)
         log.warning("no checkpoint: serving a randomly initialised model on %s", target)
-        return cls(model, Vocabulary(), 0, True, max_users, short, cache_bytes)
+        return cls(model, Vocabulary(), 0, True, max_users, short, cache_bytes, ivf)
 
     @property
     def device(self) -> torch.device:
@@ -130,7 +144,11 @@ class Scorer:
             self.model, self.vocab, self.version, update, self.device
         )
         self.model, self.vocab, self.version = model.eval(), vocab, version
-        self.items = ItemIndex(self.model, self.shortlist)
+        if isinstance(self.items, IvfIndex):
+            # a delta names the rows it moved or added; a snapshot is compared row by row
+            self.items.follow(self.model, update.rows if isinstance(update, Delta) else None)
+        else:
+            self.items = ItemIndex(self.model, self.shortlist)
         # cached keys and values read the transformer and their window's item rows
         if isinstance(update, Delta) and not update.dense and model is served:
             self.cache.forget_items(update.rows)
@@ -189,4 +207,7 @@ class Scorer:
                 self.vocab.add(item_id)
         if len(self.vocab) > self.model.config.num_items:
             self.model.grow(len(self.vocab))
-            self.items = ItemIndex(self.model, self.shortlist)
+            if isinstance(self.items, IvfIndex):
+                self.items.follow(self.model, torch.empty(0, dtype=torch.int64))
+            else:
+                self.items = ItemIndex(self.model, self.shortlist)

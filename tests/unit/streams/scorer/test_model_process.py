@@ -12,8 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
-from rtrank.model.checkpoint import CheckpointError
+from rtrank.model.checkpoint import CheckpointError, save_checkpoint
+from rtrank.model.item_ann import IvfConfig
+from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.vocab import Vocabulary
 from rtrank.streams.catalogue import Catalogue, ItemInfo
 from rtrank.streams.records import Event
 from rtrank.streams.scorer.model_process import ModelProcess, ModelProcessError
@@ -257,3 +261,34 @@ def test_a_checkpoint_that_cannot_load_fails_the_start_with_its_reason(
             loop.run_until_complete(model.start())
     finally:
         model.stop()
+
+
+def test_the_item_index_setting_reaches_the_process_scorer(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    torch.manual_seed(0)
+    items = [f"item-{n}" for n in range(2_000)]  # 51 cells: one probed finds other lists
+    vocab = Vocabulary(items)
+    checkpoint = str(tmp_path / "large.safetensors")
+    model = SASRec(SASRecConfig(num_items=len(vocab), max_len=8, dim=16, dropout=0.0))
+    save_checkpoint(checkpoint, model, vocab, version=3, data_fingerprint="test")
+    settings = Settings(
+        broker="memory://",
+        checkpoint=checkpoint,
+        device="cpu",
+        item_index="ivf",
+        item_index_probe=1,
+    )
+    process = ModelProcess(settings)
+    try:
+        loop.run_until_complete(process.start())
+        _, lists, _ = loop.run_until_complete(process.score(requests(), [], {}))
+    finally:
+        process.stop()
+    served = [[i.item_id for i in items] for items in lists]
+    ranker = Ranker(settings, Catalogue({}))
+    indexed = Scorer.setup(checkpoint, "cpu", item_index="ivf", ivf=IvfConfig(probe=1))
+    exact = Scorer.setup(checkpoint, "cpu")
+    for scorer, same in ((indexed, True), (exact, False)):
+        expected = ranker.rerank_lists(scorer, requests(), scorer.recommend(requests(), 50))
+        assert (served == [[i.item_id for i in items] for items in expected]) is same

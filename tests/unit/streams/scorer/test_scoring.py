@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from rtrank.model.checkpoint import save_checkpoint
+from rtrank.model.item_ann import IvfIndex
 from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.serving import encode_histories
 from rtrank.model.updates import Delta, make_snapshot
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
@@ -187,3 +189,35 @@ def test_an_item_row_update_keeps_the_cached_users_whose_window_it_does_not_touc
         [i for i, _ in lst] for lst in plain.recommend(after, k=10)
     ]
     assert cached.cache.counts.hits == 1
+
+
+def test_lists_through_the_ivf_index_follow_an_item_row_update(tmp_path: Path) -> None:
+    path = small_checkpoint(tmp_path)
+    indexed, exact = Scorer.setup(path, "cpu", item_index="ivf"), Scorer.setup(path, "cpu")
+    assert isinstance(indexed.items, IvfIndex)
+    row = indexed.vocab.row("item-30")
+    new = ScoreRequest(["item-1"], ["item-1"])
+    values = user_vector(indexed, new) * 10  # item-30 becomes the best row for this user
+    for scorer in (indexed, exact):
+        scorer.apply(Delta(4, 3, len(scorer.vocab), [], {}, torch.tensor([row]), values.clone()))
+    lists = indexed.recommend(requests() + [new], k=10)
+    assert lists == exact.recommend(requests() + [new], k=10)
+    assert lists[-1][0][0] == "item-30"
+
+
+def test_an_unknown_item_index_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown item index 'hnsw'"):
+        Scorer.setup(small_checkpoint(tmp_path), "cpu", item_index="hnsw")
+
+
+def test_an_item_a_model_update_adds_is_found_through_the_ivf_index(tmp_path: Path) -> None:
+    indexed = Scorer.setup(small_checkpoint(tmp_path), "cpu", item_index="ivf")
+    new = ScoreRequest(["item-1"], ["item-1"])
+    values = user_vector(indexed, new) * 10
+    row = len(indexed.vocab)
+    indexed.apply(Delta(4, 3, row, ["item-new"], {}, torch.tensor([row]), values))
+    assert indexed.recommend([new], k=3)[0][0][0] == "item-new"
+
+
+def user_vector(scorer: Scorer, request: ScoreRequest) -> torch.Tensor:
+    return encode_histories(scorer.model, [scorer.vocab.rows(request.history)]).detach()

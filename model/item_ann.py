@@ -1,0 +1,158 @@
+"""An approximate top-K index over the item rows, for catalogues too large to scan per list.
+
+    index = IvfIndex(model, IvfConfig(lists=0, probe=32))
+    scores, rows = index.top_k(user_vecs, 10, exclude=seen_rows)
+    index.follow(model, changed_rows)  # after a model update moved or added rows
+
+A faiss IVF index (inner product, flat cells): the rows are cut into ``lists`` cells by
+k-means, and a user's search reads only the ``probe`` cells whose centres score highest for
+them, not the whole catalogue. Its candidates are then scored exactly against the model's
+current rows, excluded rows dropped, and the best ``k`` returned: the scores are the exact
+scan's, only which rows are found is approximate (recall@10 against the exact scan:
+``rtrank bench index``, docs/benchmarks.md).
+
+Following online training (docs/decisions.md, "Approximate item index"): the rows an update
+moves or adds are removed and added again at once, each into the cell whose centre is
+nearest now, so the index never holds a stale row; the cells' centres are trained again
+(a full rebuild) only when the catalogue has grown past `RETRAIN_GROWTH` times, or rows
+moved since the last training pass `RETRAIN_MOVED` of it, since either leaves cells
+unbalanced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+
+from rtrank.model.sasrec import SASRec
+
+RETRAIN_GROWTH = 2.0  # rows over those the centres were trained on that trains them again
+RETRAIN_MOVED = 0.5  # share of rows moved since training that trains the centres again
+TRAIN_POINTS_PER_LIST = 32  # k-means sample per cell: enough for centres, fast at 1M rows
+MIN_POINTS_PER_LIST = 39  # faiss's own floor for a meaningful k-means cell
+
+
+@dataclass(frozen=True)
+class IvfConfig:
+    """``lists``: cells (0 = about 2·√rows); ``probe``: cells read per user, the knob
+    between recall and speed."""
+
+    lists: int = 0
+    probe: int = 16
+
+    def __post_init__(self) -> None:
+        if self.lists < 0 or self.probe < 1:
+            raise ValueError(f"lists >= 0 and probe >= 1, not {self.lists} and {self.probe}")
+
+
+def cells_for(rows: int, lists: int) -> int:
+    """Cells for ``rows`` items: ``lists`` (or 2·√rows), at most rows/39, at least 1."""
+    wanted = lists or round(2 * math.sqrt(rows))
+    return max(1, min(wanted, rows // MIN_POINTS_PER_LIST))
+
+
+class IvfIndex:
+    """`rtrank.model.serving.ItemIndex`'s ``top_k`` contract over an IVF index of the
+    model's item rows (row 0, padding, never indexed); one thread uses it at a time."""
+
+    def __init__(self, model: SASRec, config: IvfConfig) -> None:
+        self.config = config
+        self._build(model)
+
+    def _build(self, model: SASRec) -> None:
+        self.model = model
+        table = model.item_emb.weight.detach()
+        self.size = table.shape[0]  # rows indexed, padding included
+        rows = self.size - 1
+        dim = table.shape[1]
+        self.lists = cells_for(rows, self.config.lists)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, self.lists, faiss.METRIC_INNER_PRODUCT)
+        index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # faiss samples the rest
+        index.cp.min_points_per_centroid = 1
+        vectors = _numpy(table[1:])
+        if rows:
+            index.train(vectors)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removal by id, not a scan
+        if rows:
+            index.add_with_ids(vectors, np.arange(1, self.size, dtype=np.int64))
+        index.nprobe = min(self.config.probe, self.lists)
+        self.index = index
+        self.trained_rows = rows
+        self.moved = 0
+
+    def follow(self, model: SASRec, changed: torch.Tensor | None) -> None:
+        """Index ``model``'s rows from now on: ``changed`` rows (int64) re-placed, rows past
+        those indexed added; ``changed`` None (a new model, e.g. a snapshot) = every row
+        that differs from the model indexed so far. Trains the centres again when the
+        catalogue outgrew them (module docstring)."""
+        table = model.item_emb.weight.detach()
+        if table.shape[1] != self.index.d or table.shape[0] < self.size:
+            self._build(model)
+            return
+        if changed is None:
+            old = self.model.item_emb.weight.detach()
+            common = min(old.shape[0], self.size)
+            changed = (old[:common] != table[:common]).any(dim=1).nonzero().squeeze(1)
+        changed = changed.to(torch.int64).cpu()
+        moved = changed[(changed > 0) & (changed < self.size)].unique()
+        rows = torch.cat([moved, torch.arange(self.size, table.shape[0])])
+        self.model = model
+        self.moved += len(moved)
+        self.size = table.shape[0]
+        if (
+            self.size - 1 > RETRAIN_GROWTH * max(self.trained_rows, 1)
+            or self.moved > RETRAIN_MOVED * self.trained_rows
+        ):
+            self._build(model)
+            return
+        ids = moved.numpy()
+        if len(ids):
+            self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+        if len(rows):
+            self.index.add_with_ids(_numpy(table[rows.to(table.device)]), rows.numpy())
+
+    @torch.no_grad()
+    def top_k(
+        self, user_vecs: torch.Tensor, k: int, exclude: list[list[int]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores (B, k), rows (B, k)), best first, exact scores of the rows found;
+        padding and ``exclude`` never returned. A -inf tail where the probed cells hold
+        fewer than k rows beyond the excluded ones."""
+        if exclude and len(exclude) != user_vecs.shape[0]:
+            raise ValueError(f"exclude has {len(exclude)} lists for {user_vecs.shape[0]} users")
+        table = self.model.item_emb.weight.detach()
+        k = max(0, min(k, self.size - 1))
+        depth = k + max((len(e) for e in exclude), default=0) if exclude else k
+        vecs = user_vecs.to(table.device, torch.float32)
+        _, found = self.index.search(_numpy(vecs), max(depth, 1))  # (B, depth), -1: none
+        candidates = torch.from_numpy(found).to(table.device)
+        missing = candidates < 0
+        candidates = candidates.clamp(min=0)
+        exact = torch.bmm(table[candidates], vecs.unsqueeze(2)).squeeze(2)  # (B, depth)
+        exact[missing] = float("-inf")
+        if exclude:
+            exact[_excluded(candidates, exclude, self.size)] = float("-inf")
+        scores, picked = exact.topk(k, dim=1)
+        return scores, candidates.gather(1, picked)
+
+
+def _excluded(candidates: torch.Tensor, exclude: list[list[int]], size: int) -> torch.Tensor:
+    """(B, depth) mask of the candidates in their user's ``exclude`` list."""
+    users = torch.arange(candidates.shape[0], device=candidates.device).unsqueeze(1)
+    keys = users * size + candidates  # (B, depth): one key per (user, row)
+    banned = torch.tensor(
+        [b * size + r for b, rows in enumerate(exclude) for r in rows],
+        dtype=torch.int64,
+        device=candidates.device,
+    )
+    return torch.isin(keys, banned)
+
+
+def _numpy(rows: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float32 CPU copy, as faiss reads it."""
+    return np.ascontiguousarray(rows.detach().to("cpu", torch.float32).numpy())
