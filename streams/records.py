@@ -39,9 +39,10 @@ class Recommendation:
     """One ranked list for one user, keyed by ``user_id`` on the recommendations topic.
 
     ``items`` are ``{"item_id", "score"}`` objects, best first. ``timings`` (milliseconds):
-    ``queued`` from the event's arrival at the worker to the start of its batch,
-    ``inference`` for the batch's model call, ``total`` from the event's ``ts`` to
-    ``emitted_at`` (meaningful when producer and worker clocks agree).
+    the event's stages up to its batch's model answer (``fetch``, ``handover``, ``queued``,
+    ``inference``: `rtrank.streams.worker.stage_timing`), ``produce`` from the event's
+    ``ts`` to its broker append, ``total`` from the event's ``ts`` to ``emitted_at``
+    (meaningful when producer and worker clocks agree).
     """
 
     user_id: str

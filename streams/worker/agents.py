@@ -198,6 +198,7 @@ def event_record(stream: faust.StreamT, event: faust.EventT) -> EventRecord:
         event,
         headers=message.headers or (),
         timestamp=round((message.timestamp or 0) * 1000),  # Faust gives seconds
+        fetched=message.time_in or 0.0,  # Faust's monitor stamps it (monotonic)
     )
 
 

@@ -56,6 +56,12 @@ from rtrank.streams.worker.batching import next_batch
 from rtrank.streams.worker.dead_letters import dead_letter
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.online_eval import OnlineQuality
+from rtrank.streams.worker.stage_timing import (
+    BatchStamps,
+    StageHistograms,
+    event_stages,
+    stage_ms,
+)
 from rtrank.streams.worker.state import UserState, apply_event, is_applied
 
 log = logging.getLogger(__name__)
@@ -135,6 +141,7 @@ class EventRecord:
     origin: Any = None  # what the adapters need of the record (the Faust event)
     timestamp: int = 0  # when the broker appended it (log-append time), epoch ms
     headers: Any = ()  # the record's Kafka headers, (name, bytes) pairs
+    fetched: float = 0.0  # time.monotonic() when the consumer read it; 0 when unknown
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -189,6 +196,7 @@ class Dataflow:
         self.states = states
         self.source = source
         self.metrics = metrics
+        self.stages = StageHistograms(metrics.stage_seconds)
         self.limits = Limits.from_settings(settings)
         self.policy = EventPolicy.from_settings(settings)
         self.quality = OnlineQuality(metrics, settings.eval_window)
@@ -460,13 +468,13 @@ class Dataflow:
 
     async def _answer(self, batch: list[Pending]) -> None:
         settings, metrics = self.settings, self.metrics
-        started = time.monotonic()
+        stamps = BatchStamps.starting_now()
         answered, requests = requests_for(batch, settings.allow_repeats, self.experiment)
         fresh = [at_broker_time(p) for p in batch if p.prefix is not None]
         versions, lists = await self.scorer.score(requests, fresh)
-        inference_ms = (time.monotonic() - started) * 1000
+        stamps = replace(stamps, scored=time.monotonic())
         metrics.batch_size.observe(len(batch))
-        metrics.inference_seconds.observe(inference_ms / 1000)
+        metrics.inference_seconds.observe(stamps.scored - stamps.started)
         forgotten = []
         for pending in batch:  # before the lists: a later event's list follows them
             if isinstance(pending.parsed, Forget) and self.owns(pending):
@@ -481,7 +489,7 @@ class Dataflow:
         ):
             if not self.owns(pending):
                 continue
-            rec = recommendation(pending, items, version, started, inference_ms, len(batch))
+            rec = recommendation(pending, items, version, stamps, len(batch))
             if self.experiment is not None:
                 rec = replace(rec, experiment=(self.experiment.name, request.variant))
                 metrics.experiment_lists.labels(request.variant).inc()
@@ -496,6 +504,7 @@ class Dataflow:
         for pending in batch:
             if self.owns(pending):
                 metrics.answer_seconds.observe(done - pending.arrived)
+                self.stages.observe({**stages_of(pending, stamps), "emit": done - stamps.scored})
                 await pending.record.ack()
 
 
@@ -600,16 +609,26 @@ def training_example(
     )
 
 
+def stages_of(pending: Pending, stamps: BatchStamps) -> dict[str, float]:
+    """Seconds per stage of ``pending``'s way up to its batch's model answer
+    (`rtrank.streams.worker.stage_timing`)."""
+    record = pending.record
+    return event_stages(record.timestamp, record.fetched, pending.arrived, stamps)
+
+
 def recommendation(
     pending: Pending,
     items: list[RankedItem],
     version: int,
-    started: float,
-    inference_ms: float,
+    stamps: BatchStamps,
     batch_size: int,
 ) -> Recommendation:
+    """The list for ``pending``; its ``timings`` (ms): the stages up to the model's answer
+    (`stages_of`), ``produce`` (the event's ``ts`` to its broker append; 0 when unknown)
+    and ``total`` (``ts`` to now)."""
     record = pending.record
     now_ms = int(time.time() * 1000)
+    produce_ms = max(0, record.timestamp - pending.parsed.ts) if record.timestamp else 0
     return Recommendation(
         user_id=pending.parsed.user_id,
         items=[i.to_json() for i in items],
@@ -622,8 +641,8 @@ def recommendation(
         ),
         emitted_at=now_ms,
         timings={
-            "queued": round((started - pending.arrived) * 1000, 3),
-            "inference": round(inference_ms, 3),
+            **stage_ms(stages_of(pending, stamps)),
+            "produce": float(produce_ms),
             "total": float(now_ms - pending.parsed.ts),
         },
         batch_size=batch_size,

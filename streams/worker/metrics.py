@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 TAKEOVER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -44,6 +45,14 @@ class Metrics:
             "rtrank_answer_seconds",
             "From an event's arrival at the worker to its list being sent",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "rtrank_stage_seconds",
+            "Each answered event's time per stage on its way to its list "
+            "(rtrank.streams.worker.stage_timing)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
             registry=r,
         )
         self.events_behind = Gauge(

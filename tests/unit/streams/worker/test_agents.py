@@ -105,11 +105,13 @@ def test_an_events_record_carries_its_message_and_acks_it_through_its_stream() -
         value=b"{}",
         headers=[],
         timestamp=1_700_000_000.25,
+        time_in=812.5,  # Faust's monitor: when the consumer read it
     )
     stream, event = Stream(), FakeEvent(message)
     record = event_record(stream, event)
     assert (record.tp, record.offset, record.key, record.value) == (("events", 2), 41, b"u1", b"{}")
     assert record.timestamp == 1_700_000_000_250  # the broker's time, in ms
+    assert record.fetched == 812.5
     assert record.origin is event
     assert stream.acked == []
     asyncio.run(record.ack())
@@ -125,6 +127,7 @@ def test_an_events_record_carries_its_headers() -> None:
         value=b"{}",
         timestamp=0,
         headers=[("rtrank-request", b"forget")],
+        time_in=None,
     )
     record = event_record(Stream(), FakeEvent(message))
     assert record.headers == [("rtrank-request", b"forget")]

@@ -76,7 +76,7 @@ def test_a_valid_event_is_answered_with_one_list(flow, sink, make_record) -> Non
     assert rec["model_version"] == 7
     assert rec["based_on"] == {"topic": "events", "partition": 0, "offset": 5, "ts": TS}
     assert rec["batch_size"] == 1
-    assert set(rec["timings"]) == {"queued", "inference", "total"}
+    assert set(rec["timings"]) == {"fetch", "handover", "queued", "inference", "produce", "total"}
 
 
 def test_a_valid_event_sends_one_training_example_with_its_types_weight(
@@ -772,3 +772,12 @@ def test_events_behind_forgets_partitions_no_longer_assigned() -> None:
     read_up_to = {"events/0": 0, "events/3": 0}
     assert events_behind(Consumer({"events/0": 5}), read_up_to) == 4
     assert read_up_to == {"events/0": 0}
+
+
+def test_an_answered_event_is_timed_in_every_stage(flow, sink, make_record, metrics) -> None:
+    run(flow, make_record(5, event("u1", "i1")), make_record(6, event("u2", "i1")))
+    counts = {
+        stage: metrics.registry.get_sample_value("rtrank_stage_seconds_count", {"stage": stage})
+        for stage in ("fetch", "handover", "queued", "inference", "emit")
+    }
+    assert counts == dict.fromkeys(counts, 2.0)
