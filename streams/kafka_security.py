@@ -140,7 +140,7 @@ def check_connection(settings: Settings, timeout_s: float = 10.0) -> None:
         KafkaSecurityError: a file named by a setting cannot be used.
     """
     config = client_config(settings)
-    reason = "no bootstrap server"
+    reason, refused = "no bootstrap server", False
     for server in settings.bootstrap_servers.split(","):
         host, _, port = server.rpartition(":")
         try:
@@ -148,16 +148,24 @@ def check_connection(settings: Settings, timeout_s: float = 10.0) -> None:
             return
         except Exception as e:  # noqa: BLE001 - every failure is reported, by its kind
             reason = _connect_reason(e, timeout_s)
+            refused = isinstance(e, (SaslAuthenticationFailed, ssl.SSLError))
     who = settings.kafka_security_protocol
     if who.startswith("SASL_"):
         who = f"{settings.kafka_username} ({who}, {settings.kafka_sasl_mechanism})"
     raise KafkaConnectError(
-        f"cannot connect to Kafka at {settings.bootstrap_servers} as {who}: {reason}"
+        f"cannot connect to Kafka at {settings.bootstrap_servers} as {who}: {reason}", refused
     )
 
 
 class KafkaConnectError(RuntimeError):
-    """No bootstrap server accepted a connection; the message is one line with the cause."""
+    """No bootstrap server accepted a connection; the message is one line with the cause.
+
+    ``refused``: the last server answered and refused the login or the TLS handshake (a
+    mistake in the settings), rather than being unreachable (perhaps not up yet)."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 async def _connect_once(host: str, port: int, config: dict[str, Any], timeout_s: float) -> None:

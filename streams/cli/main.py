@@ -19,7 +19,9 @@ not rtrank's, and live under ``rtrank faust``.
 from __future__ import annotations
 
 import copy
+import functools
 from importlib.metadata import version
+from typing import Any
 
 import click
 import faust
@@ -36,6 +38,7 @@ from rtrank.streams.cli.rollback import rollback
 from rtrank.streams.cli.tail import tail
 from rtrank.streams.cli.trainer import trainer_command
 from rtrank.streams.cli.training import eval_command, train_command
+from rtrank.streams.kafka_security import KafkaConnectError, KafkaSecurityError, check_connection
 from rtrank.streams.settings import Settings, SettingsError
 from rtrank.streams.trainer.update_signing import UpdateKeys
 from rtrank.streams.worker.app import build_app
@@ -100,7 +103,7 @@ class RtrankGroup(FaustRootGroup):
                     formatter.write_dl([(n, listed[n].get_short_help_str(limit)) for n in names])
 
 
-def build_cli() -> RtrankGroup:
+def build_cli(settings: Settings) -> RtrankGroup:
     """The ``rtrank`` group: Faust's root options and worker, rtrank's commands, and Faust's
     other commands under ``rtrank faust``."""
     from faust.cli.faust import cli as faust_cli  # importing it registers Faust's commands
@@ -111,7 +114,7 @@ def build_cli() -> RtrankGroup:
         callback=faust_cli.callback,
         params=[_rtrank_param(p) for p in faust_cli.params],
     )
-    group.add_command(_worker(faust_cli.commands["worker"]))
+    group.add_command(worker_command(faust_cli.commands["worker"], settings))
     for command in COMMANDS:
         group.add_command(command)
     group.add_command(
@@ -124,10 +127,28 @@ def build_cli() -> RtrankGroup:
     return group
 
 
-def _worker(faust_worker: click.Command) -> click.Command:
-    """Faust's worker command, described as rtrank's stream processor in the command list."""
+def worker_command(faust_worker: click.Command, settings: Settings) -> click.Command:
+    """Faust's worker command, described as rtrank's stream processor in the command list,
+    that first connects to Kafka once (`check_connection`). Faust's clients retry a refused
+    login or an untrusted certificate without end, so the worker would hang instead of
+    saying why: such a refusal ends it with one line (exit 1). A broker not reachable
+    (perhaps not up yet) is waited for as before, with one warning line."""
     worker = copy.copy(faust_worker)
     worker.short_help = "The stream processor: events in, lists out (/health, /metrics)."
+    start = faust_worker.callback
+
+    def connected_then_start(*args: Any, **kwargs: Any) -> Any:
+        try:
+            check_connection(settings)
+        except KafkaSecurityError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KafkaConnectError as exc:
+            if exc.refused:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"Warning: {exc}; waiting for it", err=True)
+        return start(*args, **kwargs)
+
+    worker.callback = functools.wraps(start)(connected_then_start)
     return worker
 
 
@@ -165,4 +186,4 @@ def main() -> None:
     except SettingsError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
-    build_cli()(app=app)
+    build_cli(settings)(app=app)

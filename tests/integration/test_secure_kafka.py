@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from rtrank.deploy.kafka import broker as local_kafka
 from rtrank.deploy.kafka import secure
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.streams.bench.topic_reader import end_offsets, read_topic
-from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
+from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess, settings_env
 from rtrank.streams.cli.kafka import acls
 from rtrank.streams.cli.produce import produce, send_events
 from rtrank.streams.cli.tail import tail
@@ -201,6 +203,30 @@ def test_a_wrong_password_ends_tail_with_one_line(admin: Settings) -> None:
     line = one_line_error(CliRunner().invoke(tail, ["--limit", "1"], obj=wrong))
     assert "login refused" in line and "not-the-password" not in line
     assert time.monotonic() - started < 30  # refused, not retried until a timeout
+
+
+def test_a_worker_with_a_wrong_password_ends_with_one_line_and_no_traceback(
+    admin: Settings, tmp_path: Path
+) -> None:
+    wrong = admin.replace(
+        kafka_password_file="",
+        kafka_password="not-the-password",
+        data_dir=tmp_path / "worker",
+        web_port=local_kafka.free_port(),
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "rtrank.streams", "worker", "-l", "info"],
+        env=settings_env(wrong),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith("Error: ") and "login refused" in result.stderr
+    assert "not-the-password" not in result.stderr
+    assert time.monotonic() - started < 60  # refused, not retried until a timeout
 
 
 def test_an_untrusted_certificate_ends_produce_with_one_line(

@@ -11,8 +11,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from rtrank.deploy.kafka.broker import free_port
 from rtrank.streams.cli.context import pass_settings
-from rtrank.streams.cli.main import build_cli, main
+from rtrank.streams.cli.main import build_cli, main, worker_command
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.app import RtrankApp
 
@@ -36,7 +37,7 @@ def environ(monkeypatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
 
 
 def help_text(*args: str) -> str:
-    result = CliRunner().invoke(build_cli(), [*args, "--help"])
+    result = CliRunner().invoke(build_cli(Settings()), [*args, "--help"])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -82,13 +83,13 @@ def test_worker_is_listed_as_rtrank_s_stream_processor(environ) -> None:
 
 
 def test_version_names_rtrank(environ) -> None:
-    result = CliRunner().invoke(build_cli(), ["--version"])
+    result = CliRunner().invoke(build_cli(Settings()), ["--version"])
     assert result.output.startswith("rtrank ")
 
 
 def test_a_command_receives_the_settings_the_app_was_built_from(environ, tmp_path: Path) -> None:
     settings = Settings(broker="memory://", store="memory://", data_dir=tmp_path, top_k=7)
-    group = build_cli()
+    group = build_cli(Settings())
 
     @group.command("probe")
     @pass_settings
@@ -156,3 +157,13 @@ def test_an_unreadable_token_file_ends_any_command_with_one_line_naming_the_vari
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "RTRANK_WEB_TOKEN_FILE" in err and "missing-token" in err
+
+
+def test_a_worker_whose_broker_is_not_up_yet_says_so_and_starts_waiting_for_it() -> None:
+    started = []
+    faust_worker = click.Command("worker", callback=lambda: started.append(True))
+    settings = Settings(broker=f"kafka://127.0.0.1:{free_port()}")  # nothing listens there
+    result = CliRunner().invoke(worker_command(faust_worker, settings), [])
+    assert result.exit_code == 0, result.output
+    assert started == [True]
+    assert result.output.startswith("Warning: cannot connect to Kafka at 127.0.0.1:")
