@@ -22,6 +22,7 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex
 
 ITEMS_PER_TOPIC = 200
+UPDATE_ROWS = 1_000  # rows an online delta moves: about a second of the trainer's steps
 TOPIC_SPREAD = 0.6  # an item's distance from its topic, relative to topics' distance apart
 NORM_SPREAD = 0.25  # log-normal spread of item norms (popularity)
 
@@ -79,6 +80,7 @@ class IndexFigures:
     users_per_s: float
     index_mb: float  # memory beyond the model's own item table
     recall_at_10: float
+    update_ms: float  # following an update of `UPDATE_ROWS` rows (exact: a new table copy)
 
 
 def measure(
@@ -92,14 +94,18 @@ def measure(
     exact = ItemIndex(model, shortlist=False)
     built = time.perf_counter() - start
     truth, rate = _scan(exact, users, batch, k, exclude)
-    out.append(IndexFigures("exact", built, rate, _mb(exact.matrix), 1.0))
+    out.append(IndexFigures("exact", built, rate, _mb(exact.matrix), 1.0, built * 1e3))
     start = time.perf_counter()
     ivf = IvfIndex(model, config)
     built = time.perf_counter() - start
     found, rate = _scan(ivf, users, batch, k, exclude)
     size = ivf.index.ntotal * (ivf.index.d * 4 + 8) + ivf.lists * ivf.index.d * 4
     name = f"ivf {ivf.lists}/{ivf.index.nprobe}"
-    out.append(IndexFigures(name, built, rate, size / 2**20, recall(found, truth)))
+    moved = torch.randperm(model.item_emb.weight.shape[0] - 1)[:UPDATE_ROWS] + 1
+    start = time.perf_counter()
+    ivf.follow(model, moved)
+    update_ms = (time.perf_counter() - start) * 1e3
+    out.append(IndexFigures(name, built, rate, size / 2**20, recall(found, truth), update_ms))
     return out
 
 

@@ -17,6 +17,7 @@ import faiss
 import torch
 
 from rtrank.model.index_bench import (
+    UPDATE_ROWS,
     measure,
     model_with_rows,
     random_rows,
@@ -85,16 +86,18 @@ def index_command(
 
 def _table(r: dict) -> str:
     m = r["machine"]
-    lines = ["    items  rows    index        build s   users/s  memory MB  recall@10"]
+    lines = ["    items  rows    index        build s   users/s  memory MB  recall@10  update ms"]
     for x in r["results"]:
         lines.append(
             f"{x['items']:>9,}  {x['rows']:<6}  {x['index']:<11}  {x['build_s']:>7.2f}  "
-            f"{x['users_per_s']:>8,.0f}  {x['index_mb']:>9.0f}  {x['recall_at_10']:>9.3f}"
+            f"{x['users_per_s']:>8,.0f}  {x['index_mb']:>9.0f}  {x['recall_at_10']:>9.3f}  "
+            f"{x['update_ms']:>9.1f}"
         )
     lines.append(
         f"{r['users']} users, {r['batch']} per call, dim {r['dim']}, {r['threads']} threads; "
         f"users/s = top-10 only (encoding is the same for both); memory = the exact scan's "
-        f"table copy or the index; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+        f"table copy or the index; update = following {UPDATE_ROWS:,} moved rows (exact: a new "
+        f"table copy); machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
         f"faiss {faiss.__version__}"
     )
     return "\n".join(lines)

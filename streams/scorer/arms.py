@@ -23,6 +23,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from rtrank.model.item_ann import IvfConfig
 from rtrank.streams.experiments.definition import Experiment
 from rtrank.streams.experiments.interleave import team_draft
 from rtrank.streams.scorer.ranker import Ranker
@@ -96,4 +97,6 @@ def frozen_scorer(settings: Settings) -> Scorer:
         settings.torch_threads,
         settings.score_max_users,
         settings.score_shortlist,
+        item_index=settings.item_index,
+        ivf=IvfConfig(settings.item_index_lists, settings.item_index_probe),
     )

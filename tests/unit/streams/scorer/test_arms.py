@@ -9,8 +9,10 @@ from pathlib import Path
 
 import torch
 
+from rtrank.model.item_ann import IvfIndex
 from rtrank.model.updates import make_snapshot
 from rtrank.streams.experiments.definition import INTERLEAVED
+from rtrank.streams.scorer.arms import frozen_scorer
 from rtrank.streams.scorer.model_process import ServedModel
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
 from rtrank.streams.settings import Settings
@@ -94,3 +96,8 @@ def test_without_an_experiment_every_list_has_the_served_version(tmp_path: Path)
     settings = Settings(broker="memory://", checkpoint=small_checkpoint(tmp_path), device="cpu")
     versions, lists = ServedModel(settings).score([request(""), request("")], [])
     assert versions == [3, 3] and len(lists) == 2
+
+
+def test_a_frozen_variant_finds_its_items_with_the_configured_item_index(tmp_path: Path) -> None:
+    settings = Settings(checkpoint=small_checkpoint(tmp_path), device="cpu", item_index="ivf")
+    assert isinstance(frozen_scorer(settings).items, IvfIndex)
