@@ -1,6 +1,6 @@
 """``rtrank bench …``: speed and quality measured on this machine, printed with the machine.
 
-rtrank bench pipeline [--events 20000] [--json]
+rtrank bench pipeline [--events 20000] [--rates 500,1000] [--json]
 rtrank bench quality PATH [--json]
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -18,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 
 from rtrank.deploy.kafka.broker import BrokerError, free_port
@@ -33,6 +33,7 @@ from rtrank.streams.bench.encode_bench import encode_command
 from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
 from rtrank.streams.bench.index_bench import index_command
+from rtrank.streams.bench.latency_breakdown import Breakdown, breakdown_table
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.online_bench import online_command
 from rtrank.streams.bench.recommendation_reader import RecommendationReader
@@ -71,9 +72,13 @@ bench.add_command(scale_command)
 @click.option("--users", type=int, default=2_000, show_default=True)
 @click.option("--items", type=int, default=GAMES_ITEMS, show_default=True, help="catalogue size")
 @click.option(
-    "--rate", type=float, default=500.0, show_default=True, help="offered rate for latency"
+    "--rates",
+    default="500,1000",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _rates(value),
+    help="offered rates for latency, events/s, one run each in this order",
 )
-@click.option("--latency-seconds", type=float, default=20.0, show_default=True)
+@click.option("--latency-seconds", type=float, default=20.0, show_default=True, help="per rate")
 @click.option(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False),
@@ -87,12 +92,13 @@ def pipeline(
     events: int,
     users: int,
     items: int,
-    rate: float,
+    rates: list[float],
     latency_seconds: float,
     checkpoint: str | None,
     as_json: bool,
 ) -> None:
-    """Pass-through vs full pipeline events/s, and latency at a fixed offered rate."""
+    """Pass-through vs full pipeline events/s, and latency at fixed offered rates with where
+    it goes (p50 and p99 per stage)."""
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
     settings = base.isolated(
@@ -106,7 +112,7 @@ def pipeline(
     try:
         with local_kafka_for(settings):
             result = _run_pipeline_bench(
-                settings, Path(tmp), events, users, items, rate, latency_seconds
+                settings, Path(tmp), events, users, items, rates, latency_seconds
             )
             delete_run_topics(settings, f"bench-{tag}")  # kept, like the files, on failure
     except (BrokerError, RuntimeError) as exc:
@@ -122,7 +128,7 @@ def _run_pipeline_bench(
     events: int,
     users: int,
     items: int,
-    rate: float,
+    rates: list[float],
     latency_seconds: float,
 ) -> dict:
     stream = synthetic_replay(users, items, events, seed=1).events
@@ -143,8 +149,10 @@ def _run_pipeline_bench(
         pipeline_eps = worker.drain(events)
         if pipeline_eps is None:
             raise RuntimeError(f"the worker answered all {events} events too fast to time them")
-        click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
-        latencies = _latency_at(settings, users, items, rate, latency_seconds)
+        latency = []
+        for n, rate in enumerate(rates):
+            click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
+            latency.append(_latency_at(settings, users, items, rate, latency_seconds, seed=2 + n))
     finally:
         worker.stop()
     return {
@@ -154,12 +162,7 @@ def _run_pipeline_bench(
         "faust_passthrough_eps": round(faust_eps, 1),
         "ratio_to_faust": round(pipeline_eps / faust_eps, 3),
         "faust_ratio": round(faust_eps / passthrough_eps, 3),
-        "latency_ms": {
-            "p50": round(float(np.percentile(latencies, 50)), 1),
-            "p99": round(float(np.percentile(latencies, 99)), 1),
-            "answered": len(latencies),
-        },
-        "offered_eps": rate,
+        "latency": latency,
         "device": str(resolve_device(settings.device)),
         "items": items,
         "model_only_users_per_s": round(model_only_rate(settings), 1),
@@ -231,17 +234,29 @@ def faust_passthrough_rate(
         stop_child(process, signal.SIGTERM, 30.0)
 
 
+def _rates(value: str) -> list[float]:
+    try:
+        rates = [float(rate) for rate in value.split(",")]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0:
+        raise click.BadParameter(f"{value!r}: events/s > 0, comma-separated (500,1000)")
+    return rates
+
+
 def _latency_at(
-    settings: Settings, users: int, items: int, rate: float, seconds: float
-) -> list[float]:
-    """Event -> recommendation milliseconds (send to receive) at ``rate`` events/s."""
-    stream = synthetic_replay(users, items, int(rate * seconds), seed=2).events
+    settings: Settings, users: int, items: int, rate: float, seconds: float, seed: int
+) -> dict:
+    """Event -> list milliseconds (send to receive) at ``rate`` events/s, and per stage
+    (`rtrank.streams.bench.latency_breakdown`)."""
+    stream = synthetic_replay(users, items, int(rate * seconds), seed=seed).events
+    received = Breakdown()
     with RecommendationReader(settings) as reader:
         producer = threading.Thread(target=send_events, args=(settings, stream, rate, False))
         producer.start()
-        latencies = reader.collect_while(producer.is_alive)
+        reader.collect_while(producer.is_alive, on_record=received.add)
         producer.join()
-    return latencies
+    return {**received.summary(rate), "load_average": round(os.getloadavg()[0], 2)}
 
 
 def model_only_rate(settings: Settings) -> float:
@@ -269,7 +284,6 @@ def _random_checkpoint(path: Path, items: int) -> str:
 
 def _pipeline_table(r: dict) -> str:
     m = r["machine"]
-    rate = f"{int(r['offered_eps'])} events/s"
     return "\n".join(
         [
             f"{'pass-through (aiokafka)':<34}{r['passthrough_eps']:>12,.0f} events/s",
@@ -278,9 +292,8 @@ def _pipeline_table(r: dict) -> str:
             f"{'ratio':<34}{r['ratio']:>12.1%}",
             f"{'ratio to the Faust pass-through':<34}{r['ratio_to_faust']:>12.1%}",
             f"{'Faust pass-through / aiokafka':<34}{r['faust_ratio']:>12.1%}",
-            f"{'latency p50 @ ' + rate:<34}{r['latency_ms']['p50']:>12.1f} ms",
-            f"{'latency p99 @ ' + rate:<34}{r['latency_ms']['p99']:>12.1f} ms",
             f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
+            breakdown_table(r["latency"]),
             f"catalogue {r['items']} items, K=10; "
             f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
         ]

@@ -1,0 +1,68 @@
+"""Event -> list latency at an offered rate, and where it goes: the stages each list's
+``timings`` carry (`rtrank.streams.worker.stage_timing`), the client's side before the broker
+(``produce``) and after the list was written (``deliver``), p50 and p99 of each beside the
+end-to-end p50 and p99. For ``rtrank bench pipeline``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# In the order an event meets them. deliver: the list's emitted_at to its receipt by the
+# bench (the batch's other lists, the worker's send, the broker, the bench's fetch).
+STAGES = ("produce", "fetch", "handover", "queued", "inference", "deliver")
+
+
+class Breakdown:
+    """What one latency run received: each list's end-to-end milliseconds (receipt minus the
+    answered event's ``ts``) and its milliseconds per stage."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+
+    def add(self, rec: dict, received_ms: float) -> None:
+        """A list ``rec`` (its JSON) received at ``received_ms`` (epoch ms)."""
+        self.latencies.append(received_ms - rec["based_on"]["ts"])
+        timings = rec["timings"]
+        for stage in STAGES[:-1]:
+            self.stages[stage].append(timings.get(stage, 0.0))
+        self.stages["deliver"].append(received_ms - rec["emitted_at"])
+
+    def summary(self, offered_eps: float) -> dict:
+        """p50 and p99 end to end and per stage (ms), lists received, the offered rate."""
+        if not self.latencies:
+            raise RuntimeError(f"no list came back at {offered_eps:.0f} events/s")
+        return {
+            "offered_eps": offered_eps,
+            "answered": len(self.latencies),
+            **percentiles(self.latencies),
+            "stages": {stage: percentiles(ms) for stage, ms in self.stages.items()},
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(float(np.percentile(values, 50)), 1),
+        "p99": round(float(np.percentile(values, 99)), 1),
+    }
+
+
+def breakdown_table(runs: list[dict]) -> str:
+    """One column pair (p50, p99 ms) per offered rate: end to end, then each stage; the
+    lists received and the machine's load average at the end of each run."""
+    head = f"{'event -> list (ms)':<22}" + "".join(
+        f"{int(r['offered_eps']):>9} ev/s p50{'p99':>6}" for r in runs
+    )
+    rows = [head]
+    rows.append(f"{'end to end':<22}" + "".join(f"{r['p50']:>18.1f}{r['p99']:>6.1f}" for r in runs))
+    for stage in STAGES:
+        cells = "".join(
+            f"{r['stages'][stage]['p50']:>18.1f}{r['stages'][stage]['p99']:>6.1f}" for r in runs
+        )
+        rows.append(f"{'  ' + stage:<22}{cells}")
+    rows.append(f"{'lists received':<22}" + "".join(f"{r['answered']:>24,}" for r in runs))
+    rows.append(
+        f"{'load average (1 min)':<22}" + "".join(f"{r['load_average']:>24.2f}" for r in runs)
+    )
+    return "\n".join(rows)

@@ -1,0 +1,73 @@
+"""The pipeline bench's latency breakdown: from the lists received to p50/p99 per stage, and
+the table printed from a JSON result."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from rtrank.streams.bench.latency_breakdown import STAGES, Breakdown, breakdown_table
+from rtrank.streams.bench.pipeline_bench import _rates
+
+TS = 1_700_000_000_000
+
+
+def a_list(ts: int, emitted_at: int, queued: float) -> dict:
+    timings = {"produce": 2.0, "fetch": 1.0, "handover": 0.5, "queued": queued}
+    return {
+        "based_on": {"ts": ts},
+        "emitted_at": emitted_at,
+        "timings": {**timings, "inference": 3.0, "total": 9.0},
+    }
+
+
+def test_each_list_counts_end_to_end_from_its_event_and_delivery_from_its_emission() -> None:
+    received = Breakdown()
+    received.add(a_list(TS, TS + 20, queued=10.0), received_ms=TS + 25)
+    r = received.summary(500)
+    assert (r["offered_eps"], r["answered"], r["p50"], r["p99"]) == (500, 1, 25.0, 25.0)
+    assert r["stages"]["queued"] == {"p50": 10.0, "p99": 10.0}
+    assert r["stages"]["deliver"] == {"p50": 5.0, "p99": 5.0}
+    assert set(r["stages"]) == set(STAGES)
+
+
+def test_stage_percentiles_are_over_the_lists_received() -> None:
+    received = Breakdown()
+    for n in range(100):
+        received.add(a_list(TS, TS + 10, queued=float(n)), received_ms=TS + 10 + n)
+    r = received.summary(1000)
+    assert r["stages"]["queued"] == {"p50": 49.5, "p99": 98.0}
+    assert (r["p50"], r["p99"]) == (59.5, 108.0)
+
+
+def test_a_run_with_no_list_back_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no list came back at 1000 events/s"):
+        Breakdown().summary(1000)
+
+
+def test_the_table_has_a_column_pair_per_rate_and_a_row_per_stage() -> None:
+    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
+    stages["queued"] = {"p50": 12.5, "p99": 30.0}
+    runs = [
+        {"offered_eps": 500, "answered": 9000, "p50": 20.0, "p99": 41.0, "stages": stages},
+        {"offered_eps": 1000, "answered": 17500, "p50": 22.5, "p99": 48.0, "stages": stages},
+    ]
+    for run, load in zip(runs, (3.5, 4.25), strict=True):
+        run["load_average"] = load
+    lines = breakdown_table(runs).splitlines()
+    assert lines[0].split()[4:] == ["500", "ev/s", "p50", "p99", "1000", "ev/s", "p50", "p99"]
+    assert lines[1].split() == ["end", "to", "end", "20.0", "41.0", "22.5", "48.0"]
+    assert [line.split()[0] for line in lines[2:8]] == list(STAGES)
+    assert lines[5].split() == ["queued", "12.5", "30.0", "12.5", "30.0"]
+    assert lines[8].split() == ["lists", "received", "9,000", "17,500"]
+    assert lines[9].split() == ["load", "average", "(1", "min)", "3.50", "4.25"]
+
+
+def test_rates_are_read_in_order() -> None:
+    assert _rates("500,1000") == [500.0, 1000.0]
+
+
+@pytest.mark.parametrize("value", ["", "fast", "500,0", "-1"])
+def test_a_rate_that_is_no_positive_number_is_refused(value: str) -> None:
+    with pytest.raises(click.BadParameter, match="events/s > 0"):
+        _rates(value)
