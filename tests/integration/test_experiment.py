@@ -1,6 +1,7 @@
-"""An A/B experiment against the real broker: a worker serving two variants labels every
-list with its user's variant, counts them per variant, and `rtrank experiment report` reads
-the run back from the topics."""
+"""Experiments against the real broker: a worker serving an A/B experiment labels every
+list with its user's variant and counts them per variant; one serving an interleaving
+credits every item to the ranker that placed it; `rtrank experiment report` reads either
+run back from the topics."""
 
 from __future__ import annotations
 
@@ -78,3 +79,44 @@ def test_lists_carry_their_users_variant_and_the_report_reads_them_from_the_topi
     assert all(v["events"] > 0 for v in report["variants"])
     assert sum(v["events"] for v in report["variants"]) == report["judged"]
     assert report["sample_ratio"]["df"] == 1
+
+
+def test_interleaved_lists_credit_each_item_to_its_ranker_and_the_report_counts_wins(
+    settings, worker, tmp_path
+) -> None:
+    path = tmp_path / "interleave.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "mmr-interleaved",
+                "salt": "integration",
+                "mode": "interleave",
+                "variants": [
+                    {"name": "control", "share": 0.5},
+                    {"name": "diverse", "share": 0.5, "overrides": {"mmr_lambda": 0.5}},
+                ],
+            }
+        )
+    )
+    worker.settings = settings = settings.replace(experiment_file=str(path))
+    worker.start()
+    replay = synthetic_replay(users=USERS, items=SYNTHETIC_ITEMS, events=EVENTS, seed=5)
+    send_events(settings, replay.events, rate=400, progress=False)
+    worker.drain(EVENTS)
+    wait_delivered(settings, worker)
+
+    lists = [
+        json.loads(r.value)
+        for r in read_topic(settings.bootstrap_servers, settings.recommendations_topic)
+    ]
+    assert lists
+    assert {rec["experiment"]["variant"] for rec in lists} == {"interleaved"}
+    teams = Counter(item.get("team") for rec in lists for item in rec["items"])
+    assert set(teams) == {"control", "diverse"}  # every item credited to one ranker
+
+    result = CliRunner().invoke(report_command, ["--json"], obj=settings)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["interleaved"]["events"] == report["judged"]
+    assert sum(v["wins"] for v in report["variants"]) == report["interleaved"]["decided"]
+    assert 0 < report["interleaved"]["decided"] <= report["judged"]
