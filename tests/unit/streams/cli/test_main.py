@@ -133,30 +133,18 @@ def test_a_bad_setting_ends_any_command_with_one_line_naming_the_variable(
     assert "RTRANK_PARTITIONS" in err and "Traceback" not in err
 
 
-def test_an_unreadable_key_file_ends_any_command_with_one_line_naming_the_variable(
-    environ, monkeypatch, capsys, tmp_path: Path
+@pytest.mark.parametrize("variable", ["RTRANK_UPDATE_VERIFY_KEY_FILE", "RTRANK_WEB_TOKEN_FILE"])
+def test_an_unreadable_secret_file_ends_any_command_with_one_line_naming_the_variable(
+    variable: str, environ, monkeypatch, capsys, tmp_path: Path
 ) -> None:
-    environ.setenv("RTRANK_UPDATE_VERIFY_KEY_FILE", str(tmp_path / "missing.pub"))
+    environ.setenv(variable, str(tmp_path / "missing-file"))
     monkeypatch.setattr("sys.argv", ["rtrank", "worker"])
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-    assert "RTRANK_UPDATE_VERIFY_KEY_FILE" in err and "missing.pub" in err
-
-
-def test_an_unreadable_token_file_ends_any_command_with_one_line_naming_the_variable(
-    environ, monkeypatch, capsys, tmp_path: Path
-) -> None:
-    environ.setenv("RTRANK_WEB_TOKEN_FILE", str(tmp_path / "missing-token"))
-    monkeypatch.setattr("sys.argv", ["rtrank", "worker"])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
-    assert "RTRANK_WEB_TOKEN_FILE" in err and "missing-token" in err
+    assert variable in err and "missing-file" in err
 
 
 def test_a_worker_whose_broker_is_not_up_yet_says_so_and_starts_waiting_for_it() -> None:
