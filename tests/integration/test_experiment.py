@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.worker_metrics import samples
+from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.experiment import report_command
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.experiments.definition import load_experiment
@@ -42,21 +43,25 @@ def settings(settings: Settings, synthetic_checkpoint: Path, tmp_path: Path) -> 
     return settings.replace(checkpoint=str(synthetic_checkpoint), experiment_file=str(path))
 
 
+def replayed_lists(settings: Settings, worker: WorkerProcess, seed: int) -> list[dict]:
+    """Start ``worker``, replay a synthetic stream to it (lists between events) and return
+    every list it wrote; at least one."""
+    worker.start()
+    replay = synthetic_replay(users=USERS, items=SYNTHETIC_ITEMS, events=EVENTS, seed=seed)
+    send_events(settings, replay.events, rate=400, progress=False)
+    worker.drain(EVENTS)
+    wait_delivered(settings, worker)
+    records = read_topic(settings.bootstrap_servers, settings.recommendations_topic)
+    lists = [json.loads(r.value) for r in records]
+    assert lists
+    return lists
+
+
 def test_lists_carry_their_users_variant_and_the_report_reads_them_from_the_topics(
     settings, worker
 ) -> None:
     experiment = load_experiment(settings.experiment_file)
-    worker.start()
-    replay = synthetic_replay(users=USERS, items=SYNTHETIC_ITEMS, events=EVENTS, seed=3)
-    send_events(settings, replay.events, rate=400, progress=False)  # lists between events
-    worker.drain(EVENTS)
-    wait_delivered(settings, worker)
-
-    lists = [
-        json.loads(r.value)
-        for r in read_topic(settings.bootstrap_servers, settings.recommendations_topic)
-    ]
-    assert lists
+    lists = replayed_lists(settings, worker, seed=3)
     for rec in lists:
         expected = experiment.variant_of(rec["user_id"]).name
         assert rec["experiment"] == {"name": "mmr", "variant": expected}
@@ -99,17 +104,7 @@ def test_interleaved_lists_credit_each_item_to_its_ranker_and_the_report_counts_
         )
     )
     worker.settings = settings = settings.replace(experiment_file=str(path))
-    worker.start()
-    replay = synthetic_replay(users=USERS, items=SYNTHETIC_ITEMS, events=EVENTS, seed=5)
-    send_events(settings, replay.events, rate=400, progress=False)
-    worker.drain(EVENTS)
-    wait_delivered(settings, worker)
-
-    lists = [
-        json.loads(r.value)
-        for r in read_topic(settings.bootstrap_servers, settings.recommendations_topic)
-    ]
-    assert lists
+    lists = replayed_lists(settings, worker, seed=5)
     assert {rec["experiment"]["variant"] for rec in lists} == {"interleaved"}
     teams = Counter(item.get("team") for rec in lists for item in rec["items"])
     assert set(teams) == {"control", "diverse"}  # every item credited to one ranker
