@@ -13,15 +13,18 @@ scan's, only which rows are found is approximate (recall@10 against the exact sc
 
 Following online training (docs/decisions.md, "Approximate item index"): the rows an update
 moves or adds are removed and added again at once, each into the cell whose centre is
-nearest now, so the index never holds a stale row; the cells' centres are trained again
-(a full rebuild) only when the catalogue has grown past `RETRAIN_GROWTH` times, or rows
-moved since the last training pass `RETRAIN_MOVED` of it, since either leaves cells
-unbalanced.
+nearest now, so the index never holds a stale row. The centres are trained again only when
+the catalogue has grown past `RETRAIN_GROWTH` times the rows they were trained on, or the
+cells' imbalance (faiss's ``imbalance_factor``: how uneven the cell sizes are, which is
+what searches pay for) passed `RETRAIN_IMBALANCE` times its value after training; that
+runs in the background (`IvfIndex`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from dataclasses import dataclass
 
 import faiss
@@ -30,8 +33,10 @@ import torch
 
 from rtrank.model.sasrec import SASRec
 
+log = logging.getLogger(__name__)
+
 RETRAIN_GROWTH = 2.0  # rows over those the centres were trained on that trains them again
-RETRAIN_MOVED = 0.5  # share of rows moved since training that trains the centres again
+RETRAIN_IMBALANCE = 2.0  # cell imbalance over the trained one that trains the centres again
 TRAIN_POINTS_PER_LIST = 32  # k-means sample per cell: enough for centres, fast at 1M rows
 MIN_POINTS_PER_LIST = 39  # faiss's own floor for a meaningful k-means cell
 
@@ -55,44 +60,63 @@ def cells_for(rows: int, lists: int) -> int:
     return max(1, min(wanted, rows // MIN_POINTS_PER_LIST))
 
 
+def build_ivf(table: torch.Tensor, config: IvfConfig) -> faiss.IndexIVFFlat:
+    """An IVF index of ``table``'s rows (V, D) but padding row 0, ids = row numbers.
+
+    Thread-safe for a ``table`` no one else writes (faiss releases the GIL meanwhile).
+    """
+    rows, dim = table.shape[0] - 1, table.shape[1]
+    lists = cells_for(rows, config.lists)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # faiss samples the rest
+    index.cp.min_points_per_centroid = 1
+    vectors = _numpy(table[1:])
+    if rows:
+        index.train(vectors)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removal by id, not a scan
+    if rows:
+        index.add_with_ids(vectors, np.arange(1, rows + 1, dtype=np.int64))
+    index.nprobe = min(config.probe, lists)
+    return index
+
+
 class IvfIndex:
     """`rtrank.model.serving.ItemIndex`'s ``top_k`` contract over an IVF index of the
-    model's item rows (row 0, padding, never indexed); one thread uses it at a time."""
+    model's item rows (row 0, padding, never indexed); one thread uses it at a time.
+
+    Training the centres again runs in a thread of its own on a copy of the rows (a build
+    at 1M rows takes longer than a model call may), while this index keeps serving and
+    following updates; the rows moved meanwhile are re-placed in the new index when it is
+    installed, at the next call after it is ready.
+    """
 
     def __init__(self, model: SASRec, config: IvfConfig) -> None:
         self.config = config
-        self._build(model)
-
-    def _build(self, model: SASRec) -> None:
         self.model = model
+        self._retrain: threading.Thread | None = None
+        self._retrained: list[tuple[faiss.IndexIVFFlat, int]] = []  # (index, rows copied)
+        self._moved_since_copy: list[torch.Tensor] = []
         table = model.item_emb.weight.detach()
-        self.size = table.shape[0]  # rows indexed, padding included
-        rows = self.size - 1
-        dim = table.shape[1]
-        self.lists = cells_for(rows, self.config.lists)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, self.lists, faiss.METRIC_INNER_PRODUCT)
-        index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # faiss samples the rest
-        index.cp.min_points_per_centroid = 1
-        vectors = _numpy(table[1:])
-        if rows:
-            index.train(vectors)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removal by id, not a scan
-        if rows:
-            index.add_with_ids(vectors, np.arange(1, self.size, dtype=np.int64))
-        index.nprobe = min(self.config.probe, self.lists)
+        self._install(build_ivf(table, config), table.shape[0])
+
+    def _install(self, index: faiss.IndexIVFFlat, size: int) -> None:
         self.index = index
-        self.trained_rows = rows
-        self.moved = 0
+        self.lists = index.nlist
+        self.size = size  # rows indexed, padding included
+        self.trained_rows = size - 1
+        self.trained_imbalance = index.invlists.imbalance_factor() if size > 1 else 1.0
 
     def follow(self, model: SASRec, changed: torch.Tensor | None) -> None:
         """Index ``model``'s rows from now on: ``changed`` rows (int64) re-placed, rows past
         those indexed added; ``changed`` None (a new model, e.g. a snapshot) = every row
-        that differs from the model indexed so far. Trains the centres again when the
-        catalogue outgrew them (module docstring)."""
+        that differs from the model indexed so far. Starts training the centres again when
+        the catalogue outgrew them or their cells grew unbalanced (module docstring)."""
+        self._install_retrained()
         table = model.item_emb.weight.detach()
         if table.shape[1] != self.index.d or table.shape[0] < self.size:
-            self._build(model)
+            self.model = model  # another model's shape: nothing of this index applies
+            self.settle()
+            self._install(build_ivf(table, self.config), table.shape[0])
             return
         if changed is None:
             old = self.model.item_emb.weight.detach()
@@ -100,21 +124,61 @@ class IvfIndex:
             changed = (old[:common] != table[:common]).any(dim=1).nonzero().squeeze(1)
         changed = changed.to(torch.int64).cpu()
         moved = changed[(changed > 0) & (changed < self.size)].unique()
-        rows = torch.cat([moved, torch.arange(self.size, table.shape[0])])
+        added = torch.arange(self.size, table.shape[0])
         self.model = model
-        self.moved += len(moved)
+        self._replace(self.index, table, moved, added)
         self.size = table.shape[0]
-        if (
+        if self._retrain is not None:
+            self._moved_since_copy.append(torch.cat([moved, added]))
+        elif (
             self.size - 1 > RETRAIN_GROWTH * max(self.trained_rows, 1)
-            or self.moved > RETRAIN_MOVED * self.trained_rows
+            or self.index.invlists.imbalance_factor() > RETRAIN_IMBALANCE * self.trained_imbalance
         ):
-            self._build(model)
+            self._start_retrain(table.clone())
+
+    def settle(self) -> None:
+        """Wait for a retraining in progress and install it (tests, benchmarks)."""
+        if self._retrain is not None:
+            self._retrain.join()
+        self._install_retrained()
+
+    def _start_retrain(self, table: torch.Tensor) -> None:
+        def run() -> None:
+            try:
+                self._retrained.append((build_ivf(table, self.config), table.shape[0]))
+            except Exception:  # noqa: BLE001 - any failure: keep serving the old cells
+                log.exception("training the item index's cells again failed")
+
+        self._moved_since_copy = []
+        self._retrain = threading.Thread(target=run, name="ivf-retrain", daemon=True)
+        self._retrain.start()
+
+    def _install_retrained(self) -> None:
+        if self._retrain is None or self._retrain.is_alive():
             return
-        ids = moved.numpy()
+        self._retrain = None
+        if not self._retrained:  # the build failed (logged): keep the old cells
+            return
+        index, copied = self._retrained.pop()
+        table = self.model.item_emb.weight.detach()
+        since = torch.cat([torch.empty(0, dtype=torch.int64), *self._moved_since_copy])
+        since = since.unique()
+        self._replace(index, table, since[since < copied], torch.arange(copied, self.size))
+        size = self.size
+        self._install(index, copied)
+        self.size = size
+
+    @staticmethod
+    def _replace(
+        index: faiss.IndexIVFFlat, table: torch.Tensor, moved: torch.Tensor, added: torch.Tensor
+    ) -> None:
+        """Remove ``moved`` rows from ``index`` and add them and ``added`` from ``table``."""
+        ids = np.ascontiguousarray(moved.numpy())
         if len(ids):
-            self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+            index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+        rows = torch.cat([moved, added])
         if len(rows):
-            self.index.add_with_ids(_numpy(table[rows.to(table.device)]), rows.numpy())
+            index.add_with_ids(_numpy(table[rows.to(table.device)]), rows.numpy())
 
     @torch.no_grad()
     def top_k(
@@ -123,6 +187,7 @@ class IvfIndex:
         """(scores (B, k), rows (B, k)), best first, exact scores of the rows found;
         padding and ``exclude`` never returned. A -inf tail where the probed cells hold
         fewer than k rows beyond the excluded ones."""
+        self._install_retrained()
         if exclude and len(exclude) != user_vecs.shape[0]:
             raise ValueError(f"exclude has {len(exclude)} lists for {user_vecs.shape[0]} users")
         table = self.model.item_emb.weight.detach()

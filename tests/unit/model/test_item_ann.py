@@ -77,18 +77,51 @@ def test_a_new_model_is_compared_row_by_row():
     rows[9] = users[0] * 10
     index.follow(model_with_rows(rows), None)
     assert index.top_k(users[:1], 1)[1][0, 0].item() == 9
-    assert index.moved == 1
 
 
-def test_centres_are_trained_again_when_the_catalogue_doubles():
-    model, users = catalogue(400)
+def grow(model, rows: torch.Tensor) -> None:
+    table = torch.cat([model.item_emb.weight, rows])
+    model.item_emb = torch.nn.Embedding.from_pretrained(table, freeze=True, padding_idx=0)
+
+
+def test_centres_are_trained_again_in_the_background_when_the_catalogue_doubles():
+    model, _ = catalogue(400)
     index = IvfIndex(model, IvfConfig())
     assert index.lists == cells_for(400, 0) == 10
-    grown = torch.cat([model.item_emb.weight, model.item_emb.weight[1:]])
-    model.item_emb = torch.nn.Embedding.from_pretrained(grown, freeze=True, padding_idx=0)
+    grow(model, model.item_emb.weight[1:])
     index.follow(model, torch.empty(0, dtype=torch.int64))
-    assert (index.trained_rows, index.index.ntotal) == (400, 800)
-    more = torch.cat([grown, grown[1:2]])
-    model.item_emb = torch.nn.Embedding.from_pretrained(more, freeze=True, padding_idx=0)
+    index.settle()
+    assert (index.trained_rows, index.index.ntotal, index.lists) == (400, 800, 10)
+    grow(model, model.item_emb.weight[1:2])
     index.follow(model, torch.empty(0, dtype=torch.int64))
+    index.settle()
     assert (index.trained_rows, index.index.ntotal, index.lists) == (801, 801, 20)
+
+
+def test_rows_moved_while_the_centres_train_are_current_in_the_new_index():
+    model, users = catalogue(400)
+    index = IvfIndex(model, IvfConfig())
+    grow(model, model.item_emb.weight[1:] * 1.01)
+    grow(model, model.item_emb.weight[1:2])
+    index.follow(model, torch.empty(0, dtype=torch.int64))  # 801 items: trains again
+    model.item_emb.weight[7] = users[0] * 10
+    index.follow(model, torch.tensor([7]))
+    index.settle()
+    assert index.trained_rows == 801
+    assert index.top_k(users[:1], 1)[1][0, 0].item() == 7
+
+
+def test_cells_grown_unbalanced_are_trained_again_and_a_few_moved_rows_are_not():
+    model, users = catalogue()
+    index = IvfIndex(model, IvfConfig())
+    first = index.index
+    table = model.item_emb.weight
+    table[1:20] = users[0]
+    index.follow(model, torch.arange(1, 20))
+    index.settle()
+    assert index.index is first
+    table[1:2000] = users[0]  # half the catalogue in one cell
+    index.follow(model, torch.arange(1, 2000))
+    index.settle()
+    assert index.index is not first
+    assert index.index.ntotal == ITEMS
