@@ -113,20 +113,21 @@ class IvfIndex:
         the catalogue outgrew them or their cells grew unbalanced (module docstring)."""
         self._install_retrained()
         table = model.item_emb.weight.detach()
-        if table.shape[1] != self.index.d or table.shape[0] < self.size:
-            self.model = model  # another model's shape: nothing of this index applies
+        if table.shape[1] != self.index.d:
+            self.model = model  # another architecture: nothing of this index applies
             self.settle()
             self._install(build_ivf(table, self.config), table.shape[0])
             return
         if changed is None:
             old = self.model.item_emb.weight.detach()
-            common = min(old.shape[0], self.size)
+            common = min(old.shape[0], self.size, table.shape[0])
             changed = (old[:common] != table[:common]).any(dim=1).nonzero().squeeze(1)
         changed = changed.to(torch.int64).cpu()
-        moved = changed[(changed > 0) & (changed < self.size)].unique()
-        added = torch.arange(self.size, table.shape[0])
+        kept = min(self.size, table.shape[0])
+        moved = changed[(changed > 0) & (changed < kept)].unique()
+        added = _span(self.size, table.shape[0])
         self.model = model
-        self._replace(self.index, table, moved, added)
+        self._replace(self.index, table, moved, added, _span(kept, self.size))
         self.size = table.shape[0]
         if self._retrain is not None:
             self._moved_since_copy.append(torch.cat([moved, added]))
@@ -163,17 +164,24 @@ class IvfIndex:
         table = self.model.item_emb.weight.detach()
         since = torch.cat([torch.empty(0, dtype=torch.int64), *self._moved_since_copy])
         since = since.unique()
-        self._replace(index, table, since[since < copied], torch.arange(copied, self.size))
+        moved = since[since < min(copied, self.size)]
+        added = _span(copied, self.size)
+        self._replace(index, table, moved, added, _span(self.size, copied))
         size = self.size
         self._install(index, copied)
         self.size = size
 
     @staticmethod
     def _replace(
-        index: faiss.IndexIVFFlat, table: torch.Tensor, moved: torch.Tensor, added: torch.Tensor
+        index: faiss.IndexIVFFlat,
+        table: torch.Tensor,
+        moved: torch.Tensor,
+        added: torch.Tensor,
+        gone: torch.Tensor,
     ) -> None:
-        """Remove ``moved`` rows from ``index`` and add them and ``added`` from ``table``."""
-        ids = np.ascontiguousarray(moved.numpy())
+        """Remove ``moved`` and ``gone`` rows from ``index``, add ``moved`` and ``added``
+        ones from ``table``."""
+        ids = np.ascontiguousarray(torch.cat([moved, gone]).numpy())
         if len(ids):
             index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
         rows = torch.cat([moved, added])
@@ -216,6 +224,11 @@ def _excluded(candidates: torch.Tensor, exclude: list[list[int]], size: int) -> 
         device=candidates.device,
     )
     return torch.isin(keys, banned)
+
+
+def _span(start: int, stop: int) -> torch.Tensor:
+    """Rows start..stop-1 (int64), none when stop <= start."""
+    return torch.arange(start, max(start, stop))
 
 
 def _numpy(rows: torch.Tensor) -> np.ndarray:

@@ -125,3 +125,13 @@ def test_cells_grown_unbalanced_are_trained_again_and_a_few_moved_rows_are_not()
     index.settle()
     assert index.index is not first
     assert index.index.ntotal == ITEMS
+
+
+def test_rows_a_smaller_new_model_lacks_are_never_returned():
+    model, users = catalogue()
+    index = IvfIndex(model, IvfConfig())
+    smaller = model.item_emb.weight[:1000].clone()
+    index.follow(model_with_rows(smaller), None)
+    rows = index.top_k(users, 10)[1]
+    assert index.index.ntotal == 999
+    assert int(rows.max()) < 1000
