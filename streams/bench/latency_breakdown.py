@@ -10,7 +10,7 @@ import numpy as np
 
 # In the order an event meets them. deliver: the list's emitted_at to its receipt by the
 # bench (the batch's other lists, the worker's send, the broker, the bench's fetch).
-STAGES = ("produce", "fetch", "handover", "queued", "inference", "deliver")
+STAGES = ("produce", "fetch", "handover", "queued", "inference", "compute", "deliver")
 
 
 class Breakdown:
@@ -52,17 +52,17 @@ def breakdown_table(runs: list[dict]) -> str:
     """One column pair (p50, p99 ms) per offered rate: end to end, then each stage; the
     lists received and the machine's load average at the end of each run."""
     head = f"{'event -> list (ms)':<22}" + "".join(
-        f"{int(r['offered_eps']):>9} ev/s p50{'p99':>6}" for r in runs
+        f"{int(r['offered_eps']):>9} ev/s p50{'p99':>8}" for r in runs
     )
     rows = [head]
-    rows.append(f"{'end to end':<22}" + "".join(f"{r['p50']:>18.1f}{r['p99']:>6.1f}" for r in runs))
+    rows.append(f"{'end to end':<22}" + "".join(f"{r['p50']:>18.1f}{r['p99']:>8.1f}" for r in runs))
     for stage in STAGES:
         cells = "".join(
-            f"{r['stages'][stage]['p50']:>18.1f}{r['stages'][stage]['p99']:>6.1f}" for r in runs
+            f"{r['stages'][stage]['p50']:>18.1f}{r['stages'][stage]['p99']:>8.1f}" for r in runs
         )
         rows.append(f"{'  ' + stage:<22}{cells}")
-    rows.append(f"{'lists received':<22}" + "".join(f"{r['answered']:>24,}" for r in runs))
+    rows.append(f"{'lists received':<22}" + "".join(f"{r['answered']:>26,}" for r in runs))
     rows.append(
-        f"{'load average (1 min)':<22}" + "".join(f"{r['load_average']:>24.2f}" for r in runs)
+        f"{'load average (1 min)':<22}" + "".join(f"{r['load_average']:>26.2f}" for r in runs)
     )
     return "\n".join(rows)

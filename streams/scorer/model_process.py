@@ -103,6 +103,7 @@ class ModelReport:
     cache_lookups: dict[str, int] = field(default_factory=dict)
     cache_users: int = 0
     cache_bytes: int = 0
+    compute_s: float = 0.0  # a score call's own seconds in this process (0 for other calls)
 
 
 class ServedModel:
@@ -232,9 +233,12 @@ def _load(settings: Settings) -> tuple[bool, ModelReport]:
 def _score(
     requests: list[PackedRequest], fresh: list[PackedEvent], changes: dict[str, Any]
 ) -> tuple[list[int], list[PackedList], ModelReport]:
+    started = time.perf_counter()
     _served.catch_up_with(changes)
     versions, lists = _served.score(unpack_requests(requests), unpack_events(fresh))
-    return versions, pack_lists(lists), _served.report()
+    packed, report = pack_lists(lists), _served.report()
+    report.compute_s = time.perf_counter() - started
+    return versions, packed, report
 
 
 def _rank(

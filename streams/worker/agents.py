@@ -67,12 +67,12 @@ class Serving:
 
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[list[int], list[list[RankedItem]]]:
+    ) -> tuple[list[int], list[list[RankedItem]], float]:
         versions, lists, report = await self.model.score(
             requests, fresh, self.items.take_changes()
         )
         self._record(report)
-        return versions, lists
+        return versions, lists, report.compute_s
 
     async def rank(
         self, history: list[str], candidates: list[str]

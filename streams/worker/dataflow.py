@@ -77,10 +77,11 @@ STALLED_AFTER_S = 5.0
 class Scorer(Protocol):
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[list[int], list[list[RankedItem]]]:
+    ) -> tuple[list[int], list[list[RankedItem]], float]:
         """One list per request and the model version that scored it (an experiment's
-        variants may serve different models); ``fresh``: events newly applied since the
-        previous call (for trending)."""
+        variants may serve different models), and the seconds the model itself took (0
+        when unknown); ``fresh``: events newly applied since the previous call (for
+        trending)."""
 
 
     async def forget_users(self, users: list[str]) -> None:
@@ -471,8 +472,8 @@ class Dataflow:
         stamps = BatchStamps.starting_now()
         answered, requests = requests_for(batch, settings.allow_repeats, self.experiment)
         fresh = [at_broker_time(p) for p in batch if p.prefix is not None]
-        versions, lists = await self.scorer.score(requests, fresh)
-        stamps = replace(stamps, scored=time.monotonic())
+        versions, lists, compute_s = await self.scorer.score(requests, fresh)
+        stamps = replace(stamps, scored=time.monotonic(), compute=compute_s)
         metrics.batch_size.observe(len(batch))
         metrics.inference_seconds.observe(stamps.scored - stamps.started)
         forgotten = []

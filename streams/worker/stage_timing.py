@@ -13,6 +13,8 @@ The stages, in order (`STAGES`):
   batch window).
 - ``inference``: the batch's model process call as the worker waits on it (pickling, the
   pipe, and the model's own work).
+- ``compute``: the part of ``inference`` the model process spent on the batch itself (as
+  it reports it; the rest of ``inference`` is the call's way there and back).
 - ``emit``: the model's answer -> the batch's lists and state writes handed to the producer
   and sent now (`Dataflow._answer`). Histogram only: a list is written before it ends.
 
@@ -27,17 +29,19 @@ from dataclasses import dataclass
 
 from prometheus_client import Histogram
 
-STAGES = ("fetch", "handover", "queued", "inference", "emit")
+STAGES = ("fetch", "handover", "queued", "inference", "compute", "emit")
 
 
 @dataclass(slots=True, frozen=True)
 class BatchStamps:
-    """A batch's ``time.monotonic()`` readings, and the wall clock's lead over it
-    (``wall_offset``: ``time.time() - time.monotonic()``, to place a broker append time)."""
+    """A batch's ``time.monotonic()`` readings, the wall clock's lead over it
+    (``wall_offset``: ``time.time() - time.monotonic()``, to place a broker append time) and
+    the model's own seconds on it (``compute``)."""
 
     started: float
     scored: float
     wall_offset: float
+    compute: float = 0.0
 
     @staticmethod
     def starting_now() -> BatchStamps:
@@ -58,6 +62,7 @@ def event_stages(
         "handover": max(0.0, ingested - fetched),
         "queued": max(0.0, batch.started - ingested),
         "inference": batch.scored - batch.started,
+        "compute": batch.compute,
     }
 
 

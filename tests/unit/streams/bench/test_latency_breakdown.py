@@ -13,7 +13,7 @@ TS = 1_700_000_000_000
 
 
 def a_list(ts: int, emitted_at: int, queued: float) -> dict:
-    timings = {"produce": 2.0, "fetch": 1.0, "handover": 0.5, "queued": queued}
+    timings = {"produce": 2.0, "fetch": 1.0, "handover": 0.5, "queued": queued, "compute": 2.5}
     return {
         "based_on": {"ts": ts},
         "emitted_at": emitted_at,
@@ -57,10 +57,10 @@ def test_the_table_has_a_column_pair_per_rate_and_a_row_per_stage() -> None:
     lines = breakdown_table(runs).splitlines()
     assert lines[0].split()[4:] == ["500", "ev/s", "p50", "p99", "1000", "ev/s", "p50", "p99"]
     assert lines[1].split() == ["end", "to", "end", "20.0", "41.0", "22.5", "48.0"]
-    assert [line.split()[0] for line in lines[2:8]] == list(STAGES)
+    assert [line.split()[0] for line in lines[2:9]] == list(STAGES)
     assert lines[5].split() == ["queued", "12.5", "30.0", "12.5", "30.0"]
-    assert lines[8].split() == ["lists", "received", "9,000", "17,500"]
-    assert lines[9].split() == ["load", "average", "(1", "min)", "3.50", "4.25"]
+    assert lines[9].split() == ["lists", "received", "9,000", "17,500"]
+    assert lines[10].split() == ["load", "average", "(1", "min)", "3.50", "4.25"]
 
 
 def test_rates_are_read_in_order() -> None:

@@ -77,6 +77,16 @@ def test_its_lists_are_those_of_the_scorer_and_ranker_in_this_process(
     ]
 
 
+def test_a_score_call_reports_the_process_own_time_within_the_callers_wait(
+    model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    started = time.monotonic()
+    _, _, report = loop.run_until_complete(model.score(requests(), [], {}))
+    waited = time.monotonic() - started
+    assert 0 < report.compute_s <= waited
+    assert loop.run_until_complete(model.apply_updates({})).compute_s == 0.0
+
+
 def test_a_catalogue_change_sent_with_a_call_applies_to_that_call(
     model: ModelProcess, loop: asyncio.AbstractEventLoop
 ) -> None:

@@ -85,6 +85,7 @@ class Scorer:
     of its history. ``while_scoring`` runs inside the call, as if during the model's work."""
 
     VERSION = 7
+    COMPUTE_S = 0.004  # the model's own seconds it reports per call
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
@@ -93,13 +94,13 @@ class Scorer:
 
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
-    ) -> tuple[list[int], list[list[RankedItem]]]:
+    ) -> tuple[list[int], list[list[RankedItem]], float]:
         self.calls.append((requests, fresh))
         self.journal.append(("score", len(requests)))
         if self.while_scoring is not None:
             await self.while_scoring()
         lists = [[RankedItem(f"after-{r.history[-1] if r.history else ''}", 1.0)] for r in requests]
-        return [self.VERSION] * len(lists), lists
+        return [self.VERSION] * len(lists), lists, self.COMPUTE_S
 
     async def forget_users(self, users: list[str]) -> None:
         self.journal.append(("forget users", tuple(users)))

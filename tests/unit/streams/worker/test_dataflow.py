@@ -67,7 +67,7 @@ def count(metrics: Metrics, outcome: str) -> float | None:
 # -- One valid event -------------------------------------------------------------------------
 
 
-def test_a_valid_event_is_answered_with_one_list(flow, sink, make_record) -> None:
+def test_a_valid_event_is_answered_with_one_list(flow, sink, make_record, scorer) -> None:
     run(flow, make_record(5, event("u1", "i1")))
     [sent] = sink.on(SETTINGS.recommendations_topic)
     rec = sent.json()
@@ -76,7 +76,10 @@ def test_a_valid_event_is_answered_with_one_list(flow, sink, make_record) -> Non
     assert rec["model_version"] == 7
     assert rec["based_on"] == {"topic": "events", "partition": 0, "offset": 5, "ts": TS}
     assert rec["batch_size"] == 1
-    assert set(rec["timings"]) == {"fetch", "handover", "queued", "inference", "produce", "total"}
+    assert set(rec["timings"]) == {
+        *("fetch", "handover", "queued", "inference", "compute", "produce", "total")
+    }
+    assert rec["timings"]["compute"] == scorer.COMPUTE_S * 1000  # as the model reported it
 
 
 def test_a_valid_event_sends_one_training_example_with_its_types_weight(
@@ -778,6 +781,6 @@ def test_an_answered_event_is_timed_in_every_stage(flow, sink, make_record, metr
     run(flow, make_record(5, event("u1", "i1")), make_record(6, event("u2", "i1")))
     counts = {
         stage: metrics.registry.get_sample_value("rtrank_stage_seconds_count", {"stage": stage})
-        for stage in ("fetch", "handover", "queued", "inference", "emit")
+        for stage in ("fetch", "handover", "queued", "inference", "compute", "emit")
     }
     assert counts == dict.fromkeys(counts, 2.0)

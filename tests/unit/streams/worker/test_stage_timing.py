@@ -15,14 +15,15 @@ from rtrank.streams.worker.stage_timing import (
 )
 
 WALL_OFFSET = 1_700_000_000.0  # the wall clock's lead over the monotonic one
-BATCH = BatchStamps(started=100.030, scored=100.045, wall_offset=WALL_OFFSET)
+BATCH = BatchStamps(started=100.030, scored=100.045, wall_offset=WALL_OFFSET, compute=0.012)
 
 
 def test_each_stage_lasts_from_one_stamp_to_the_next() -> None:
     appended_ms = round((100.000 + WALL_OFFSET) * 1000)
     stages = event_stages(appended_ms, fetched=100.004, ingested=100.005, batch=BATCH)
     assert stages == pytest.approx(
-        {"fetch": 0.004, "handover": 0.001, "queued": 0.025, "inference": 0.015}, abs=1e-6
+        {"fetch": 0.004, "handover": 0.001, "queued": 0.025, "inference": 0.015, "compute": 0.012},
+        abs=1e-6,
     )
 
 
@@ -57,4 +58,4 @@ def test_each_stage_is_observed_under_its_label() -> None:
     histogram = Histogram("stage_seconds", "test", ["stage"], registry=registry)
     StageHistograms(histogram).observe({"queued": 0.02, "emit": 0.001})
     total = {s: registry.get_sample_value("stage_seconds_sum", {"stage": s}) for s in STAGES}
-    assert total == {"fetch": 0.0, "handover": 0.0, "queued": 0.02, "inference": 0.0, "emit": 0.001}
+    assert total == dict.fromkeys(STAGES, 0.0) | {"queued": 0.02, "emit": 0.001}
