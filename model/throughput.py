@@ -12,6 +12,7 @@ import time
 import numpy as np
 import torch
 
+from rtrank.model.item_ann import IvfConfig, IvfIndex
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 
@@ -23,9 +24,11 @@ def inference_rate(
     rounds: int = 20,
     k: int = 10,
     seed: int = 0,
+    ivf: IvfConfig | None = None,
 ) -> float:
     """Users/s for batches of ``batch`` histories of 1..max_len items, seen items excluded,
-    top-k found as a server finds it (`ItemIndex`, with or without its ``shortlist``).
+    top-k found as a server finds it (`ItemIndex`, with or without its ``shortlist``, or
+    with ``ivf`` the approximate `IvfIndex`, built before the clock starts).
 
     Three warm-up rounds first; CUDA work is synchronised before the clock stops.
     """
@@ -36,7 +39,7 @@ def inference_rate(
         for _ in range(batch)
     ]
     cuda = model.device.type == "cuda"
-    items = ItemIndex(model, shortlist)
+    items = IvfIndex(model, ivf) if ivf else ItemIndex(model, shortlist)
     with torch.inference_mode():
         for _ in range(3):
             items.top_k(encode_histories(model, histories), k, histories)

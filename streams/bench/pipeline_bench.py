@@ -19,10 +19,12 @@ import uuid
 from pathlib import Path
 
 import click
+import faiss
 import torch
 
 from rtrank.deploy.kafka.broker import BrokerError, free_port
 from rtrank.model.checkpoint import load_checkpoint, save_checkpoint
+from rtrank.model.item_ann import IvfConfig
 from rtrank.model.quality import machine_info
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import resolve_device, resolve_shortlist
@@ -260,12 +262,15 @@ def _latency_at(
 
 
 def model_only_rate(settings: Settings) -> float:
-    """Users/s of the served model alone (encode + top-10), with the worker's threads and
-    shortlist setting."""
+    """Users/s of the served model alone (encode + top-10), with the worker's threads,
+    shortlist and item index settings."""
     torch.set_num_threads(settings.torch_threads)
+    faiss.omp_set_num_threads(settings.torch_threads)
     device = resolve_device(settings.device)
     model = load_checkpoint(settings.checkpoint, device).model
-    return inference_rate(model, resolve_shortlist(settings.score_shortlist, device))
+    ivf = IvfConfig(settings.item_index_lists, settings.item_index_probe)
+    short = resolve_shortlist(settings.score_shortlist, device)
+    return inference_rate(model, short, ivf=ivf if settings.item_index == "ivf" else None)
 
 
 def _random_checkpoint(path: Path, items: int) -> str:

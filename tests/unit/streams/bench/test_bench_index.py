@@ -9,6 +9,9 @@ from click.testing import CliRunner
 
 from rtrank.model.index_bench import recall
 from rtrank.streams.bench.index_bench import index_command
+from rtrank.streams.bench.pipeline_bench import model_only_rate
+from rtrank.streams.settings import Settings
+from tests.unit.streams.scorer.test_scoring import small_checkpoint
 
 
 def test_one_exact_and_one_ivf_row_per_size_and_kind_of_rows() -> None:
@@ -35,3 +38,8 @@ def test_recall_is_the_share_of_the_true_rows_found() -> None:
     found = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
     truth = torch.tensor([[1, 2, 9, 9], [5, 6, 7, 8]])
     assert recall(found, truth) == (0.5 + 1.0) / 2
+
+
+def test_bench_pipeline_measures_the_model_alone_with_the_ivf_index(tmp_path) -> None:
+    settings = Settings(checkpoint=small_checkpoint(tmp_path), device="cpu", item_index="ivf")
+    assert 0 < model_only_rate(settings) < float("inf")
