@@ -3,8 +3,12 @@
 size, in one run: top-K users/s, memory, build time and recall@10 against the exact top-10
 (`rtrank.model.index_bench`).
 
+With ``--checkpoint`` and ``--data``, a trained model's item rows and the vectors it
+encodes for the data set's users instead, seen items excluded as served.
+
     rtrank bench index
     rtrank bench index --items 23715,1000000 --rows topics,random --probe 16
+    rtrank bench index --checkpoint games.safetensors --data amazon_games.txt --users 2048
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import click
 import faiss
 import torch
 
+from rtrank.model.checkpoint import CheckpointError, load_checkpoint
+from rtrank.model.data import DataError, read_sequences
 from rtrank.model.index_bench import (
     UPDATE_ROWS,
+    data_users,
     measure,
     model_with_rows,
     random_rows,
@@ -44,6 +51,16 @@ ROWS = ("topics", "random")
 @click.option("--lists", type=int, default=0, show_default=True, help="IVF cells (0 = auto)")
 @click.option("--probe", type=int, default=16, show_default=True, help="IVF cells per user")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    help="a trained model's item rows instead of synthetic ones (needs --data)",
+)
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="the data set whose users the checkpoint encodes (their last max_len items)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def index_command(
     items: str,
@@ -54,25 +71,20 @@ def index_command(
     lists: int,
     probe: int,
     threads: int,
+    checkpoint: str | None,
+    data: str | None,
     as_json: bool,
 ) -> None:
     """Exact scan and IVF index side by side: users/s, memory, build time, recall@10."""
-    kinds = [r.strip() for r in rows.split(",") if r.strip()]
-    if not kinds or set(kinds) - set(ROWS):
-        raise click.BadParameter(f"use {', '.join(ROWS)} or both", param_hint="--rows")
-    sizes = [int(n) for n in items.split(",") if n.strip()]
+    if (checkpoint is None) != (data is None):
+        raise click.UsageError("--checkpoint and --data go together")
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     config = IvfConfig(lists=lists, probe=probe)
-    results = []
-    for size in sizes:
-        table, centres = topic_rows(size, dim)
-        people = topic_users(centres, users)
-        for kind in kinds:
-            model = model_with_rows(table if kind == "topics" else random_rows(size, dim))
-            for figures in measure(model, people, config, batch):
-                results.append({"items": size, "rows": kind, **asdict(figures)})
-            del model
+    if checkpoint is not None:
+        results, dim, users = _trained(checkpoint, data, users, config, batch)
+    else:
+        results = _synthetic(items, rows, users, dim, config, batch)
     result = {
         "results": results,
         "users": users,
@@ -84,8 +96,50 @@ def index_command(
     click.echo(json.dumps(result) if as_json else _table(result))
 
 
+def _trained(
+    checkpoint: str, data: str, users: int, config: IvfConfig, batch: int
+) -> tuple[list[dict], int, int]:
+    """Rows of the checkpoint's model over ``data``'s users, its embedding size and the
+    users measured (fewer than ``users`` when the data set has fewer)."""
+    try:
+        loaded = load_checkpoint(checkpoint)
+        sequences = read_sequences(data)
+    except (CheckpointError, DataError) as e:
+        raise click.ClickException(str(e)) from e
+    model = loaded.model
+    vectors, seen = data_users(model, loaded.vocab, sequences, users)
+    size = model.config.num_items - 1
+    results = [
+        {"items": size, "rows": "model", **asdict(figures)}
+        for figures in measure(model, vectors, config, batch, exclude=seen)
+    ]
+    return results, model.config.dim, len(seen)
+
+
+def _synthetic(
+    items: str, rows: str, users: int, dim: int, config: IvfConfig, batch: int
+) -> list[dict]:
+    """Rows of each synthetic catalogue size and kind of rows."""
+    kinds = [r.strip() for r in rows.split(",") if r.strip()]
+    if not kinds or set(kinds) - set(ROWS):
+        raise click.BadParameter(f"use {', '.join(ROWS)} or both", param_hint="--rows")
+    sizes = [int(n) for n in items.split(",") if n.strip()]
+    results = []
+    for size in sizes:
+        table, centres = topic_rows(size, dim)
+        people = topic_users(centres, users)
+        for kind in kinds:
+            model = model_with_rows(table if kind == "topics" else random_rows(size, dim))
+            for figures in measure(model, people, config, batch):
+                results.append({"items": size, "rows": kind, **asdict(figures)})
+            del model
+    return results
+
+
 def _table(r: dict) -> str:
     m = r["machine"]
+    trained = any(x["rows"] == "model" for x in r["results"])
+    seen = ", each user's seen items excluded" if trained else ""
     lines = ["    items  rows    index        build s   users/s  memory MB  recall@10  update ms"]
     for x in r["results"]:
         lines.append(
@@ -95,7 +149,7 @@ def _table(r: dict) -> str:
         )
     lines.append(
         f"{r['users']} users, {r['batch']} per call, dim {r['dim']}, {r['threads']} threads; "
-        f"users/s = top-10 only (encoding is the same for both); memory = the exact scan's "
+        f"users/s = top-10 only (encoding is the same for both){seen}; memory = the exact scan's "
         f"table copy or the index; update = following {UPDATE_ROWS:,} moved rows (exact: a new "
         f"table copy); machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
         f"faiss {faiss.__version__}"

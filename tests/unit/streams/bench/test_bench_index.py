@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 
-from rtrank.model.index_bench import recall
+from rtrank.model.checkpoint import load_checkpoint
+from rtrank.model.data import read_sequences
+from rtrank.model.index_bench import data_users, recall, top_rows
+from rtrank.model.item_ann import IvfConfig, IvfIndex
+from rtrank.model.sasrec import SASRecConfig
+from rtrank.model.serving import ItemIndex
+from rtrank.model.synthetic import generate
+from rtrank.model.train import TrainConfig, load_dataset, train
 from rtrank.streams.bench.index_bench import index_command
 from rtrank.streams.bench.pipeline_bench import model_only_rate
 from rtrank.streams.settings import Settings
@@ -43,3 +51,54 @@ def test_recall_is_the_share_of_the_true_rows_found() -> None:
 def test_bench_pipeline_measures_the_model_alone_with_the_ivf_index(tmp_path) -> None:
     settings = Settings(checkpoint=small_checkpoint(tmp_path), device="cpu", item_index="ivf")
     assert 0 < model_only_rate(settings) < float("inf")
+
+
+@pytest.fixture(scope="module")
+def trained_games(tmp_path_factory) -> tuple[str, str]:
+    """(checkpoint, data file): a small SASRec trained in the test on a tiny data set in
+    the Games format (one "user item" pair a line)."""
+    folder = tmp_path_factory.mktemp("trained")
+    events = generate(num_users=120, num_items=200, min_len=4, max_len=12, seed=0)
+    data = folder / "games.txt"
+    data.write_text("".join(f"{u} {i}\n" for u, evs in events.items() for i, _ in evs))
+    dataset = load_dataset(str(data))
+    config = SASRecConfig(num_items=len(dataset.vocab), dim=16, max_len=8, dropout=0.0)
+    quick = TrainConfig(epochs=2, batch_size=32, device="cpu", refit_epochs=0, ema_decay=0.0)
+    checkpoint = folder / "model.safetensors"
+    train(dataset, config, quick, out=str(checkpoint))
+    return str(checkpoint), str(data)
+
+
+def test_a_trained_checkpoint_gives_one_exact_and_one_ivf_row(trained_games) -> None:
+    checkpoint, data = trained_games
+    args = ["--checkpoint", checkpoint, "--data", data, "--users", "50", "--lists", "4"]
+    result = CliRunner().invoke(index_command, [*args, "--probe", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [(r["rows"], r["index"]) for r in out["results"]] == [
+        ("model", "exact"),
+        ("model", "ivf 4/1"),
+    ]
+    exact, ivf = out["results"]
+    assert exact["recall_at_10"] == 1.0
+    assert 0.0 <= ivf["recall_at_10"] <= 1.0
+    assert out["users"] == 50
+
+
+def test_seen_items_never_appear_in_the_exact_or_the_ivf_top_10(trained_games) -> None:
+    checkpoint, data = trained_games
+    loaded = load_checkpoint(checkpoint)
+    vectors, seen = data_users(loaded.model, loaded.vocab, read_sequences(data), users=40)
+    assert all(seen)
+    for index in (
+        ItemIndex(loaded.model, shortlist=False),
+        IvfIndex(loaded.model, IvfConfig(4, 1)),
+    ):
+        rows, _ = top_rows(index, vectors, batch=7, k=10, exclude=seen)
+        assert all(set(top).isdisjoint(s) for top, s in zip(rows.tolist(), seen, strict=True))
+
+
+def test_checkpoint_without_data_is_a_usage_error(trained_games) -> None:
+    result = CliRunner().invoke(index_command, ["--checkpoint", trained_games[0]])
+    assert result.exit_code == 2
+    assert "--checkpoint and --data go together" in result.output
