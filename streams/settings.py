@@ -159,9 +159,10 @@ class Settings(BaseSettings):
         description="A micro-batch closes at this many events (only a backlog fills it) ...",
     )
     batch_max_ms: float = Field(
-        20.0,
+        0.0,
         ge=0,
-        description="... or this many ms after its first event was read, whichever comes first.",
+        description="... or this many ms after its first event was read, whichever comes first "
+        "(0: what is queued when it begins; what comes while it is scored makes the next).",
     )
     batch_catch_up_ms: float = Field(
         500.0,
