@@ -3,6 +3,7 @@ write what happens to them, in order, into one shared journal."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import pytest
 from rtrank.streams.records import Event
 from rtrank.streams.scorer.rerank import RankedItem
 from rtrank.streams.scorer.scoring import ScoreRequest
-from rtrank.streams.worker.dataflow import EventRecord
+from rtrank.streams.worker.dataflow import Dataflow, EventRecord
 
 
 @dataclass(frozen=True)
@@ -172,3 +173,14 @@ def make_record(journal: list[tuple]) -> Callable[..., EventRecord]:
 @pytest.fixture
 def source(journal: list[tuple]) -> Source:
     return Source(journal)
+
+
+def run(flow: Dataflow, *records: EventRecord) -> None:
+    """Ingest ``records``, then answer them as one batch."""
+
+    async def go() -> None:
+        for record in records:
+            await flow.ingest(record)
+        await flow.answer(await flow.next_batch(behind=0))
+
+    asyncio.run(go())

@@ -22,6 +22,7 @@ from rtrank.streams.worker.dataflow import (
 )
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.state import UserState
+from tests.unit.streams.worker.conftest import run
 
 TS = 1_700_000_000_000
 SETTINGS = Settings(
@@ -47,17 +48,6 @@ def metrics() -> Metrics:
 @pytest.fixture
 def flow(scorer, sink, states, metrics, source) -> Dataflow:  # noqa: ANN001 - conftest doubles
     return Dataflow(SETTINGS, scorer, sink, states, metrics, source)
-
-
-def run(flow: Dataflow, *records: EventRecord) -> None:
-    """Ingest ``records``, then answer them as one batch."""
-
-    async def go() -> None:
-        for record in records:
-            await flow.ingest(record)
-        await flow.answer(await flow.next_batch(behind=0))
-
-    asyncio.run(go())
 
 
 def count(metrics: Metrics, outcome: str) -> float | None:

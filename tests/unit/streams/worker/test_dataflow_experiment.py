@@ -4,7 +4,6 @@ prequential quality per variant (doubles in ``conftest.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import pytest
 
 from rtrank.streams.experiments.definition import load_experiment
 from rtrank.streams.settings import Settings
-from rtrank.streams.worker.dataflow import Dataflow, EventRecord
+from rtrank.streams.worker.dataflow import Dataflow
 from rtrank.streams.worker.metrics import Metrics
+from tests.unit.streams.worker.conftest import run
 
 TS = 1_700_000_000_000
 USERS = [f"u{n}" for n in range(40)]
@@ -44,15 +44,6 @@ def flow(settings, scorer, sink, states, source) -> Dataflow:  # noqa: ANN001 - 
 
 def event(user: str, item: str) -> dict:
     return {"user_id": user, "item_id": item, "event_type": "view", "ts": TS}
-
-
-def run(flow: Dataflow, *records: EventRecord) -> None:
-    async def go() -> None:
-        for record in records:
-            await flow.ingest(record)
-        await flow.answer(await flow.next_batch(behind=0))
-
-    asyncio.run(go())
 
 
 def variant_of(settings: Settings, user: str) -> str:

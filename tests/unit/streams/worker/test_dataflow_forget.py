@@ -4,7 +4,6 @@ starts whatever follows it afresh (doubles in ``conftest.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import Dataflow, EventRecord
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.state import UserState
+from tests.unit.streams.worker.conftest import run
 
 TS = 1_700_000_000_000
 SETTINGS = Settings(batch_max_ms=0, batch_catch_up_ms=0)
@@ -43,17 +43,6 @@ def forget(make_record):  # noqa: ANN001, ANN201 - conftest factory
         return make_record(offset, value, key=key, headers=headers)
 
     return make
-
-
-def run(flow: Dataflow, *records: EventRecord) -> None:
-    """Ingest ``records``, then answer them as one batch."""
-
-    async def go() -> None:
-        for record in records:
-            await flow.ingest(record)
-        await flow.answer(await flow.next_batch(behind=0))
-
-    asyncio.run(go())
 
 
 def tombstones(sink, topic: str) -> list[bytes]:  # noqa: ANN001 - conftest double
