@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from rtrank.streams.cli.context import pass_settings
+from rtrank.streams.cli.produce import DeliveryError
 from rtrank.streams.forgetting import forget_record
 from rtrank.streams.kafka_security import KafkaConnectError, check_connection, client_config
 from rtrank.streams.settings import Settings
@@ -46,10 +47,6 @@ def forget(settings: Settings, user_id: str) -> None:
         f"{settings.events_topic}/{partition}@{offset}",
         err=True,
     )
-
-
-class DeliveryError(RuntimeError):
-    """The broker did not acknowledge the request."""
 
 
 def send_forget(settings: Settings, user_id: str) -> tuple[int, int]:

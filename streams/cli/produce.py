@@ -84,7 +84,8 @@ def produce(
 
 
 class DeliveryError(RuntimeError):
-    """Some events were not acknowledged by the broker."""
+    """The broker did not acknowledge records sent (events, a forget request); the message
+    says which and why."""
 
 
 def send_events(

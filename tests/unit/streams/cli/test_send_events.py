@@ -69,6 +69,7 @@ def test_produce_reports_undelivered_events_in_one_line_and_exits_1(
     def undelivered(settings: Settings, stream: list[dict], rate: float) -> tuple[int, float]:
         raise DeliveryError(f"{len(stream)} of {len(stream)} events were not delivered")
 
+    monkeypatch.setattr(produce_module, "check_connection", lambda settings: None)
     monkeypatch.setattr(produce_module, "ensure_topics", lambda settings: {})
     monkeypatch.setattr(produce_module, "send_events", undelivered)
     path = tmp_path / "pairs.txt"
