@@ -229,9 +229,9 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         30.0,
         gt=0,
-        description="A worker told to stop (SIGTERM) that has not stopped within this long "
-        "(its broker unreachable, say) exits anyway with exit 1; it then restarts from its "
-        "changelogs, as after a crash.",
+        description="A worker or trainer told to stop (SIGTERM) that has not stopped within "
+        "this long (its broker unreachable, say) exits anyway with exit 1; a worker then "
+        "restarts from its changelogs, as after a crash, a trainer from its last version.",
     )
     update_catch_up_s: float = Field(
         60.0,

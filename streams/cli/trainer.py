@@ -19,6 +19,7 @@ from rtrank.model.checkpoint import CheckpointError
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.kafka_security import KafkaConnectError, check_connection
 from rtrank.streams.settings import Settings
+from rtrank.streams.shutdown import StopDeadline
 from rtrank.streams.trainer.model_updates import PublishError
 from rtrank.streams.trainer.online_trainer import Trainer
 
@@ -44,8 +45,18 @@ def trainer_command(settings: Settings, checkpoint: str | None) -> None:
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per connection
     stop = threading.Event()
+    deadline = StopDeadline(
+        settings.shutdown_timeout_s,
+        "the trainer",
+        "it resumes from the last version it published at the next start",
+    )
+
+    def stop_within_deadline(*_: object) -> None:
+        stop.set()
+        deadline.start()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop_within_deadline)
     try:
         check_connection(settings)
         Trainer(settings, checkpoint or settings.checkpoint).run(stop, on_ready)

@@ -13,13 +13,13 @@ from aiohttp.web import Response
 
 from rtrank.streams.kafka_security import faust_credentials
 from rtrank.streams.settings import Settings
+from rtrank.streams.shutdown import StopDeadline
 from rtrank.streams.worker.agents import register_agents
 from rtrank.streams.worker.faust_patches import PatchedApp, fetch_wait_ms, producer_buffer_max
 from rtrank.streams.worker.group_metrics import register_group_metrics
 from rtrank.streams.worker.local_state import mark_running, mark_stopped
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.rerank_wiring import register_catalogue, register_rerank_views
-from rtrank.streams.worker.shutdown import StopDeadline
 from rtrank.streams.worker.topics_and_tables import declare_tables, declare_topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class RtrankApp(PatchedApp):
     the configured partition counts before any agent reads or writes, and the local tables
     of a worker that did not stop cleanly are discarded (`rtrank.streams.worker.local_state`);
     a worker told to stop ends within ``shutdown_timeout_s``, with exit 1 if its stop did
-    not finish by then (`rtrank.streams.worker.shutdown`).
+    not finish by then (`rtrank.streams.shutdown`).
     What it changes in Faust (inline delivery, the fetch wait, the producer buffer's bound,
     no ``Monitor``) is `rtrank.streams.worker.faust_patches.PatchedApp`'s.
     """
@@ -72,8 +72,12 @@ class RtrankApp(PatchedApp):
     async def on_stop(self) -> None:
         """The first step of a stop (mode stops the app before the worker's other
         services): from here the process has ``shutdown_timeout_s`` to end
-        (`rtrank.streams.worker.shutdown`)."""
-        StopDeadline(self.settings.shutdown_timeout_s).start()
+        (`rtrank.streams.shutdown`)."""
+        StopDeadline(
+            self.settings.shutdown_timeout_s,
+            "the worker",
+            "its local tables are recovered from their changelogs at the next start",
+        ).start()
         await super().on_stop()
 
     async def on_shutdown(self) -> None:

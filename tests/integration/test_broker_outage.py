@@ -206,3 +206,19 @@ def test_a_worker_whose_broker_is_gone_stops_within_its_shutdown_timeout(
     assert code == 1
     assert "did not stop within 10 s (RTRANK_SHUTDOWN_TIMEOUT_S)" in worker.log.read_text()
     assert list(worker.settings.data_dir.rglob(RUNNING_MARK))
+
+
+def test_a_trainer_whose_broker_is_gone_stops_within_its_shutdown_timeout(
+    broker: local_kafka.Broker, outage_settings: Settings, trainer: TrainerProcess
+) -> None:
+    """Its clients may wait on the broker as it stops: it ends by its deadline all the same,
+    on its own (exit 0) or cut short by the deadline (exit 1, with the deadline's line)."""
+    trainer.start()
+    kill_broker(broker)
+    trainer.process.send_signal(signal.SIGTERM)
+    try:
+        code = trainer.process.wait(SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S:.0f} s after SIGTERM")
+    deadline_line = "the trainer did not stop within 10 s (RTRANK_SHUTDOWN_TIMEOUT_S)"
+    assert code == 0 or (code == 1 and deadline_line in trainer.log.read_text())
