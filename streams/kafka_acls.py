@@ -149,7 +149,7 @@ def apply(settings: Settings, role: Role, principal: str, timeout_s: float = 30.
 
 
 def markdown(settings: Settings) -> str:
-    """The ACL table of every role (the README's, with the default settings)."""
+    """The ACL table of every role (docs/operating.md's, with the default settings)."""
     topics = ", ".join(f"`{name}`" for name in topic_names(settings))
     lines = ["| role | resource | operations |", "|---|---|---|"]
     lines.append(f"| every role | topics {topics} | Describe, Create |")

@@ -1,6 +1,6 @@
 """The pipeline against a broker that requires TLS and a SCRAM login and enforces ACLs
 (``rtrank kafka up --secure``): the worker, the trainer and the producer each log in as
-their own user holding exactly their role's ACLs (`rtrank kafka acls`, the README's table).
+their own user holding exactly their role's ACLs (`rtrank kafka acls`, docs/operating.md's table).
 
 One secure broker and one worker and trainer serve the whole module.
 """

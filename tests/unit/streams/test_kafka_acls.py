@@ -1,4 +1,4 @@
-"""Each role's least-privilege ACLs: what the README lists is what `rtrank kafka acls`
+"""Each role's least-privilege ACLs: what docs/operating.md lists is what `rtrank kafka acls`
 grants, and a role gets no write it does not need."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from kafka.admin import ACLOperation, ACLPermissionType, ACLResourcePatternType,
 from rtrank.streams.kafka_acls import acls, grants, markdown, own_grants
 from rtrank.streams.settings import Settings
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+OPERATING = Path(__file__).resolve().parents[3] / "docs" / "operating.md"
 
 
 def writes(settings: Settings, role: str) -> set[str]:
@@ -18,7 +18,7 @@ def writes(settings: Settings, role: str) -> set[str]:
 
 
 def test_the_readme_lists_exactly_the_acls_granted() -> None:
-    assert markdown(Settings()) in README.read_text()
+    assert markdown(Settings()) in OPERATING.read_text()
 
 
 def test_only_the_trainer_may_write_model_updates() -> None:
