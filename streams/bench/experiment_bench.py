@@ -14,16 +14,21 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 import click
 
-from rtrank.deploy.kafka.broker import BrokerError, free_port
+from rtrank.deploy.kafka.broker import BrokerError
 from rtrank.model.data import FORMATS, DataError
 from rtrank.model.quality import machine_info
 from rtrank.streams.bench.local_stack import local_kafka_for
-from rtrank.streams.bench.online_bench import Stream, file_stream, measured_from, pretrain
+from rtrank.streams.bench.online_bench import (
+    Stream,
+    file_stream,
+    measured_from,
+    pretrain,
+    replay_run_settings,
+)
 from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.experiment import draw, text
@@ -39,16 +44,8 @@ def experiment_run(
 ) -> dict:
     """One run of ``stream`` on fresh topics (deleted when it succeeds) with the
     ``experiment`` file; returns its report over the second halves."""
-    tag = uuid.uuid4().hex[:8]
-    s = base.isolated(
-        f"bench-experiment-{tag}",
-        data_dir=tmp / f"state-{tag}",
-        web_port=free_port(),
-        standby_replicas=0,
-        checkpoint=checkpoint,
-        log_level="warn",
-        trainer_examples_from="latest",
-        experiment_file=str(Path(experiment).resolve()),
+    tag, s = replay_run_settings(
+        base, tmp, "experiment", checkpoint, experiment_file=str(Path(experiment).resolve())
     )
     exp = load_experiment(s.experiment_file)
     ensure_topics(s)

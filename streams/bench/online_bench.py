@@ -156,6 +156,25 @@ def trainer_settings(worker: Settings, online: bool) -> Settings:
     return worker.replace(model_updates_topic=f"{worker.model_updates_topic}.unread")
 
 
+def replay_run_settings(
+    base: Settings, tmp: Path, kind: str, checkpoint: str, **more: object
+) -> tuple[str, Settings]:
+    """A replay run's tag and settings: fresh topics and group (``bench-KIND-TAG``), its
+    own data dir and web port, one worker serving ``checkpoint`` without standby, and a
+    trainer that reads only the run's own examples; ``more`` on top."""
+    tag = uuid.uuid4().hex[:8]
+    return tag, base.isolated(
+        f"bench-{kind}-{tag}",
+        data_dir=tmp / f"state-{tag}",
+        web_port=free_port(),
+        standby_replicas=0,
+        checkpoint=checkpoint,
+        log_level="warn",
+        trainer_examples_from="latest",
+        **more,
+    )
+
+
 def replay_run(
     base: Settings, tmp: Path, stream: Stream, checkpoint: str, rate: float, online: bool
 ) -> tuple[dict, Judged, dict[int, int], int]:
@@ -163,16 +182,7 @@ def replay_run(
     each second-half event's judgement in stream order (`rtrank.streams.bench.replay_eval`),
     and for an online run its freshness histogram and the training examples it wrote (a
     frozen run's trainer publishes nowhere measured, so those are empty)."""
-    tag = uuid.uuid4().hex[:8]
-    s = base.isolated(
-        f"bench-online-{tag}",
-        data_dir=tmp / f"state-{tag}",
-        web_port=free_port(),
-        standby_replicas=0,
-        checkpoint=checkpoint,
-        log_level="warn",
-        trainer_examples_from="latest",
-    )
+    tag, s = replay_run_settings(base, tmp, "online", checkpoint)
     ensure_topics(s)
     worker = WorkerProcess(s, tmp / f"worker-{tag}.log")
     trainer = TrainerProcess(
