@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from rtrank.deploy.kafka import broker as local_kafka
+from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.topic_reader import end_offsets
 from rtrank.streams.bench.worker_metrics import metric_value
 from rtrank.streams.bench.worker_process import WorkerProcess
+from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
 
 
@@ -157,6 +159,37 @@ def wait_for(
             return
         time.sleep(interval_s)
     raise AssertionError(message or f"condition not met within {timeout_s}s")
+
+
+def committed_offsets(settings: Settings) -> dict[int, int]:
+    """Partition of the events topic -> the group's committed offset (its next event)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+    finally:
+        admin.close()
+    return {
+        tp.partition: o.offset
+        for tp, o in offsets.items()
+        if tp.topic == settings.events_topic and o.offset >= 0
+    }
+
+
+def serve_half_a_replay(settings: Settings, worker: WorkerProcess) -> list[dict]:
+    """Start ``worker`` (with ``settings``), send the first half of a 600-event synthetic
+    replay of 100 users and wait until the group committed every one of its events; the
+    second half, not sent, is returned."""
+    worker.settings = settings
+    worker.start()
+    replay = synthetic_replay(users=100, items=SYNTHETIC_ITEMS, events=600, seed=9)
+    before, after = replay.events[:300], replay.events[300:]
+    send_events(settings, before, progress=False)
+    wait_for(
+        lambda: committed_offsets(settings) == end_offsets(settings, settings.events_topic),
+        60,
+        message="the first half's events were not all committed",
+    )
+    return after
 
 
 SYNTHETIC_ITEMS = 500

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
 from rtrank.deploy.kafka import broker as local_kafka
 from rtrank.model.synthetic import item_id
@@ -25,7 +25,13 @@ from rtrank.streams.bench.topic_reader import end_offsets
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dead_letters import MAX_VALUE_BYTES
-from tests.integration.conftest import kill_and_show_log, latest_by_key, read_topic, wait_for
+from tests.integration.conftest import (
+    committed_offsets,
+    kill_and_show_log,
+    latest_by_key,
+    read_topic,
+    wait_for,
+)
 
 GOOD_EVENTS = 10_000
 USERS = 1_000
@@ -282,17 +288,8 @@ def test_every_good_user_is_answered_for_their_last_event(run) -> None:
 def test_the_events_topic_is_committed_to_its_end(run) -> None:
     s = run.settings
 
-    def committed_to_the_end() -> bool:
-        admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
-        try:
-            committed = admin.list_group_offsets({s.app_id: None}).get(s.app_id, {})
-        finally:
-            admin.close()
-        done = {tp.partition: o.offset for tp, o in committed.items() if tp.topic == s.events_topic}
-        return done == end_offsets(s, s.events_topic)
-
     wait_for(
-        committed_to_the_end,
+        lambda: committed_offsets(s) == end_offsets(s, s.events_topic),
         timeout_s=180,
         interval_s=2.0,
         message="offsets not committed to the end",

@@ -9,13 +9,16 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.replay_checks import answers, lists_by_user
-from rtrank.streams.bench.topic_reader import end_offsets, read_topic
+from rtrank.streams.bench.topic_reader import read_topic
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.delivery import EXIT_UNDELIVERABLE
-from tests.integration.conftest import SYNTHETIC_ITEMS, wait_for
+from tests.integration.conftest import (
+    committed_offsets,
+    serve_half_a_replay,
+    wait_for,
+)
 
 TINY = "64"  # bytes: smaller than any list, a non-retriable MESSAGE_TOO_LARGE for each
 
@@ -44,16 +47,6 @@ def refuse_lists(admin: KafkaAdminClient, topic: str) -> None:
     set_topic_config(admin, topic, "max.message.bytes", TINY)
 
 
-def committed(admin: KafkaAdminClient, settings: Settings) -> dict[int, int]:
-    """Partition of the events topic -> the group's committed offset (its next event)."""
-    offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
-    return {
-        tp.partition: o.offset
-        for tp, o in offsets.items()
-        if tp.topic == settings.events_topic and o.offset >= 0
-    }
-
-
 def first_unanswered(settings: Settings) -> dict[int, int]:
     """Partition of the events topic -> the offset of its first event that no list of its
     user answers at or after it."""
@@ -69,16 +62,7 @@ def test_a_worker_whose_lists_are_refused_stops_with_their_events_uncommitted(
     settings, worker, synthetic_checkpoint, admin
 ) -> None:
     settings = settings.replace(checkpoint=str(synthetic_checkpoint))
-    worker.settings = settings
-    worker.start()
-    replay = synthetic_replay(users=100, items=SYNTHETIC_ITEMS, events=600, seed=9)
-    before, after = replay.events[:300], replay.events[300:]
-    send_events(settings, before, progress=False)
-    wait_for(
-        lambda: committed(admin, settings) == end_offsets(settings, settings.events_topic),
-        60,
-        message="the events before the refusal were not all committed",
-    )
+    after = serve_half_a_replay(settings, worker)
 
     refuse_lists(admin, settings.recommendations_topic)
     send_events(settings, after, progress=False)
@@ -90,5 +74,5 @@ def test_a_worker_whose_lists_are_refused_stops_with_their_events_uncommitted(
     assert "MessageSizeTooLarge" in line and "partitions move to another worker" in line
     unanswered = first_unanswered(settings)
     assert unanswered, "the worker stopped, yet every event has its list"
-    now_committed = committed(admin, settings)
+    now_committed = committed_offsets(settings)
     assert all(now_committed.get(p, 0) <= offset for p, offset in unanswered.items())
