@@ -597,19 +597,13 @@ def waiting_in_faust(faust_consumer: Any, positions: Mapping[TP, int]) -> set[TP
     the agent's next event that is not waiting lost those events.
     """
     read = faust_consumer._read_offset
-    channels = faust_consumer.app.topics._tp_index
-    waiting = set()
-    for tp, position in positions.items():
-        delivered = read[tp]
-        if delivered is None or delivered < position - 1:
-            waiting.add(tp)
-        elif any(
-            event.message.tp == tp
-            for channel in channels.get(tp, ())
-            for event in channel.queue._queue
-        ):
-            waiting.add(tp)
-    return waiting
+    undelivered = {
+        tp for tp, position in positions.items() if read[tp] is None or read[tp] < position - 1
+    }
+    index = faust_consumer.app.topics._tp_index
+    channels = {id(c): c for tp in positions.keys() - undelivered for c in index.get(tp, ())}
+    buffered = {event.message.tp for c in channels.values() for event in c.queue._queue}
+    return undelivered | (buffered & positions.keys())
 
 
 # -- The current event -----------------------------------------------------------------------
