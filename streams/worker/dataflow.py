@@ -476,6 +476,7 @@ class Dataflow:
         stamps = replace(stamps, scored=time.monotonic(), compute=compute_s)
         metrics.batch_size.observe(len(batch))
         metrics.inference_seconds.observe(stamps.scored - stamps.started)
+        stages = {id(p): stages_of(p, stamps) for p in batch}
         forgotten = []
         for pending in batch:  # before the lists: a later event's list follows them
             if isinstance(pending.parsed, Forget) and self.owns(pending):
@@ -490,7 +491,7 @@ class Dataflow:
         ):
             if not self.owns(pending):
                 continue
-            rec = recommendation(pending, items, version, stamps, len(batch))
+            rec = recommendation(pending, items, version, stages[id(pending)], len(batch))
             if self.experiment is not None:
                 rec = replace(rec, experiment=(self.experiment.name, request.variant))
                 metrics.experiment_lists.labels(request.variant).inc()
@@ -505,7 +506,7 @@ class Dataflow:
         for pending in batch:
             if self.owns(pending):
                 metrics.answer_seconds.observe(done - pending.arrived)
-                self.stages.observe({**stages_of(pending, stamps), "emit": done - stamps.scored})
+                self.stages.observe({**stages[id(pending)], "emit": done - stamps.scored})
                 await pending.record.ack()
 
 
@@ -621,12 +622,12 @@ def recommendation(
     pending: Pending,
     items: list[RankedItem],
     version: int,
-    stamps: BatchStamps,
+    stages: dict[str, float],
     batch_size: int,
 ) -> Recommendation:
-    """The list for ``pending``; its ``timings`` (ms): the stages up to the model's answer
-    (`stages_of`), ``produce`` (the event's ``ts`` to its broker append; 0 when unknown)
-    and ``total`` (``ts`` to now)."""
+    """The list for ``pending``; its ``timings`` (ms): ``stages``, its seconds per stage up
+    to the model's answer (`stages_of`), ``produce`` (the event's ``ts`` to its broker
+    append; 0 when unknown) and ``total`` (``ts`` to now)."""
     record = pending.record
     now_ms = int(time.time() * 1000)
     produce_ms = max(0, record.timestamp - pending.parsed.ts) if record.timestamp else 0
@@ -642,7 +643,7 @@ def recommendation(
         ),
         emitted_at=now_ms,
         timings={
-            **stage_ms(stages_of(pending, stamps)),
+            **stage_ms(stages),
             "produce": float(produce_ms),
             "total": float(now_ms - pending.parsed.ts),
         },
