@@ -5,6 +5,9 @@ cost in quality; `rtrank bench encode` prints both (no Kafka: this runs wherever
   item: with a warm cache (one position per block), beside the whole window encoded as
   without the cache (cold), and a cache miss (the whole window, its keys and values kept);
   all three timed on the same histories in the same run.
+- `replay_costs`: the same warm and cold costs per event over a real replay's mix of history
+  lengths (each sampled user's events in order, as a stream brings them), where most events
+  follow a short history.
 - `replay_slides`: Hit@10 over the whole catalogue of the next item, on a real replay of
   the users whose histories pass the window, served through the cache (which restarts the
   window from its latest half) beside full re-encoding of the latest ``max_len`` items.
@@ -85,6 +88,55 @@ def encode_costs(
         "miss_us": miss * 1e6 / users,
         "top_k_us": top_k * per_event,
         "max_abs_diff": diff,
+    }
+
+
+def replay_costs(
+    model: SASRec,
+    vocab: Vocabulary,
+    sequences: Mapping[str, Sequence[str]],
+    users: int = 2048,
+    per_call: int = 256,
+    history_len: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Microseconds per event of encoding every event of ``users`` users drawn (``seed``)
+    from ``sequences``, with the cache (each user's first event a miss, the others warm
+    or a window restart) and without it (`encode_histories` of the whole history), on the
+    same calls: in rounds, the n-th event of every user who has one, up to ``per_call``
+    users a call. Histories are capped at ``history_len`` (default ``max_len``) as a
+    worker caps them. Events are weighted as the replay holds them: a user with more
+    events counts more, and most events follow a short history (``mean_history``).
+    """
+    cap = history_len or model.config.max_len
+    rng = np.random.default_rng(seed)
+    names = [u for u, s in sequences.items() if len(s) > 1]
+    chosen = rng.choice(len(names), size=min(users, len(names)), replace=False)
+    replayed = {names[n]: [i for i in sequences[names[n]] if i in vocab] for n in chosen}
+    cache = EncodeCache(UNBOUNDED)
+    warm = cold = 0.0
+    events = positions = 0
+    with torch.inference_mode():
+        encode_histories(model, [vocab.rows(list(s[:1])) for s in replayed.values()])  # warm-up
+        for t in range(1, max(map(len, replayed.values()), default=1) + 1):
+            live = [(u, s[:t][-cap:]) for u, s in replayed.items() if len(s) >= t]
+            for i in range(0, len(live), per_call):
+                part = live[i : i + per_call]
+                requests = [UserSequence(u, 0, t, h) for u, h in part]
+                rows = [vocab.rows(h) for _, h in part]
+                warm += _timed(lambda r=requests: cache.encode(model, vocab, r), model)[0]
+                cold += _timed(lambda r=rows: encode_histories(model, r), model)[0]
+                events += len(part)
+                positions += sum(len(h) for _, h in part)
+    return {
+        "users": len(replayed),
+        "events": events,
+        "mean_window": positions / max(1, events),
+        "warm_us": warm * 1e6 / max(1, events),
+        "cold_us": cold * 1e6 / max(1, events),
+        "cache_hits": cache.counts.hits,
+        "cache_misses": cache.counts.misses,
+        "cache_restarts": cache.counts.restarts,
     }
 
 

@@ -1,6 +1,6 @@
 """``rtrank bench encode``: the served model's encode cost per event with a warm encode cache
-beside a cold one, in one run; with ``--data``, what the cache's window restarts cost in
-Hit@10 on a replay (`rtrank.model.encode_bench`).
+beside a cold one, in one run; with ``--data``, the same over a replay's mix of history
+lengths, and what the cache's window restarts cost in Hit@10 (`rtrank.model.encode_bench`).
 
     rtrank bench encode
     rtrank bench encode --checkpoint games.safetensors --data ../shared/data/amazon_games.txt
@@ -15,7 +15,7 @@ import torch
 
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.data import read_sequences
-from rtrank.model.encode_bench import encode_costs, replay_slides
+from rtrank.model.encode_bench import encode_costs, replay_costs, replay_slides
 from rtrank.model.quality import machine_info
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import resolve_device
@@ -26,7 +26,11 @@ GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
 
 
 @click.command("encode")
-@click.option("--checkpoint", default="", help="model to measure (default: random, --items)")
+@click.option(
+    "--checkpoint",
+    default="",
+    help="model to measure (default: random weights over --data's items, or --items)",
+)
 @click.option("--items", type=int, default=GAMES_ITEMS, show_default=True)
 @click.option("--users", type=int, default=256, show_default=True, help="users per model call")
 @click.option(
@@ -51,25 +55,28 @@ def encode_command(
     threads: int,
     as_json: bool,
 ) -> None:
-    """Encode cost per event, warm cache beside cold, and (--data) Hit@10 cached vs full."""
+    """Encode cost per event, warm cache beside cold; with --data, the same over the
+    replay's mix of history lengths, and Hit@10 cached vs full past the window."""
     torch.set_num_threads(threads)
     target = resolve_device(device)
+    sequences = read_sequences(data) if data else None
     if checkpoint:
         ckpt = load_checkpoint(checkpoint, target)
         model, vocab = ckpt.model, ckpt.vocab
-    else:
+    else:  # random weights: over the replay's items when there is one
         torch.manual_seed(0)
-        vocab = Vocabulary(item_id(n) for n in range(items))
+        ids = sorted({i for s in sequences.values() for i in s}) if sequences else None
+        vocab = Vocabulary(ids or (item_id(n) for n in range(items)))
         model = SASRec(SASRecConfig(num_items=len(vocab))).to(target).eval()
     if model.config.positions != "from_start":
         raise click.ClickException(f"{checkpoint}: positions counted from the end: no cache")
     costs = [
         encode_costs(model, vocab, int(n), users, appends) for n in lengths.split(",") if n.strip()
     ]
-    replay = replay_slides(model, vocab, read_sequences(data)) if data else None
     result = {
         "costs": costs,
-        "replay": replay,
+        "mix": replay_costs(model, vocab, sequences, per_call=users) if sequences else None,
+        "replay": replay_slides(model, vocab, sequences) if sequences else None,
         "items": len(vocab) - 1,
         "device": str(target),
         "threads": threads,
@@ -90,6 +97,16 @@ def _table(r: dict) -> str:
             f"{c['length']:>4}+1   {c['warm_us']:>13.1f}  {c['cold_us']:>13.1f}  "
             f"{c['cold_us'] / c['warm_us']:>8.1f}x  {c['miss_us']:>12.1f}  "
             f"{c['top_k_us']:>14.1f}  {lists:>13.1f}x  {c['max_abs_diff']:>15.1e}"
+        )
+    if r["mix"]:
+        x = r["mix"]
+        lines.append(
+            f"replay mix: {x['events']:,} events of {x['users']:,} users, "
+            f"{x['mean_window']:.1f} items encoded cold per event on average: "
+            f"warm {x['warm_us']:.1f} us/event, cold {x['cold_us']:.1f} us/event, "
+            f"cold/warm {x['cold_us'] / x['warm_us']:.1f}x "
+            f"({x['cache_hits']:,} hits, {x['cache_misses']:,} misses, "
+            f"{x['cache_restarts']:,} restarts)"
         )
     if r["replay"]:
         p = r["replay"]
