@@ -235,7 +235,8 @@ def register_agents(
         """Faust sends this during a rebalance, before the partitions are handed on."""
         unwritten, in_flight = len(flow.unwritten), len(flow.in_flight)
         dropped = flow.revoke(revoked)
-        log.info(
+        log.log(
+            logging.WARNING if dropped or in_flight else logging.INFO,
             "partitions revoked: %d queued events dropped, %d of %d unwritten states, "
             "%d events in flight",
             dropped,

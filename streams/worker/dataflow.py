@@ -236,10 +236,11 @@ class Dataflow:
         to be acked: so normally the queue is empty by then, and this is what still holds
         when it is not. With Kafka's eager rebalancing every rebalance revokes all
         partitions, those kept included: their users are read from the table afresh. The
-        offset read last stays until the new assignment (`assigned`): a partition kept
-        goes on from it, so a gap at the start of the next generation is seen too; its
-        skipping to a gap stops (no seek while it is unassigned) and starts again at the
-        next event after the gap.
+        offset read last stays until the new assignment (`assigned`), moved back to before
+        the partition's first event dropped here (`_unread`): a partition kept goes on
+        from it, so a gap at the start of the next generation is seen too, the dropped
+        events included; its skipping to a gap stops (no seek while it is unassigned) and
+        starts again at the next event after the gap.
         """
         revoked = set(partitions)
         for tp in revoked:
@@ -251,9 +252,29 @@ class Dataflow:
                 self.queue.put_nowait(pending)
         dropped = [p for p in queued if p.record.tp in revoked]
         for pending in dropped + self.in_flight:
-            if pending.parsed is not None and pending.record.tp in revoked:
-                self.unwritten.pop(pending.parsed.user_id, None)
+            if pending.record.tp in revoked:
+                self._unread(pending)
         return len(dropped)
+
+    def _unread(self, pending: Pending) -> None:
+        """Undo what reading ``pending`` left here, its partition revoked before it was
+        answered: its user's unwritten state goes, and its partition's offset read last
+        goes back to before it, so that a partition kept through the rebalance reads it
+        again. Without that, a consumer that went on past the dropped events (no seek back
+        to the committed offset) delivered the next one as if none were missing: it was
+        applied to a state without them, and their offsets were committed with it."""
+        if pending.parsed is not None:
+            self.unwritten.pop(pending.parsed.user_id, None)
+        tp, before = pending.record.tp, pending.record.offset - 1
+        if tp in self.read_up_to and self.read_up_to[tp] > before:
+            self.read_up_to[tp] = before
+
+    async def _queue(self, pending: Pending) -> None:
+        """Queue ``pending`` for answer; undone (`_unread`) when its partition was revoked
+        while it was being read (a wait for room in the queue, or for a send)."""
+        await self.queue.put(pending)
+        if not self.owns(pending):
+            self._unread(pending)
 
     def assigned(self, partitions: Iterable[Any]) -> None:
         """Forget the offset read last (``read_up_to``) of every partition not in
@@ -294,7 +315,7 @@ class Dataflow:
         if isinstance(parsed, Rejection):
             metrics.events.labels("invalid").inc()
             await dead_letter(self.sink, settings.dlq_topic, record, parsed, metrics)
-            await self.queue.put(Pending(record, None, None, time.monotonic(), None, generation))
+            await self._queue(Pending(record, None, None, time.monotonic(), None, generation))
             return
         user = parsed.user_id
         state = self.unwritten.get(user) or UserState.from_json(self.states.get(user))
@@ -327,10 +348,7 @@ class Dataflow:
                 parsed, prefix, self.policy.weight(parsed.event_type), variant
             )
             await self.sink.send(settings.training_topic, user.encode(), example.to_json())
-        pending = Pending(record, parsed, state, time.monotonic(), prefix, generation)
-        await self.queue.put(pending)
-        if not self.owns(pending):  # revoked while sending the example or queueing
-            self.unwritten.pop(user, None)
+        await self._queue(Pending(record, parsed, state, time.monotonic(), prefix, generation))
 
     async def _ingest_forget(self, record: EventRecord, generation: int) -> None:
         """Forget a user (`rtrank.streams.forgetting`): the user's events read after this
@@ -347,21 +365,18 @@ class Dataflow:
         if isinstance(request, Rejection):
             metrics.events.labels("invalid").inc()
             await dead_letter(self.sink, settings.dlq_topic, record, request, metrics)
-            await self.queue.put(Pending(record, None, None, time.monotonic(), None, generation))
+            await self._queue(Pending(record, None, None, time.monotonic(), None, generation))
             return
         user = request.user_id
         state = self.unwritten.get(user) or UserState.from_json(self.states.get(user))
         if is_applied(state, record.offset):
             metrics.events.labels("redelivered").inc()
-            await self.queue.put(Pending(record, None, None, time.monotonic(), None, generation))
+            await self._queue(Pending(record, None, None, time.monotonic(), None, generation))
             return
         metrics.events.labels("forget").inc()
         forgotten = UserState(last_offset=record.offset)
         self.unwritten[user] = forgotten
-        pending = Pending(record, request, forgotten, time.monotonic(), None, generation)
-        await self.queue.put(pending)
-        if not self.owns(pending):  # revoked while queueing
-            self.unwritten.pop(user, None)
+        await self._queue(Pending(record, request, forgotten, time.monotonic(), None, generation))
 
     async def _forget(self, pending: Pending) -> None:
         """Carry out the forget request ``pending``: delete the user's stored state (a

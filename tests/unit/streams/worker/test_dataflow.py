@@ -573,6 +573,7 @@ def test_the_offsets_read_are_forgotten_for_partitions_not_assigned_again(
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
         await flow.ingest(make_record(4, event("u2", "i1"), partition=1))
+        await flow.answer(await flow.next_batch(behind=0))
         flow.revoke({P0, P1})
         flow.assigned({P1})
 
@@ -585,12 +586,47 @@ def test_a_partition_kept_through_a_rebalance_is_read_on_without_a_gap(
 ) -> None:
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        await flow.answer(await flow.next_batch(behind=0))
         flow.revoke({P0})  # eager rebalancing: every partition revoked, then assigned again
         flow.assigned({P0})
         await flow.ingest(make_record(9, event("u1", "i9"), partition=0))  # 4..8 lost
 
     asyncio.run(go())
     assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
+
+
+def test_a_partition_kept_through_a_rebalance_reads_again_the_events_it_dropped(
+    flow, journal, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(4, event("u1", "i2"), partition=0))
+        flow.revoke({P0})  # 3 and 4 dropped from the queue, never acked
+        flow.assigned({P0})
+        await flow.ingest(make_record(5, event("u1", "i3"), partition=0))  # no seek back to 3
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 3)]
+    assert flow.queue.empty() and flow.unwritten == {}  # 5 is not applied without 3 and 4
+
+
+def test_an_event_dropped_while_ingested_is_read_again_from_its_offset(
+    flow, sink, journal, make_record
+) -> None:
+    async def revoke_and_keep(topic: str) -> None:
+        flow.revoke({P0})
+        flow.assigned({P0})
+
+    async def go() -> None:
+        await flow.ingest(make_record(2, event("u1", "i1"), partition=0))
+        await flow.answer(await flow.next_batch(behind=0))
+        sink.while_sending = revoke_and_keep  # while 3's training example is sent
+        await flow.ingest(make_record(3, event("u1", "i2"), partition=0))
+        sink.while_sending = None
+        await flow.ingest(make_record(4, event("u1", "i3"), partition=0))
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 3)]
 
 
 def test_a_batch_whose_partition_is_revoked_while_scored_answers_only_the_other_partitions(
