@@ -161,6 +161,9 @@ class FaustSource:
     def fetch_positions(self) -> dict[TP, int]:
         return fetch_positions(self.app.consumer, self.topic)
 
+    def member(self) -> bool:
+        return self.app.group_lease.held()
+
 
 class FaustStates:
     """A Faust table of user states as a `rtrank.streams.worker.dataflow.StateTable`."""
@@ -248,6 +251,7 @@ def register_agents(
 
     @app.on_partitions_assigned.connect
     async def forget_unassigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
+        app.group_lease.confirm()  # the group has just counted this worker in
         flow.assigned(assigned)
 
     @app.agent(topics.events, name="ingest")

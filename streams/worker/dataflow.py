@@ -27,7 +27,9 @@ for them, and acks the request.
 
 Everything one worker keeps between events (the queue, ``read_up_to``, ``unwritten``) is
 an attribute of one `Dataflow`, and belongs to a partition: `Dataflow.revoke` drops it when
-the partition is revoked, and fences off the partition's events still in flight. Ingest
+the partition is revoked, and fences off the partition's events still in flight; so does
+`Dataflow.lapse`, for every partition, when the group's lease on this worker lapsed (it may
+have been expelled while it stood still, and learns that only later). Ingest
 reads each partition without gaps (`Dataflow._skip_past_gap`): an event is never acked,
 and so committed, before every earlier event of its partition was read; a partition
 skipping to a gap is sought back to it again until the gap's event arrives
@@ -114,6 +116,10 @@ class Source(Protocol):
         """The offset the consumer fetches next of each events partition assigned (every
         event before it was fetched) whose fetched events all left the consumer for ingest:
         a partition whose events wait behind a backlog is left out."""
+
+    def member(self) -> bool:
+        """True while the group surely still counts this worker as the owner of its
+        partitions (`rtrank.streams.worker.faust_patches.GroupLease`)."""
 
 
 class StateTable(Protocol):
@@ -211,10 +217,44 @@ class Dataflow:
         self.clock: Callable[[], float] = time.monotonic  # for `skipping` and `arrived`
         self.in_flight: list[Pending] = []  # the batch being answered
         self.broker_ms = 0  # the newest log-append time read: the broker's clock (`expiry`)
+        self.lapsed = False  # the group's lease lapsed and every partition was revoked (`lapse`)
 
     def owns(self, pending: Pending) -> bool:
-        """True while ``pending``'s partition has not been revoked since it was read."""
-        return pending.generation == self.generations.get(pending.record.tp, 0)
+        """True while the group's lease on this worker holds (`lapse`) and ``pending``'s
+        partition has not been revoked since it was read."""
+        return self._holds_lease() and pending.generation == self.generations.get(
+            pending.record.tp, 0
+        )
+
+    def _holds_lease(self) -> bool:
+        if self.source.member():
+            self.lapsed = False
+            return True
+        self.lapse()
+        return False
+
+    def lapse(self) -> None:
+        """The group's lease on this worker lapsed (`Source.member` is False): it may have
+        been expelled while it stood still, its partitions handed on, and it learns that
+        only from its next heartbeat. Every partition it has read is then revoked here
+        (`revoke`): nothing read so far is answered, acked or written, and until the lease
+        holds again ingest leaves each event unread (`_leave_unread`). A lease that comes
+        back without a rebalance reads those events again; a rebalance revokes them."""
+        if self.lapsed:
+            return
+        self.lapsed = True
+        queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        for pending in queued:
+            self.queue.put_nowait(pending)
+        known = set(self.read_up_to) | {p.record.tp for p in queued + self.in_flight}
+        dropped = self.revoke(known)
+        log.warning(
+            "the group's lease on this worker lapsed (no heartbeat answered in time): "
+            "%d partitions read treated as revoked, %d queued events dropped, until it "
+            "holds again",
+            len(known),
+            dropped,
+        )
 
     def revoke(self, partitions: Iterable[Any]) -> int:
         """Forget what this worker keeps for ``partitions`` (which it no longer owns) and
@@ -299,6 +339,9 @@ class Dataflow:
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
+        if not self._holds_lease():
+            await self._leave_unread(record)
+            return
         generation = self.generations.get(record.tp, 0)
         self.arrived[record.tp] = self.clock()
         self.broker_ms = max(self.broker_ms, record.timestamp)
@@ -391,6 +434,21 @@ class Dataflow:
         key = user.encode()
         await self.sink.send(self.settings.recommendations_topic, key, None)
         await self.sink.send(self.settings.training_topic, key, None)
+
+    async def _leave_unread(self, record: EventRecord) -> None:
+        """Leave ``record`` unread while the lease has lapsed: its partition is sought back
+        to its next event to read (``record``, or an earlier one dropped by the lapse), at
+        most once per ``RESEEK_AFTER_S``, and read from there once the lease holds."""
+        tp, now = record.tp, self.clock()
+        last = self.last_read(tp)
+        missing = record.offset if last is None else min(record.offset, last + 1)
+        skipping = self.skipping.get(tp)
+        recent = skipping is not None and now - skipping.sought < RESEEK_AFTER_S
+        if recent and skipping.gap == missing:
+            skipping.left = max(skipping.left, record.offset)
+            return
+        self.skipping[tp] = Skipping(missing, record.offset, now)
+        await self.source.seek(tp, missing)
 
     async def _skip_past_gap(self, record: EventRecord, last: int) -> None:
         """Leave ``record``, which follows a gap after ``last`` in its partition, unread

@@ -12,9 +12,9 @@ grow); after a restart the clock starts again with its first event.
 Expiry runs on a timer (`register_expiry`): each tick reads at most ``SCAN_PER_TICK`` states
 in all, shared evenly by the events partitions the worker owns, each in key order from where
 its last tick stopped, and deletes the idle ones; a partition's pass then starts again at
-its first key. Where
-each partition's pass stands is kept per partition and dropped when the partition is
-revoked. A tick does nothing while the group rebalances or a table recovers, and it never
+its first key. Where each partition's pass stands is kept per partition and dropped when
+the partition is revoked. A tick does nothing while the group rebalances, a table recovers
+or the group's lease on this worker has lapsed (`faust_patches.GroupLease`), and it never
 awaits, so no revocation lands inside it: a tombstone is written only for a partition this
 worker owns and has recovered. A user with an event applied but not yet written
 (``Dataflow.unwritten``) is never expired.
@@ -149,9 +149,9 @@ def register_expiry(
     @app.timer(TICK_S)
     async def expire_idle_users() -> None:
         """Never awaits: a revocation cannot land between a partition's check and its
-        tombstones."""
+        tombstones. Nothing while the group's lease on this worker has lapsed."""
         now = flow.broker_ms
-        if not now or app.rebalancing or app.in_recovery:
+        if not now or app.rebalancing or app.in_recovery or not app.group_lease.held():
             return
         expired = 0
         for partition in list(expiry.cursors):

@@ -26,6 +26,7 @@ Sections:
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
 - Stream buffers that a resume of a running flow keeps (`HeldFlowControl`).
+- The group's lease on this worker's partitions (`GroupLease`, `watch_heartbeats`).
 - Faust's root command group (`FaustRootGroup`), for rtrank's CLI.
 """
 
@@ -33,10 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 import types
 import weakref
 from collections.abc import (
     Awaitable,
+    Callable,
     Coroutine,
     Generator,
     Iterable,
@@ -99,6 +103,9 @@ class PatchedApp(faust.App):
         self.fetch_wait_ms = fetch_wait_ms
         self.gapless_topics = gapless_topics
         self.delivery: DeliveryGuard | None = None
+        self.group_lease = GroupLease(
+            self.conf.broker_session_timeout, self.conf.broker_heartbeat_interval
+        )
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
@@ -146,6 +153,13 @@ class PatchedApp(faust.App):
         drop_unprinted_log_records()
         if not set_fetch_wait(self.consumer, self.fetch_wait_ms):
             log.warning("consumer fetch wait not set: no aiokafka consumer found")
+        producer = getattr(self.producer, "_producer", None)
+        if not (
+            watch_heartbeats(self.consumer, self.group_lease)
+            and hold_sends_while_lapsed(producer, self.group_lease, exit_expelled)
+        ):
+            self.group_lease.watched = False
+            log.error("group heartbeats not watched: a paused worker may write after its lease")
 
 
 # -- Inline delivery -------------------------------------------------------------------------
@@ -661,6 +675,127 @@ class HeldFlowControl(FlowControlEvent):
         if self.is_active():
             return
         super().resume()
+
+
+# -- The group's lease -----------------------------------------------------------------------
+
+
+class GroupLease:
+    """Whether the consumer group surely still counts this worker as the owner of its
+    partitions: the group last confirmed it (a heartbeat answered, counted from when it was
+    sent, or an assignment received) less than ``session_timeout_s - heartbeat_s`` ago.
+
+    A worker whose process stood still past its session (a long pause, a starved machine,
+    SIGSTOP) has been expelled and its partitions handed on, but it learns that only from
+    its next heartbeat, up to ``heartbeat_s`` after it resumes; meanwhile its event loop
+    would go on answering and write states, lists and changelog records for partitions
+    another worker now owns: a stale state written after the new owner's (the changelog's
+    last word for those users). Faust's revocation comes only after that. So the dataflow
+    writes nothing while the lease has lapsed (`rtrank.streams.worker.dataflow`). The
+    margin of one heartbeat interval keeps a write made just before the lapse ahead of any
+    new owner: after an expiry, the other members learn of the rebalance only at their own
+    next heartbeat, and read the changelogs only once it completed.
+
+    Records handed to the producer before the worker stood still are the other half: sent
+    when it resumes, they too would land after the new owner's. So the producer sends
+    nothing while the lease has lapsed (`hold_sends_while_lapsed`), and a worker that learns
+    it was expelled (``expulsions`` grew: a heartbeat answered that the group no longer
+    knows it) while it held records stops at once without them.
+
+    ``watched`` is False when the heartbeats could not be watched (`watch_heartbeats`): the
+    lease is then always held, as without it.
+    """
+
+    def __init__(
+        self,
+        session_timeout_s: float,
+        heartbeat_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.term_s = max(0.0, session_timeout_s - heartbeat_s)
+        self.clock = clock
+        self.confirmed = clock()
+        self.watched = True
+        self.expulsions = 0  # heartbeats answered: this member is unknown to the group
+
+    def confirm(self, at: float | None = None) -> None:
+        """The group confirmed this worker at ``at`` (a ``clock`` time; default now)."""
+        at = self.clock() if at is None else at
+        self.confirmed = max(self.confirmed, at)
+
+    def held(self) -> bool:
+        return not self.watched or self.clock() - self.confirmed < self.term_s
+
+
+def watch_heartbeats(faust_consumer: Any, lease: GroupLease) -> bool:
+    """Confirm ``lease`` with every heartbeat of the started consumer's group coordinator
+    that the broker answered, as of when it was sent; False when there is no coordinator
+    to watch (the consumer has not started, or aiokafka changed).
+
+    The heartbeats run in the consumer's own thread: the confirmation is one float set.
+    """
+    consumer = getattr(getattr(faust_consumer, "_thread", None), "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    heartbeat = getattr(coordinator, "_do_heartbeat", None)
+    if heartbeat is None:
+        return False
+
+    async def do_heartbeat() -> bool:
+        sent = lease.clock()
+        answered = await heartbeat()
+        if answered:
+            lease.confirm(sent)
+        elif not coordinator.member_id:  # the group forgot this member: it must rejoin
+            lease.expulsions += 1
+        return answered
+
+    coordinator._do_heartbeat = do_heartbeat
+    return True
+
+
+def exit_expelled() -> None:
+    """End the process now: the group expelled this worker (it stood still past its
+    session) while the producer held records. Sending them would put stale states after
+    their new owner's; a graceful stop would flush them. The running mark stays, so the
+    next start recovers the tables from their changelogs
+    (`rtrank.streams.worker.local_state`)."""
+    log.critical(
+        "expelled from the group with records not yet sent: stopping at once without them "
+        "(their events were not committed; the partitions' new owners answer them)"
+    )
+    logging.shutdown()
+    os._exit(1)
+
+
+LAPSE_POLL_S = 0.1  # how often a held send looks at the lease again
+
+
+def hold_sends_while_lapsed(
+    aiokafka_producer: Any, lease: GroupLease, expelled: Callable[[], None]
+) -> bool:
+    """Make ``aiokafka_producer`` send no record while ``lease`` has lapsed: each produce
+    request waits until the lease holds again, or calls ``expelled`` (which must end the
+    process without sending them) when the group expelled this worker meanwhile. False
+    when the producer has no sender to hold (not started, or aiokafka changed).
+
+    The check is made where aiokafka sends a drained batch, the one way records reach a
+    broker, so it holds whatever task runs first after the process resumes.
+    """
+    sender = getattr(aiokafka_producer, "_sender", None)
+    send = getattr(sender, "_send_produce_req", None)
+    if send is None:
+        return False
+
+    async def send_produce_req(node_id: int, batches: Any) -> None:
+        expulsions = lease.expulsions
+        while not lease.held() and lease.expulsions == expulsions:
+            await asyncio.sleep(LAPSE_POLL_S)
+        if lease.expulsions != expulsions:  # held, then expelled: stale, even once rejoined
+            expelled()
+        await send(node_id, batches)
+
+    sender._send_produce_req = send_produce_req
+    return True
 
 
 # -- Faust's root command group --------------------------------------------------------------

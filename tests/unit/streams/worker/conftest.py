@@ -110,12 +110,14 @@ class Scorer:
 class Source:
     """Every seek is a journal entry: ("seek", partition, offset); ``commits``: the
     committed offset per partition (none known by default); ``positions``: the offset
-    fetched next per partition (none by default)."""
+    fetched next per partition (none by default); ``lease``: whether the group still counts
+    this worker in (by default it does)."""
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
         self.commits: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}
+        self.lease = True
 
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         self.journal.append(("seek", tp[1], offset))
@@ -125,6 +127,9 @@ class Source:
 
     def fetch_positions(self) -> dict[tuple[str, int], int]:
         return dict(self.positions)
+
+    def member(self) -> bool:
+        return self.lease
 
 
 @pytest.fixture

@@ -475,6 +475,9 @@ class LosingSource:
     def committed(self, tp: tuple[str, int]) -> int | None:
         return 0
 
+    def member(self) -> bool:
+        return True
+
     def fetch_positions(self) -> dict[tuple[str, int], int]:
         return {}
 
@@ -702,6 +705,56 @@ def test_a_partition_revoked_and_assigned_back_reads_the_table_not_the_stale_sta
         [],
         ["i1", "i2", "i3"],
     ]
+
+
+# -- The group's lease -----------------------------------------------------------------------
+
+
+def test_a_batch_whose_lease_lapses_while_scored_writes_sends_and_acks_nothing(
+    flow, scorer, source, sink, states, journal, make_record
+) -> None:
+    async def lapse() -> None:
+        source.lease = False  # the worker stood still past its session meanwhile
+
+    scorer.while_scoring = lapse
+    run(
+        flow,
+        make_record(5, event("u1", "i1"), partition=0),
+        make_record(6, event("u2", "i2"), partition=1),
+    )
+    assert sink.on(SETTINGS.recommendations_topic) == []
+    assert states.writes == []
+    assert [e for e in journal if e[0] == "ack"] == []
+    assert flow.unwritten == {}
+
+
+def test_events_read_while_the_lease_has_lapsed_are_left_unread_and_sought_back_to(
+    flow, source, sink, journal, make_record
+) -> None:
+    source.commits[P0] = 5
+    source.lease = False
+
+    async def go() -> None:
+        await flow.ingest(make_record(5, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(6, event("u1", "i2"), partition=0))  # fetched before
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 5)]
+    assert sink.on(SETTINGS.training_topic) == [] and flow.queue.empty()
+
+
+def test_a_lease_that_holds_again_reads_again_the_events_its_lapse_dropped(
+    flow, source, journal, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        await flow.ingest(make_record(4, event("u1", "i2"), partition=0))
+        flow.lapse()  # the lease lapsed while 3 and 4 were queued
+        await flow.ingest(make_record(5, event("u1", "i3"), partition=0))  # the consumer went on
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 3)]
+    assert flow.queue.empty() and flow.unwritten == {}
 
 
 # -- The parts, one at a time ----------------------------------------------------------------

@@ -32,6 +32,7 @@ from rtrank.streams.worker.delivery import DeliveryGuard
 from rtrank.streams.worker.faust_patches import (
     CheckedConsumer,
     CheckedProducer,
+    GroupLease,
     HeldFlowControl,
     InlineDeliveryConsumer,
     ReadOffsets,
@@ -40,12 +41,14 @@ from rtrank.streams.worker.faust_patches import (
     fetch_positions,
     fetch_wait_ms,
     flush_until_empty,
+    hold_sends_while_lapsed,
     keep_in_memory,
     send_app_buffer_now,
     send_buffered_now,
     send_pending_counted,
     set_fetch_wait,
     step_inline,
+    watch_heartbeats,
 )
 from rtrank.streams.worker.metrics import Metrics
 
@@ -779,3 +782,146 @@ def test_resuming_a_suspended_flow_clears_the_buffers() -> None:
 
 def test_the_app_s_stream_buffers_are_kept_by_a_resume_of_a_running_flow() -> None:
     assert isinstance(RtrankApp(Settings.from_env()).flow_control, HeldFlowControl)
+
+
+# -- The group's lease -----------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_lease_holds_for_the_session_less_one_heartbeat_after_a_confirmation() -> None:
+    clock = Clock()
+    lease = GroupLease(session_timeout_s=10.0, heartbeat_s=3.0, clock=clock)
+    clock.now += 6.9
+    assert lease.held()
+    clock.now += 0.2
+    assert not lease.held()
+    lease.confirm()
+    assert lease.held()
+
+
+def test_a_confirmation_older_than_the_last_one_does_not_shorten_the_lease() -> None:
+    clock = Clock()
+    lease = GroupLease(10.0, 3.0, clock=clock)
+    lease.confirm(at=clock.now - 5.0)  # a heartbeat sent before the assignment, answered after
+    clock.now += 6.0
+    assert lease.held()
+
+
+def test_a_lease_whose_heartbeats_are_not_watched_always_holds() -> None:
+    clock = Clock()
+    lease = GroupLease(10.0, 3.0, clock=clock)
+    lease.watched = False
+    clock.now += 1000.0
+    assert lease.held()
+
+
+def test_an_answered_heartbeat_confirms_the_lease_as_of_when_it_was_sent() -> None:
+    clock = Clock()
+    lease = GroupLease(10.0, 3.0, clock=clock)
+
+    async def heartbeat() -> bool:
+        clock.now += 2.0  # the broker's answer takes 2 s
+        return answered
+
+    coordinator = SimpleNamespace(_do_heartbeat=heartbeat, member_id="member-1")
+    aiokafka_consumer = SimpleNamespace(_coordinator=coordinator)
+    consumer = SimpleNamespace(_thread=SimpleNamespace(_consumer=aiokafka_consumer))
+    assert watch_heartbeats(consumer, lease)
+    clock.now += 5.0
+    answered = True
+    assert asyncio.run(coordinator._do_heartbeat()) is True
+    assert lease.confirmed == 105.0
+    answered = False
+    clock.now += 5.0
+    assert asyncio.run(coordinator._do_heartbeat()) is False
+    assert lease.confirmed == 105.0
+
+
+def test_heartbeats_are_not_watched_without_a_started_consumer() -> None:
+    lease = GroupLease(10.0, 3.0)
+    assert not watch_heartbeats(SimpleNamespace(_thread=None), lease)
+
+
+def test_aiokafka_s_group_coordinator_still_has_the_heartbeat_the_lease_watches() -> None:
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    assert asyncio.iscoroutinefunction(GroupCoordinator._do_heartbeat)
+
+
+def test_a_heartbeat_answered_that_the_group_forgot_this_member_counts_an_expulsion() -> None:
+    lease = GroupLease(10.0, 3.0)
+    coordinator = SimpleNamespace(member_id="member-1")
+
+    async def heartbeat() -> bool:
+        coordinator.member_id = ""  # aiokafka's reset_generation after UnknownMemberId
+        return False
+
+    coordinator._do_heartbeat = heartbeat
+    aiokafka_consumer = SimpleNamespace(_coordinator=coordinator)
+    watch_heartbeats(SimpleNamespace(_thread=SimpleNamespace(_consumer=aiokafka_consumer)), lease)
+    asyncio.run(coordinator._do_heartbeat())
+    assert lease.expulsions == 1
+
+
+class Sender:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    async def _send_produce_req(self, node_id: int, batches: dict) -> None:
+        self.sent.append(node_id)
+
+
+def test_records_wait_while_the_lease_has_lapsed_and_are_sent_once_it_holds() -> None:
+    clock = Clock()
+    lease = GroupLease(10.0, 3.0, clock=clock)
+    sender = Sender()
+    assert hold_sends_while_lapsed(SimpleNamespace(_sender=sender), lease, expelled=None)
+    clock.now += 8.0  # lapsed
+
+    async def go() -> list[int]:
+        send = asyncio.ensure_future(sender._send_produce_req(1, {}))
+        await asyncio.sleep(0.3)
+        held = list(sender.sent)
+        lease.confirm()  # a heartbeat answered: still a member
+        await send
+        return held
+
+    assert asyncio.run(go()) == []
+    assert sender.sent == [1]
+
+
+def test_records_held_when_the_group_expels_the_worker_are_never_sent() -> None:
+    clock = Clock()
+    lease = GroupLease(10.0, 3.0, clock=clock)
+    sender = Sender()
+
+    class Expelled(Exception):
+        pass
+
+    def expelled() -> None:
+        raise Expelled  # the worker's exits the process here
+
+    hold_sends_while_lapsed(SimpleNamespace(_sender=sender), lease, expelled)
+    clock.now += 8.0
+
+    async def go() -> None:
+        send = asyncio.ensure_future(sender._send_produce_req(1, {}))
+        await asyncio.sleep(0.15)
+        lease.expulsions += 1
+        lease.confirm()  # rejoined at once: still stale
+        await send
+
+    with pytest.raises(Expelled):
+        asyncio.run(go())
+    assert sender.sent == []
+
+
+def test_a_producer_without_a_sender_is_not_held() -> None:
+    assert not hold_sends_while_lapsed(SimpleNamespace(), GroupLease(10.0, 3.0), lambda: None)
