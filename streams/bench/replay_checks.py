@@ -35,8 +35,8 @@ class ReplayFindings:
     unanswered: list[tuple[str, int, int]]  # (user, offset answered last, last event's offset)
     uncovered: list[tuple[str, int]]  # (user, offset)
     seen_item_lists: list[tuple[str, int, list[str]]]  # (user, offset answered, seen items)
-    misapplied: list[str]
-    drifted: list[str]
+    misapplied: list[tuple[str, str]]  # (user, the first example that is not as expected)
+    drifted: list[tuple[str, str]]  # (user, how their state differs from their events)
 
     @property
     def ok(self) -> bool:
@@ -95,26 +95,37 @@ def check_replay(settings: Settings, sent: Sent, settle_s: float = 150.0) -> Rep
         if (repeated := {i["item_id"] for i in rec["items"]} & seen_up_to(sent[user], rec))
     ]
 
-    def misapplied() -> list[str]:
+    def misapplied() -> list[tuple[str, str]]:
         examples: dict[str, set[tuple[tuple[str, ...], str]]] = defaultdict(set)
         for record in read_topic(settings, settings.training_topic):
             example = json.loads(record.value)
             examples[example["user_id"]].add((tuple(example["prefix"]), example["item_id"]))
-        return [
-            u
-            for u, evs in sent.items()
-            if examples[u] != applied_examples(evs, settings.history_len)
-        ]
+        found = []
+        for u, evs in sent.items():
+            expected = applied_examples(evs, settings.history_len)
+            if examples[u] != expected:
+                wrong = sorted(examples[u] - expected, key=lambda e: len(e[0]))
+                missing = sorted(expected - examples[u], key=lambda e: len(e[0]))
+                found.append((u, f"unexpected {wrong[:1]}, missing {missing[:1]}"))
+        return found
 
-    def drifted() -> list[str]:
+    def drifted() -> list[tuple[str, str]]:
         changelog = f"{settings.app_id}-user_to_history-changelog"
         state = latest_states(settings, changelog)
-        return [
-            user
-            for user, evs in sent.items()
-            if [state.get(user, {}).get(k) for k in ("events", "history", "last_offset")]
-            != [len(evs), [i for _, i in evs][-settings.history_len :], evs[-1][0]]
-        ]
+        found = []
+        for user, evs in sent.items():
+            held = state.get(user, {})
+            expected = [len(evs), [i for _, i in evs][-settings.history_len :], evs[-1][0]]
+            if [held.get(k) for k in ("events", "history", "last_offset")] != expected:
+                lost = [(o, i) for o, i in evs if i not in (held.get("history") or [])]
+                found.append(
+                    (
+                        user,
+                        f"events {held.get('events')} of {len(evs)}, last offset "
+                        f"{held.get('last_offset')} of {evs[-1][0]}, items not held {lost[:3]}",
+                    )
+                )
+        return found
 
     return ReplayFindings(
         missing, uncovered, seen_item_lists, settled(misapplied, 60), settled(drifted, 60)

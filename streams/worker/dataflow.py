@@ -233,6 +233,13 @@ class Dataflow:
         self.lapse()
         return False
 
+    def _known(self) -> set[Any]:
+        """Every partition this worker has read, queued or is answering."""
+        queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        for pending in queued:
+            self.queue.put_nowait(pending)
+        return set(self.read_up_to) | {p.record.tp for p in queued + self.in_flight}
+
     def lapse(self) -> None:
         """The group's lease on this worker lapsed (`Source.member` is False): it may have
         been expelled while it stood still, its partitions handed on, and it learns that
@@ -243,10 +250,7 @@ class Dataflow:
         if self.lapsed:
             return
         self.lapsed = True
-        queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
-        for pending in queued:
-            self.queue.put_nowait(pending)
-        known = set(self.read_up_to) | {p.record.tp for p in queued + self.in_flight}
+        known = self._known()
         dropped = self.revoke(known)
         log.warning(
             "the group's lease on this worker lapsed (no heartbeat answered in time): "

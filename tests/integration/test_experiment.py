@@ -112,6 +112,8 @@ def test_interleaved_lists_credit_each_item_to_its_ranker_and_the_report_counts_
     result = CliRunner().invoke(report_command, ["--json"], obj=settings)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["interleaved"]["events"] == report["judged"]
+    assert 0 < report["interleaved"]["events"] == report["judged"]
+    # decided: events whose next item one ranker placed; how many depends on the lists a
+    # run's batching made (a CI run once had none), the unit tests pin the counting
     assert sum(v["wins"] for v in report["variants"]) == report["interleaved"]["decided"]
-    assert 0 < report["interleaved"]["decided"] <= report["judged"]
+    assert report["interleaved"]["decided"] <= report["judged"]
