@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -68,6 +71,34 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
         yield proc
     finally:
         kill_and_show_log(proc)
+
+
+@contextmanager
+def two_workers_started(
+    settings: Settings, checkpoint: Path, tmp_path: Path, **overrides: Any
+) -> Iterator[list[WorkerProcess]]:
+    """Two workers of one group serving ``checkpoint`` (standby replicas 1, and
+    ``overrides`` of ``settings``), each with its own data dir and web port, started at
+    once; killed at the end (SIGKILL ends a stopped one too), the end of each log printed."""
+    base = settings.replace(checkpoint=str(checkpoint), standby_replicas=1, **overrides)
+    procs = [
+        WorkerProcess(
+            base.replace(data_dir=tmp_path / f"w{n}", web_port=local_kafka.free_port()),
+            tmp_path / f"w{n}.log",
+        )
+        for n in range(2)
+    ]
+    starting = [threading.Thread(target=p.start, kwargs={"timeout_s": 180}) for p in procs]
+    try:
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        assert all(proc.healthy() for proc in procs), "a worker did not start"
+        yield procs
+    finally:
+        for proc in procs:
+            kill_and_show_log(proc, lines=80)
 
 
 def kill_and_show_log(proc: WorkerProcess, lines: int = 150) -> None:

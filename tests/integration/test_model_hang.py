@@ -17,13 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from rtrank.deploy.kafka import broker as local_kafka
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.replay_checks import check_replay, sent_events
 from rtrank.streams.bench.worker_process import WorkerProcess
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
-from tests.integration.conftest import SYNTHETIC_ITEMS, child_pids, kill_and_show_log, wait_for
+from tests.integration.conftest import (
+    SYNTHETIC_ITEMS,
+    child_pids,
+    two_workers_started,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
@@ -35,30 +39,11 @@ HEALTH_FAILS_WITHIN_S = 30.0  # the issue's bound, from the SIGSTOP
 def workers(
     settings: Settings, synthetic_checkpoint: Path, tmp_path: Path
 ) -> Iterator[list[WorkerProcess]]:
-    """Two workers of one group (standby replicas 1, model calls bounded at 5 s), each with
-    its own data dir and web port; started (at once), and stopped at the end, their logs
-    printed."""
-    base = settings.replace(
-        checkpoint=str(synthetic_checkpoint), standby_replicas=1, model_call_timeout_s=5.0
-    )
-    procs = [
-        WorkerProcess(
-            base.replace(data_dir=tmp_path / f"w{n}", web_port=local_kafka.free_port()),
-            tmp_path / f"w{n}.log",
-        )
-        for n in range(2)
-    ]
-    starting = [threading.Thread(target=p.start, kwargs={"timeout_s": 180}) for p in procs]
-    try:
-        for thread in starting:
-            thread.start()
-        for thread in starting:
-            thread.join()
-        assert all(proc.healthy() for proc in procs), "a worker did not start"
+    """Two workers of one group, model calls bounded at 5 s (`two_workers_started`)."""
+    with two_workers_started(
+        settings, synthetic_checkpoint, tmp_path, model_call_timeout_s=5.0
+    ) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            kill_and_show_log(proc, lines=60)
 
 
 def model_process_pid(worker: WorkerProcess) -> int:
