@@ -350,7 +350,9 @@ class Dataflow:
         self.arrived[record.tp] = self.clock()
         self.broker_ms = max(self.broker_ms, record.timestamp)
         last = self.last_read(record.tp)
-        if last is not None and record.offset > last + 1:
+        if last is None:  # nothing read here and no committed offset known: no gap check
+            log.info("%s: first event %d read, no committed offset known", record.tp, record.offset)
+        elif record.offset > last + 1:
             await self._skip_past_gap(record, last)
             return
         self.skipping.pop(record.tp, None)

@@ -4,6 +4,7 @@ dead letters, table writes and acks that come out (doubles in ``conftest.py``)."
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -527,6 +528,15 @@ def test_a_partitions_first_event_at_its_committed_offset_is_read(
     source.commits[P0] = 5
     asyncio.run(flow.ingest(make_record(5, event("u1", "i5"))))
     assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i5"]
+
+
+def test_a_partitions_first_event_with_no_committed_offset_known_is_read_and_logged(
+    flow, sink, make_record, caplog
+) -> None:
+    with caplog.at_level(logging.INFO, logger="rtrank.streams.worker.dataflow"):
+        asyncio.run(flow.ingest(make_record(7, event("u1", "i7"))))
+    assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i7"]
+    assert "first event 7 read, no committed offset known" in caplog.text
 
 
 def test_an_event_before_the_last_one_read_is_read_as_a_redelivery(
