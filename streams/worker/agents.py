@@ -38,6 +38,7 @@ from rtrank.streams.worker.faust_patches import (
     PatchedApp,
     as_current_event,
     committed_offset,
+    committed_on_broker,
     fetch_positions,
     send_app_buffer_now,
 )
@@ -157,6 +158,9 @@ class FaustSource:
 
     def committed(self, tp: tuple[str, int]) -> int | None:
         return committed_offset(self.app.consumer, TP(*tp))
+
+    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
+        return await committed_on_broker(self.app.consumer, TP(*tp))
 
     def fetch_positions(self) -> dict[TP, int]:
         return fetch_positions(self.app.consumer, self.topic)

@@ -112,6 +112,10 @@ class Source(Protocol):
         """The offset partition ``tp`` is committed at (its next event to read), None
         when unknown."""
 
+    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
+        """The offset partition ``tp`` is committed at, asked of the broker now; None when
+        it was never committed."""
+
     def fetch_positions(self) -> dict[Any, int]:
         """The offset the consumer fetches next of each events partition assigned (every
         event before it was fetched) whose fetched events all left the consumer for ingest:
@@ -350,9 +354,16 @@ class Dataflow:
         self.arrived[record.tp] = self.clock()
         self.broker_ms = max(self.broker_ms, record.timestamp)
         last = self.last_read(record.tp)
-        if last is None:  # nothing read here and no committed offset known: no gap check
-            log.info("%s: first event %d read, no committed offset known", record.tp, record.offset)
-        elif record.offset > last + 1:
+        if last is None:  # nothing read here, and the consumer knows no committed offset
+            committed = await self.source.committed_on_broker(record.tp)
+            last = None if committed is None else committed - 1
+            log.info(
+                "%s: first event %d read; committed on the broker at %s",
+                record.tp,
+                record.offset,
+                committed,
+            )
+        if last is not None and record.offset > last + 1:
             await self._skip_past_gap(record, last)
             return
         self.skipping.pop(record.tp, None)

@@ -21,8 +21,9 @@ Sections:
 - Faust's ``Monitor`` left out of the sensors.
 - Log records nobody prints (`drop_unprinted_log_records`).
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
-- The committed offset of a partition (`committed_offset`), and where the consumer fetches
-  each partition of a topic next once Faust handed over what it fetched (`fetch_positions`).
+- The committed offset of a partition (`committed_offset`, `committed_on_broker`), and
+  where the consumer fetches each partition of a topic next once Faust handed over what it
+  fetched (`fetch_positions`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
 - A table kept in memory (`keep_in_memory`).
 - Stream buffers that a resume of a running flow keeps (`HeldFlowControl`).
@@ -54,6 +55,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
+from aiokafka.structs import TopicPartition
 from faust.cli.base import _Group
 from faust.streams import _current_event
 from faust.transport.consumer import ensure_TP
@@ -578,6 +580,17 @@ def committed_offset(faust_consumer: Any, tp: Any) -> int | None:
     when the partition was assigned (Faust seeks it there before handing over events), then
     each commit of its own; None when none is known."""
     return getattr(faust_consumer, "_committed_offset", {}).get(tp)
+
+
+async def committed_on_broker(faust_consumer: Any, tp: Any) -> int | None:
+    """The offset ``tp`` is committed at on the broker (its group's), asked now: None when
+    the group never committed it, or the consumer runs no aiokafka consumer. A round trip
+    through the consumer's own thread, for when `committed_offset` knows none."""
+    thread = getattr(faust_consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    if consumer is None:
+        return None
+    return await thread.call_thread(consumer.committed, TopicPartition(tp.topic, tp.partition))
 
 
 def fetch_positions(faust_consumer: Any, topic: str) -> dict[TP, int]:

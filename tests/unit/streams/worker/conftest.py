@@ -111,19 +111,24 @@ class Source:
     """Every seek is a journal entry: ("seek", partition, offset); ``commits``: the
     committed offset per partition (none known by default); ``positions``: the offset
     fetched next per partition (none by default); ``lease``: whether the group still counts
-    this worker in (by default it does)."""
+    this worker in (by default it does); ``on_broker``: the committed offsets the broker
+    answers when asked (none by default)."""
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
         self.commits: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}
         self.lease = True
+        self.on_broker: dict[tuple[str, int], int] = {}
 
     async def seek(self, tp: tuple[str, int], offset: int) -> None:
         self.journal.append(("seek", tp[1], offset))
 
     def committed(self, tp: tuple[str, int]) -> int | None:
         return self.commits.get(tp)
+
+    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
+        return self.on_broker.get(tp)
 
     def fetch_positions(self) -> dict[tuple[str, int], int]:
         return dict(self.positions)

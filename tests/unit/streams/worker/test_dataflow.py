@@ -4,7 +4,6 @@ dead letters, table writes and acks that come out (doubles in ``conftest.py``)."
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import pytest
@@ -476,6 +475,9 @@ class LosingSource:
     def committed(self, tp: tuple[str, int]) -> int | None:
         return 0
 
+    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
+        return 0
+
     def member(self) -> bool:
         return True
 
@@ -530,13 +532,19 @@ def test_a_partitions_first_event_at_its_committed_offset_is_read(
     assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i5"]
 
 
-def test_a_partitions_first_event_with_no_committed_offset_known_is_read_and_logged(
-    flow, sink, make_record, caplog
+def test_a_partitions_first_event_past_its_committed_offset_on_the_broker_is_a_gap(
+    flow, source, journal, make_record
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="rtrank.streams.worker.dataflow"):
-        asyncio.run(flow.ingest(make_record(7, event("u1", "i7"))))
+    source.on_broker[P0] = 5  # the consumer itself knows no committed offset
+    asyncio.run(flow.ingest(make_record(8, event("u1", "i8"))))  # 5..7 lost
+    assert [e for e in journal if e[0] in ("seek", "send")] == [("seek", 0, 5)]
+
+
+def test_a_partitions_first_event_is_read_when_it_was_never_committed(
+    flow, sink, make_record
+) -> None:
+    asyncio.run(flow.ingest(make_record(7, event("u1", "i7"))))
     assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i7"]
-    assert "first event 7 read, no committed offset known" in caplog.text
 
 
 def test_an_event_before_the_last_one_read_is_read_as_a_redelivery(

@@ -37,6 +37,7 @@ from rtrank.streams.worker.faust_patches import (
     InlineDeliveryConsumer,
     ReadOffsets,
     as_current_event,
+    committed_on_broker,
     drop_unprinted_log_records,
     fetch_positions,
     fetch_wait_ms,
@@ -925,3 +926,26 @@ def test_records_held_when_the_group_expels_the_worker_are_never_sent() -> None:
 
 def test_a_producer_without_a_sender_is_not_held() -> None:
     assert not hold_sends_while_lapsed(SimpleNamespace(), GroupLease(10.0, 3.0), lambda: None)
+
+
+# -- The committed offset on the broker ------------------------------------------------------
+
+
+def test_the_committed_offset_on_the_broker_is_asked_through_the_consumer_s_thread() -> None:
+    asked: list[TopicPartition] = []
+
+    async def committed(partition: TopicPartition) -> int | None:
+        asked.append(partition)
+        return 42
+
+    async def call_thread(fun, *args):  # noqa: ANN001, ANN202 - mode's signature
+        return await fun(*args)
+
+    aiokafka_consumer = SimpleNamespace(committed=committed)
+    thread = SimpleNamespace(_consumer=aiokafka_consumer, call_thread=call_thread)
+    offset = asyncio.run(committed_on_broker(SimpleNamespace(_thread=thread), TP("events", 3)))
+    assert offset == 42 and asked == [TopicPartition("events", 3)]
+
+
+def test_no_committed_offset_is_asked_without_a_started_consumer() -> None:
+    assert asyncio.run(committed_on_broker(SimpleNamespace(_thread=None), TP("events", 3))) is None
