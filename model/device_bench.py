@@ -25,18 +25,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from rtrank.model.encode_bench import UNBOUNDED
 from rtrank.model.encode_cache import EncodeCache, UserSequence
 from rtrank.model.item_ann import IvfConfig, IvfIndex
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.serving import ItemIndex, encode_histories, resolve_device
+from rtrank.model.serving import ItemIndex, resolve_device
 from rtrank.model.synthetic import item_id
+from rtrank.model.throughput import random_histories, seconds_per_call
 from rtrank.model.vocab import Vocabulary
 
 K = 10
@@ -44,7 +46,6 @@ TRAINS_ON = (
     "the online trainer runs on the CPU only (`OnlineLearner` keeps its optimiser state and "
     "index tensors on the CPU): no train rows on another device"
 )
-UNBOUNDED = 1 << 40  # bytes: a cache that never evicts, for measuring
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,13 @@ def measure(
         for index in indexes:
             served = _index(model, index)
             for batch in batches:
-                histories = _histories(rng, model, batch)
-                seconds = _timed(
-                    lambda h=histories, s=served, m=model: s.top_k(encode_histories(m, h), K, h),
-                    device,
-                    rounds,
-                )
+                histories = random_histories(rng, model, batch)
+                seconds = seconds_per_call(model, served, histories, K, rounds)
                 rows.append(Row(size, "cold", index, batch, batch / seconds, seconds * 1e3))
         exact = ItemIndex(model, shortlist=False)
         for batch in batches:
-            seconds = _warm_seconds(model, vocab, exact, _histories(rng, model, batch), rounds)
+            histories = random_histories(rng, model, batch)
+            seconds = _warm_seconds(model, vocab, exact, histories, rounds)
             rows.append(Row(size, "warm", "exact", batch, batch / seconds, seconds * 1e3))
         for batch in batches if device.type == "cpu" else ():  # see TRAINS_ON
             seconds = _train_seconds(model, vocab, rng, batch, rounds)
@@ -98,15 +96,6 @@ def _index(model: SASRec, kind: str) -> ItemIndex | IvfIndex:
     if kind not in ("exact", "bf16"):
         raise ValueError(f"unknown index {kind!r}: exact, bf16 or ivf")
     return ItemIndex(model, shortlist=kind == "bf16")
-
-
-def _histories(rng: np.random.Generator, model: SASRec, batch: int) -> list[list[int]]:
-    """``batch`` histories of 1..max_len random rows."""
-    rows, max_len = model.config.num_items, model.config.max_len
-    return [
-        rng.integers(1, rows, size=int(rng.integers(1, max_len + 1))).tolist()
-        for _ in range(batch)
-    ]
 
 
 def _warm_seconds(
@@ -150,7 +139,7 @@ def _train_seconds(
     def examples() -> list[Example]:
         return [
             Example(tuple(vocab.ids(h[:-1])), vocab.item(h[-1]))
-            for h in _histories(rng, model, batch)
+            for h in random_histories(rng, model, batch)
             if len(h) > 1
         ]
 
@@ -161,19 +150,6 @@ def _train_seconds(
     for fresh in steps:
         learner.step(fresh)
     _sync(model.device)
-    return (time.perf_counter() - started) / rounds
-
-
-def _timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
-    """Seconds per call of ``fn`` after two warm-up calls, CUDA synchronised."""
-    with torch.inference_mode():
-        for _ in range(2):
-            fn()
-        _sync(device)
-        started = time.perf_counter()
-        for _ in range(rounds):
-            fn()
-        _sync(device)
     return (time.perf_counter() - started) / rounds
 
 

@@ -28,18 +28,32 @@ def inference_rate(
 ) -> float:
     """Users/s for batches of ``batch`` histories of 1..max_len items, seen items excluded,
     top-k found as a server finds it (`ItemIndex`, with or without its ``shortlist``, or
-    with ``ivf`` the approximate `IvfIndex`, built before the clock starts).
+    with ``ivf`` the approximate `IvfIndex`, built before the clock starts)."""
+    items = IvfIndex(model, ivf) if ivf else ItemIndex(model, shortlist)
+    histories = random_histories(np.random.default_rng(seed), model, batch)
+    return len(histories) / seconds_per_call(model, items, histories, k, rounds)
 
-    Three warm-up rounds first; CUDA work is synchronised before the clock stops.
-    """
-    rng = np.random.default_rng(seed)
-    rows = model.config.num_items
-    histories = [
-        rng.integers(1, rows, size=int(rng.integers(1, model.config.max_len + 1))).tolist()
+
+def random_histories(rng: np.random.Generator, model: SASRec, batch: int) -> list[list[int]]:
+    """``batch`` histories of 1..max_len random item rows."""
+    rows, max_len = model.config.num_items, model.config.max_len
+    return [
+        rng.integers(1, rows, size=int(rng.integers(1, max_len + 1))).tolist()
         for _ in range(batch)
     ]
+
+
+def seconds_per_call(
+    model: SASRec,
+    items: ItemIndex | IvfIndex,
+    histories: list[list[int]],
+    k: int = 10,
+    rounds: int = 20,
+) -> float:
+    """Wall-clock seconds of encoding ``histories`` and finding each one's top-k through
+    ``items``, its own rows excluded; three warm-up calls first, CUDA work synchronised
+    before the clock stops."""
     cuda = model.device.type == "cuda"
-    items = IvfIndex(model, ivf) if ivf else ItemIndex(model, shortlist)
     with torch.inference_mode():
         for _ in range(3):
             items.top_k(encode_histories(model, histories), k, histories)
@@ -50,7 +64,7 @@ def inference_rate(
             items.top_k(encode_histories(model, histories), k, histories)
         if cuda:
             torch.cuda.synchronize()
-    return batch * rounds / (time.perf_counter() - started)
+    return (time.perf_counter() - started) / rounds
 
 
 def main(argv: list[str] | None = None) -> None:
