@@ -198,11 +198,7 @@ def test_a_worker_whose_broker_is_gone_stops_within_its_shutdown_timeout(
     )
 
     kill_broker(broker)
-    worker.process.send_signal(signal.SIGTERM)
-    try:
-        code = worker.process.wait(SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"still running {SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S:.0f} s after SIGTERM")
+    code = exit_code_after_sigterm(worker.process)
     assert code == 1
     assert "did not stop within 10 s (RTRANK_SHUTDOWN_TIMEOUT_S)" in worker.log.read_text()
     assert list(worker.settings.data_dir.rglob(RUNNING_MARK))
@@ -215,10 +211,16 @@ def test_a_trainer_whose_broker_is_gone_stops_within_its_shutdown_timeout(
     on its own (exit 0) or cut short by the deadline (exit 1, with the deadline's line)."""
     trainer.start()
     kill_broker(broker)
-    trainer.process.send_signal(signal.SIGTERM)
-    try:
-        code = trainer.process.wait(SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"still running {SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S:.0f} s after SIGTERM")
+    code = exit_code_after_sigterm(trainer.process)
     deadline_line = "the trainer did not stop within 10 s (RTRANK_SHUTDOWN_TIMEOUT_S)"
     assert code == 0 or (code == 1 and deadline_line in trainer.log.read_text())
+
+
+def exit_code_after_sigterm(process: subprocess.Popen) -> int:
+    """SIGTERM ``process`` and return its exit code; the test fails when it is still
+    running ``SHUTDOWN_TIMEOUT_S`` (and a margin) later."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {SHUTDOWN_TIMEOUT_S + EXIT_MARGIN_S:.0f} s after SIGTERM")
