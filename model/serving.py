@@ -44,6 +44,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 SHORTLIST_SETTINGS = ("auto", "on", "off")
 SHORTLIST_MARGIN = 16  # rows a bfloat16 shortlist keeps beyond the k it must return
+SHORT_USERS_STEP = 16  # the bfloat16 pass's users, rounded up to a multiple of this
+SHORT_ITEMS_STEP = 4096  # and its catalogue's rows (`ItemIndex`: one kernel per shape)
 
 
 def resolve_shortlist(name: str, device: torch.device) -> bool:
@@ -73,12 +75,35 @@ class ItemIndex:
     with a bfloat16 copy of the table, its best ``k + SHORTLIST_MARGIN`` rows kept, and
     those rescored in float32, of which the best ``k`` are returned: the float32 lists, in
     about 60% of the time (docs/decisions.md, "Grouped encoding, bf16 shortlist").
+
+    On a CPU, oneDNN makes a bfloat16 matrix product's kernel the first time it meets its
+    shape, which costs a batch many times its product; the bfloat16 pass therefore runs in
+    few shapes (users rounded up to a multiple of `SHORT_USERS_STEP`, the catalogue to one
+    of `SHORT_ITEMS_STEP`, the extra rows and columns zeros and never returned), and
+    `warm_up` makes them before the first batch needs them (docs/decisions.md, "One
+    bfloat16 shape per batch size").
     """
 
     def __init__(self, model: SASRec, shortlist: bool) -> None:
         self.model = model
         self.matrix = model.item_matrix()  # (D, V) float32
-        self.short = self.matrix.to(torch.bfloat16) if shortlist else None
+        self.short = _padded_columns(self.matrix, SHORT_ITEMS_STEP) if shortlist else None
+
+    @property
+    def short_width(self) -> int:
+        """Columns of the bfloat16 copy (the catalogue rounded up); 0 without a shortlist."""
+        return 0 if self.short is None else self.short.shape[1]
+
+    @torch.no_grad()
+    def warm_up(self, max_users: int) -> None:
+        """Run the bfloat16 pass once in each shape a call of up to ``max_users`` users
+        uses, so that no batch waits for a kernel to be made; nothing without a
+        shortlist."""
+        if self.short is None:
+            return
+        most = _round_up(max_users, SHORT_USERS_STEP)
+        for users in range(SHORT_USERS_STEP, most + 1, SHORT_USERS_STEP):
+            self.model.scores(self.short.new_zeros(users, self.short.shape[0]), self.short)
 
     @torch.no_grad()
     def top_k(
@@ -91,7 +116,12 @@ class ItemIndex:
         if self.short is None or wide <= k:
             return self.model.top_k(user_vecs, k, exclude, self.matrix)
         vecs = user_vecs.to(self.matrix.device)
-        rough = self.model.scores(vecs.to(torch.bfloat16), self.short)  # (B, V), bf16
+        users = vecs.shape[0]
+        padded = vecs.new_zeros(
+            _round_up(users, SHORT_USERS_STEP), vecs.shape[1], dtype=torch.bfloat16
+        )
+        padded[:users] = vecs
+        rough = self.model.scores(padded, self.short)[:users, : rows + 1]  # (B, V), bf16
         exclude_rows(rough, exclude)
         rough_top, candidates = rough.topk(wide, dim=1)  # (B, wide)
         table = self.model.item_emb.weight.detach()
@@ -99,6 +129,18 @@ class ItemIndex:
         exact[rough_top == float("-inf")] = float("-inf")
         scores, picked = exact.topk(k, dim=1)
         return scores, candidates.gather(1, picked)
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def _padded_columns(matrix: torch.Tensor, step: int) -> torch.Tensor:
+    """A bfloat16 copy of ``matrix`` (D, V) with zero columns up to a multiple of ``step``."""
+    dim, width = matrix.shape
+    short = matrix.new_zeros(dim, _round_up(width, step), dtype=torch.bfloat16)
+    short[:, :width] = matrix
+    return short
 
 
 def pad_batch(

@@ -78,6 +78,8 @@ class Scorer:
         self.shortlist = shortlist
         # renewed (exact) or followed (ivf) whenever the item table changes
         self.items = IvfIndex(self.model, ivf) if ivf else ItemIndex(self.model, shortlist)
+        if isinstance(self.items, ItemIndex):
+            self.items.warm_up(max_users)
         self.cache = EncodeCache(cache_bytes)
 
     @classmethod
@@ -148,7 +150,7 @@ class Scorer:
             # a delta names the rows it moved or added; a snapshot is compared row by row
             self.items.follow(self.model, update.rows if isinstance(update, Delta) else None)
         else:
-            self.items = ItemIndex(self.model, self.shortlist)
+            self._renew_items()
         # cached keys and values read the transformer and their window's item rows
         if isinstance(update, Delta) and not update.dense and model is served:
             self.cache.forget_items(update.rows)
@@ -210,4 +212,12 @@ class Scorer:
             if isinstance(self.items, IvfIndex):
                 self.items.follow(self.model, torch.empty(0, dtype=torch.int64))
             else:
-                self.items = ItemIndex(self.model, self.shortlist)
+                self._renew_items()
+
+    def _renew_items(self) -> None:
+        """A new `ItemIndex` for the model's table, warmed up when its shapes are new (a
+        catalogue grown past its rounding), not after every update."""
+        width = self.items.short_width
+        self.items = ItemIndex(self.model, self.shortlist)
+        if self.items.short_width != width:
+            self.items.warm_up(self.max_users)

@@ -7,6 +7,7 @@ import torch
 
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import (
+    SHORT_ITEMS_STEP,
     ItemIndex,
     encode_histories,
     length_groups,
@@ -83,6 +84,25 @@ def test_a_shortlisted_top_k_equals_the_exact_one():
     short_scores, short_rows = ItemIndex(model, shortlist=True).top_k(vecs, 20, histories)
     assert short_rows.tolist() == rows.tolist()
     torch.testing.assert_close(short_scores, scores, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shortlisted_top_k_of_a_batch_equals_one_user_at_a_time():
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=5000, dim=32, max_len=10)).eval()
+    index = ItemIndex(model, shortlist=True)
+    vecs = encode_histories(model, [[n, n + 1] for n in range(1, 18)])  # 17: not a step
+    scores, rows = index.top_k(vecs, 10)
+    for user in range(17):
+        one_scores, one_rows = index.top_k(vecs[user : user + 1], 10)
+        assert one_rows.tolist() == rows[user : user + 1].tolist()
+        torch.testing.assert_close(one_scores, scores[user : user + 1])
+
+
+def test_the_bfloat16_pass_covers_the_whole_catalogue_in_whole_steps():
+    model = SASRec(SASRecConfig(num_items=SHORT_ITEMS_STEP + 1, dim=16, max_len=10)).eval()
+    width = ItemIndex(model, shortlist=True).short_width
+    assert width == 2 * SHORT_ITEMS_STEP  # the catalogue and its padding row, rounded up
+    assert ItemIndex(model, shortlist=False).short_width == 0
 
 
 def test_a_shortlisted_top_k_never_returns_padding_or_excluded_rows(tiny_model):

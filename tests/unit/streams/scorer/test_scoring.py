@@ -11,7 +11,7 @@ import torch
 from rtrank.model.checkpoint import save_checkpoint
 from rtrank.model.item_ann import IvfIndex
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.serving import encode_histories
+from rtrank.model.serving import SHORT_ITEMS_STEP, encode_histories
 from rtrank.model.updates import Delta, make_snapshot
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
@@ -94,6 +94,16 @@ def test_untrained_model_learns_the_catalogue_from_the_stream() -> None:
     assert len(items) == 2
     assert {i for i, _ in items} <= {"b", "c", "d"}
     assert len(scorer.vocab) == 5
+
+
+def test_items_learned_past_the_shortlist_width_are_recommended() -> None:
+    scorer = Scorer.setup("", "cpu", seed=1, shortlist="on")
+    first = [f"old-{n}" for n in range(SHORT_ITEMS_STEP - 1)]  # and the padding row
+    scorer.recommend([ScoreRequest(first, [])], k=1)
+    width = scorer.items.short_width
+    [items] = scorer.recommend([ScoreRequest(["new-1", "new-2"], first)], k=2)
+    assert scorer.items.short_width > width
+    assert {i for i, _ in items} == {"new-1", "new-2"}
 
 
 def stream_of_requests(rounds: int) -> list[list[ScoreRequest]]:
