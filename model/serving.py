@@ -81,18 +81,14 @@ class ItemIndex:
     few shapes (users rounded up to a multiple of `SHORT_USERS_STEP`, the catalogue to one
     of `SHORT_ITEMS_STEP`, the extra rows and columns zeros and never returned), and
     `warm_up` makes them before the first batch needs them (docs/decisions.md, "One
-    bfloat16 shape per batch size").
+    bfloat16 shape per batch size"). Warming up runs the whole product once per shape:
+    0.1 s at 23.7k items, seconds at a million.
     """
 
     def __init__(self, model: SASRec, shortlist: bool) -> None:
         self.model = model
         self.matrix = model.item_matrix()  # (D, V) float32
         self.short = _padded_columns(self.matrix, SHORT_ITEMS_STEP) if shortlist else None
-
-    @property
-    def short_width(self) -> int:
-        """Columns of the bfloat16 copy (the catalogue rounded up); 0 without a shortlist."""
-        return 0 if self.short is None else self.short.shape[1]
 
     @torch.no_grad()
     def warm_up(self, max_users: int) -> None:

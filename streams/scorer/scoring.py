@@ -76,7 +76,8 @@ class Scorer:
         self.grows_with_stream = grows_with_stream
         self.max_users = max_users
         self.shortlist = shortlist
-        # renewed (exact) or followed (ivf) whenever the item table changes
+        # renewed (exact) or followed (ivf) whenever the item table changes; the kernels of
+        # a catalogue grown past its rounding are made by the batches that meet them
         self.items = IvfIndex(self.model, ivf) if ivf else ItemIndex(self.model, shortlist)
         if isinstance(self.items, ItemIndex):
             self.items.warm_up(max_users)
@@ -150,7 +151,7 @@ class Scorer:
             # a delta names the rows it moved or added; a snapshot is compared row by row
             self.items.follow(self.model, update.rows if isinstance(update, Delta) else None)
         else:
-            self._renew_items()
+            self.items = ItemIndex(self.model, self.shortlist)
         # cached keys and values read the transformer and their window's item rows
         if isinstance(update, Delta) and not update.dense and model is served:
             self.cache.forget_items(update.rows)
@@ -212,12 +213,4 @@ class Scorer:
             if isinstance(self.items, IvfIndex):
                 self.items.follow(self.model, torch.empty(0, dtype=torch.int64))
             else:
-                self._renew_items()
-
-    def _renew_items(self) -> None:
-        """A new `ItemIndex` for the model's table, warmed up when its shapes are new (a
-        catalogue grown past its rounding), not after every update."""
-        width = self.items.short_width
-        self.items = ItemIndex(self.model, self.shortlist)
-        if self.items.short_width != width:
-            self.items.warm_up(self.max_users)
+                self.items = ItemIndex(self.model, self.shortlist)
