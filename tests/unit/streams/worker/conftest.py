@@ -137,6 +137,21 @@ class Source:
         return self.lease
 
 
+class Clock:
+    """A clock (``time.monotonic``'s stand-in) moved on by hand: ``clock.now += 5``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def journal() -> list[tuple]:
     return []

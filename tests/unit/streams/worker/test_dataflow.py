@@ -324,20 +324,10 @@ def test_a_gap_whose_events_come_round_again_without_it_is_sought_again(
     assert [s.json()["item_id"] for s in sink.on(SETTINGS.training_topic)] == ["i3", "i4"]
 
 
-class Clock:
-    """``Dataflow.clock``, moved on by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_event_after_the_gap_past_the_bound_after_the_seek_has_it_sought_again(
-    flow, journal, make_record
+    flow, journal, make_record, clock
 ) -> None:
-    flow.clock = clock = Clock()
+    flow.clock = clock
 
     async def go() -> None:
         for offset in (3, 6, 7):  # sought back to 4 at 6
@@ -351,9 +341,9 @@ def test_an_event_after_the_gap_past_the_bound_after_the_seek_has_it_sought_agai
 
 
 def test_a_gap_not_read_within_the_bound_is_sought_again_with_no_event_after_it(
-    flow, journal, make_record
+    flow, journal, make_record, clock
 ) -> None:
-    flow.clock = clock = Clock()
+    flow.clock = clock
 
     async def go() -> None:
         for offset in (3, 6):
@@ -368,8 +358,8 @@ def test_a_gap_not_read_within_the_bound_is_sought_again_with_no_event_after_it(
     assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4), ("seek", 0, 4)]
 
 
-def test_a_gap_read_is_not_sought_again(flow, journal, make_record) -> None:
-    flow.clock = clock = Clock()
+def test_a_gap_read_is_not_sought_again(flow, journal, make_record, clock) -> None:
+    flow.clock = clock
 
     async def go() -> None:
         for offset in (3, 6, 4, 5, 6):
@@ -381,8 +371,8 @@ def test_a_gap_read_is_not_sought_again(flow, journal, make_record) -> None:
     assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 4)]
 
 
-def test_a_revoked_partition_is_not_sought_again(flow, journal, make_record) -> None:
-    flow.clock = clock = Clock()
+def test_a_revoked_partition_is_not_sought_again(flow, journal, make_record, clock) -> None:
+    flow.clock = clock
 
     async def go() -> None:
         for offset in (3, 6):
@@ -396,9 +386,9 @@ def test_a_revoked_partition_is_not_sought_again(flow, journal, make_record) -> 
 
 
 def test_a_partition_fetched_past_its_next_event_with_none_read_in_the_bound_is_read_again(
-    flow, source, journal, make_record
+    flow, source, journal, make_record, clock
 ) -> None:
-    flow.clock = clock = Clock()
+    flow.clock = clock
     flow.assigned({P0})
 
     async def go() -> None:
@@ -415,9 +405,9 @@ def test_a_partition_fetched_past_its_next_event_with_none_read_in_the_bound_is_
 
 
 def test_a_partition_whose_fetched_events_keep_arriving_is_not_read_again(
-    flow, source, journal, make_record
+    flow, source, journal, make_record, clock
 ) -> None:
-    flow.clock = clock = Clock()
+    flow.clock = clock
     flow.assigned({P0})
     source.positions[P0] = 9
 
@@ -432,9 +422,9 @@ def test_a_partition_whose_fetched_events_keep_arriving_is_not_read_again(
 
 
 def test_an_assigned_partition_fetched_past_its_committed_offset_with_none_read_is_read_again(
-    flow, source, journal
+    flow, source, journal, clock
 ) -> None:
-    flow.clock = clock = Clock()
+    flow.clock = clock
     source.commits[P0], source.positions[P0] = 5, 9
     flow.assigned({P0})
     clock.now = STALLED_AFTER_S
@@ -443,9 +433,9 @@ def test_an_assigned_partition_fetched_past_its_committed_offset_with_none_read_
 
 
 def test_a_partition_read_up_to_its_fetch_position_is_not_read_again(
-    flow, source, journal, make_record
+    flow, source, journal, make_record, clock
 ) -> None:
-    flow.clock = clock = Clock()
+    flow.clock = clock
     flow.assigned({P0})
     source.positions[P0] = 4
 
@@ -496,11 +486,11 @@ class LosingSource:
 
 
 def test_a_partition_whose_seek_back_to_a_gap_is_lost_still_applies_every_event_in_order(
-    scorer, sink, states, metrics, make_record
+    scorer, sink, states, metrics, make_record, clock
 ) -> None:
     source = LosingSource(end=12, lost=4)
     flow = Dataflow(SETTINGS, scorer, sink, states, metrics, source)
-    flow.clock = clock = Clock()
+    flow.clock = clock
 
     async def go() -> None:
         while (offset := source.next_offset()) is not None or flow.skipping:

@@ -788,16 +788,7 @@ def test_the_app_s_stream_buffers_are_kept_by_a_resume_of_a_running_flow() -> No
 # -- The group's lease -----------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_lease_holds_for_the_session_less_one_heartbeat_after_a_confirmation() -> None:
-    clock = Clock()
+def test_the_lease_holds_for_the_session_less_one_heartbeat_after_a_confirmation(clock) -> None:
     lease = GroupLease(session_timeout_s=10.0, heartbeat_s=3.0, clock=clock)
     clock.now += 6.9
     assert lease.held()
@@ -807,24 +798,21 @@ def test_the_lease_holds_for_the_session_less_one_heartbeat_after_a_confirmation
     assert lease.held()
 
 
-def test_a_confirmation_older_than_the_last_one_does_not_shorten_the_lease() -> None:
-    clock = Clock()
+def test_a_confirmation_older_than_the_last_one_does_not_shorten_the_lease(clock) -> None:
     lease = GroupLease(10.0, 3.0, clock=clock)
     lease.confirm(at=clock.now - 5.0)  # a heartbeat sent before the assignment, answered after
     clock.now += 6.0
     assert lease.held()
 
 
-def test_a_lease_whose_heartbeats_are_not_watched_always_holds() -> None:
-    clock = Clock()
+def test_a_lease_whose_heartbeats_are_not_watched_always_holds(clock) -> None:
     lease = GroupLease(10.0, 3.0, clock=clock)
     lease.watched = False
     clock.now += 1000.0
     assert lease.held()
 
 
-def test_an_answered_heartbeat_confirms_the_lease_as_of_when_it_was_sent() -> None:
-    clock = Clock()
+def test_an_answered_heartbeat_confirms_the_lease_as_of_when_it_was_sent(clock) -> None:
     lease = GroupLease(10.0, 3.0, clock=clock)
 
     async def heartbeat() -> bool:
@@ -836,13 +824,14 @@ def test_an_answered_heartbeat_confirms_the_lease_as_of_when_it_was_sent() -> No
     consumer = SimpleNamespace(_thread=SimpleNamespace(_consumer=aiokafka_consumer))
     assert watch_heartbeats(consumer, lease)
     clock.now += 5.0
+    sent = clock.now
     answered = True
     assert asyncio.run(coordinator._do_heartbeat()) is True
-    assert lease.confirmed == 105.0
+    assert lease.confirmed == sent
     answered = False
     clock.now += 5.0
     assert asyncio.run(coordinator._do_heartbeat()) is False
-    assert lease.confirmed == 105.0
+    assert lease.confirmed == sent
 
 
 def test_heartbeats_are_not_watched_without_a_started_consumer() -> None:
@@ -879,8 +868,7 @@ class Sender:
         self.sent.append(node_id)
 
 
-def test_records_wait_while_the_lease_has_lapsed_and_are_sent_once_it_holds() -> None:
-    clock = Clock()
+def test_records_wait_while_the_lease_has_lapsed_and_are_sent_once_it_holds(clock) -> None:
     lease = GroupLease(10.0, 3.0, clock=clock)
     sender = Sender()
     assert hold_sends_while_lapsed(SimpleNamespace(_sender=sender), lease, expelled=None)
@@ -898,8 +886,7 @@ def test_records_wait_while_the_lease_has_lapsed_and_are_sent_once_it_holds() ->
     assert sender.sent == [1]
 
 
-def test_records_held_when_the_group_expels_the_worker_are_never_sent() -> None:
-    clock = Clock()
+def test_records_held_when_the_group_expels_the_worker_are_never_sent(clock) -> None:
     lease = GroupLease(10.0, 3.0, clock=clock)
     sender = Sender()
 

@@ -26,14 +26,6 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_lag_is_the_end_offset_minus_the_committed_offset_per_partition() -> None:
     assert partition_lags({0: 10, 1: 7}, {0: 4, 1: 7}, {}) == {0: 6, 1: 0}
 
@@ -46,17 +38,17 @@ def test_lag_is_never_negative() -> None:
     assert partition_lags({0: 5}, {0: 6}, {}) == {0: 0}
 
 
-def test_every_assignment_counts_a_rebalance() -> None:
+def test_every_assignment_counts_a_rebalance(clock) -> None:
     metrics = Metrics()
-    takeovers = Takeovers(metrics, Clock())
+    takeovers = Takeovers(metrics, clock)
     takeovers.assigned()
     takeovers.recovered()
     takeovers.assigned()
     assert value(metrics, "rtrank_rebalances_total") == 2
 
 
-def test_a_takeover_runs_from_the_revocation_to_the_rebalance_completing() -> None:
-    metrics, clock = Metrics(), Clock()
+def test_a_takeover_runs_from_the_revocation_to_the_rebalance_completing(clock) -> None:
+    metrics = Metrics()
     takeovers = Takeovers(metrics, clock)
     takeovers.revoked()
     clock.now += 1.0
@@ -67,8 +59,8 @@ def test_a_takeover_runs_from_the_revocation_to_the_rebalance_completing() -> No
     assert value(metrics, "rtrank_takeover_seconds_sum") == 5.0
 
 
-def test_without_a_revocation_a_takeover_runs_from_the_assignment() -> None:
-    metrics, clock = Metrics(), Clock()
+def test_without_a_revocation_a_takeover_runs_from_the_assignment(clock) -> None:
+    metrics = Metrics()
     takeovers = Takeovers(metrics, clock)
     takeovers.assigned()
     clock.now += 4.0
@@ -76,8 +68,8 @@ def test_without_a_revocation_a_takeover_runs_from_the_assignment() -> None:
     assert value(metrics, "rtrank_takeover_seconds_sum") == 4.0
 
 
-def test_a_rebalance_interrupted_by_another_is_timed_from_its_first_start() -> None:
-    metrics, clock = Metrics(), Clock()
+def test_a_rebalance_interrupted_by_another_is_timed_from_its_first_start(clock) -> None:
+    metrics = Metrics()
     takeovers = Takeovers(metrics, clock)
     takeovers.assigned()
     clock.now += 3.0
@@ -88,20 +80,20 @@ def test_a_rebalance_interrupted_by_another_is_timed_from_its_first_start() -> N
     assert value(metrics, "rtrank_takeover_seconds_sum") == 5.0
 
 
-def test_a_completion_without_a_pending_assignment_times_nothing() -> None:
+def test_a_completion_without_a_pending_assignment_times_nothing(clock) -> None:
     metrics = Metrics()
-    takeovers = Takeovers(metrics, Clock())
+    takeovers = Takeovers(metrics, clock)
     takeovers.assigned()
     takeovers.recovered()
     takeovers.recovered()
     assert value(metrics, "rtrank_takeover_seconds_count") == 1
 
 
-def test_the_app_s_rebalance_signals_reach_the_metrics(tmp_path) -> None:
+def test_the_app_s_rebalance_signals_reach_the_metrics(tmp_path, clock) -> None:
     settings = Settings(broker="memory://", store="memory://", data_dir=tmp_path)
     app, metrics = RtrankApp(settings), Metrics()
     takeovers = register_group_metrics(app, settings, metrics)
-    clock = takeovers.clock = Clock()
+    takeovers.clock = clock
 
     async def rebalance() -> None:
         await app.on_partitions_revoked.send(set())
