@@ -78,8 +78,11 @@ class Scorer:
         self.shortlist = shortlist
         # renewed (exact) or followed (ivf) whenever the item table changes; the kernels of
         # a catalogue grown past its rounding are made by the batches that meet them
-        self.items = IvfIndex(self.model, ivf) if ivf else ItemIndex(self.model, shortlist)
-        if isinstance(self.items, ItemIndex):
+        self.items: ItemIndex | IvfIndex
+        if ivf:
+            self.items = IvfIndex(self.model, ivf)
+        else:
+            self.items = ItemIndex(self.model, shortlist)
             self.items.warm_up(max_users)
         self.cache = EncodeCache(cache_bytes)
 
