@@ -36,7 +36,9 @@ and ``events``, how many items were ever appended to it):
   a tensor per user: a batch's cached positions are gathered, and its new ones stored, in
   one indexing operation each, where per-user tensors cost several tensor calls per user,
   more than the model's math for a short history (docs/decisions.md, "Incremental
-  encoding").
+  encoding"). A warm call gathers its users' positions into one more buffer, kept
+  between calls and outside ``max_bytes``: up to ``max_group`` windows (25 MB at the
+  defaults).
 
 Kept per ``group`` (the worker's partition): `forget_groups` drops a group's users.
 """
@@ -105,6 +107,7 @@ class EncodeCache:
         self._vecs: torch.Tensor | None = None  # (slots, D)
         self._rows: torch.Tensor | None = None  # (slots, max_len) the items, 0 past `length`
         self._free: list[int] = []  # slots of the table no user holds
+        self._gather: torch.Tensor | None = None  # `_gathered`'s buffer, kept between calls
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -122,7 +125,7 @@ class EncodeCache:
     def clear(self) -> None:
         """Forget every user: the weights their keys and values came from changed."""
         self._entries.clear()
-        self._kv = self._vecs = self._rows = None
+        self._kv = self._vecs = self._rows = self._gather = None
         self._free = []
 
     def forget_items(self, rows: torch.Tensor) -> int:
@@ -259,7 +262,7 @@ class EncodeCache:
                 lengths = torch.tensor([e.length for _, e, _ in part], device=device)
                 width = max(e.length for _, e, _ in part) + 1  # the new position last
                 # (b, width, kv_width): past each user's length, finite leftovers, masked
-                past = self._kv[:, :width][where]
+                past = self._gathered(where, width)
                 rows = torch.tensor([r for *_, r in part], device=device)
                 vecs = model.extend(rows, past, lengths)  # (b, D); fills past[:, -1]
                 self._kv[where, lengths] = past[:, -1]
@@ -268,6 +271,22 @@ class EncodeCache:
                 out[torch.tensor([n for n, _, _ in part], device=device)] = vecs
                 for _, entry, _ in part:
                     entry.length += 1
+
+    def _gathered(self, slots: torch.Tensor, width: int) -> torch.Tensor:
+        """The first ``width`` positions of the table's ``slots`` (b, width, kv_width), in
+        a buffer that the next call overwrites.
+
+        ``index_select`` into a kept buffer, not indexing: indexing the sliced table
+        gathered at a third of the speed of a copy, and a new buffer per call paid its
+        pages again, most of a warm call's time at a full window (docs/decisions.md,
+        "Incremental encoding").
+        """
+        shape = (len(slots), width, self._kv.shape[2])
+        size = shape[0] * shape[1] * shape[2]
+        if self._gather is None or self._gather.numel() < size:
+            self._gather = self._kv.new_empty(size)
+        out = self._gather[:size].view(shape)
+        return torch.index_select(self._kv[:, :width], 0, slots, out=out)
 
     def _fit(self, model: SASRec) -> None:
         """A table for ``model``'s shapes and device: an empty one at first, and in place

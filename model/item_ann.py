@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 import torch
 
-from rtrank.model.sasrec import SASRec
+from rtrank.model.sasrec import SASRec, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class IvfIndex:
         candidates = torch.from_numpy(found).to(table.device)
         missing = candidates < 0
         candidates = candidates.clamp(min=0)
-        exact = torch.bmm(table[candidates], vecs.unsqueeze(2)).squeeze(2)  # (B, depth)
+        exact = torch.bmm(table_rows(table, candidates), vecs.unsqueeze(2)).squeeze(2)  # (B, depth)
         exact[missing] = float("-inf")
         if exclude:
             exact[_excluded(candidates, exclude, self.size)] = float("-inf")

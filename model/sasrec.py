@@ -512,6 +512,12 @@ class SASRec(nn.Module):
         self.config = replace(self.config, num_items=num_rows)
 
 
+def table_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table[rows]`` (*rows.shape, D) for a (V, D) ``table``: through ``index_select``,
+    which copies rows at several times the speed of indexing on a CPU."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+
+
 def exclude_rows(scores: torch.Tensor, exclude: list[list[int]] | None) -> None:
     """Sets ``scores[b, r]`` (B, V) to -inf for every row r in ``exclude[b]``, in place."""
     if not exclude:

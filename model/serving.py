@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from rtrank.model.sasrec import SASRec, exclude_rows
+from rtrank.model.sasrec import SASRec, exclude_rows, table_rows
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -121,7 +121,7 @@ class ItemIndex:
         exclude_rows(rough, exclude)
         rough_top, candidates = rough.topk(wide, dim=1)  # (B, wide)
         table = self.model.item_emb.weight.detach()
-        exact = torch.bmm(table[candidates], vecs.unsqueeze(2)).squeeze(2)  # (B, wide)
+        exact = torch.bmm(table_rows(table, candidates), vecs.unsqueeze(2)).squeeze(2)  # (B, wide)
         exact[rough_top == float("-inf")] = float("-inf")
         scores, picked = exact.topk(k, dim=1)
         return scores, candidates.gather(1, picked)

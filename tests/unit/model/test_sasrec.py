@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rtrank.model.checkpoint import load_checkpoint, save_checkpoint
-from rtrank.model.sasrec import Dropout, SASRec, SASRecConfig
+from rtrank.model.sasrec import Dropout, SASRec, SASRecConfig, table_rows
 from rtrank.model.vocab import Vocabulary
 
 
@@ -290,3 +290,9 @@ def test_a_config_stored_before_positions_existed_counts_them_from_the_end():
 def test_config_rejects_unknown_positions():
     with pytest.raises(ValueError, match="positions"):
         SASRecConfig(num_items=5, positions="rotary")
+
+
+def test_table_rows_are_the_rows_indexing_gives_in_the_shape_of_the_index():
+    table = torch.randn(20, 4)
+    rows = torch.tensor([[3, 0, 19], [3, 7, 7]])
+    assert torch.equal(table_rows(table, rows), table[rows])
