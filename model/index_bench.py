@@ -127,7 +127,7 @@ def measure(
     ivf = IvfIndex(model, config)
     built = time.perf_counter() - start
     found, rate = top_rows(ivf, users, batch, k, exclude)
-    size = ivf.index.ntotal * (ivf.index.d * 4 + 8) + ivf.lists * ivf.index.d * 4
+    size = ivf.index.ntotal * (ivf.index.code_size + 8) + ivf.lists * ivf.index.d * 4
     name = f"ivf {ivf.lists}/{ivf.index.nprobe}"
     moved = torch.randperm(model.item_emb.weight.shape[0] - 1)[:UPDATE_ROWS] + 1
     start = time.perf_counter()

@@ -4,12 +4,14 @@
     scores, rows = index.top_k(user_vecs, 10, exclude=seen_rows)
     index.follow(model, changed_rows)  # after a model update moved or added rows
 
-A faiss IVF index (inner product, flat cells): the rows are cut into ``lists`` cells by
-k-means, and a user's search reads only the ``probe`` cells whose centres score highest for
-them, not the whole catalogue. Its candidates are then scored exactly against the model's
-current rows, excluded rows dropped, and the best ``k`` returned: the scores are the exact
-scan's, only which rows are found is approximate (recall@10 against the exact scan:
-``rtrank bench index``, docs/benchmarks.md).
+A faiss IVF index (inner product): the rows are cut into ``lists`` cells by k-means, and a
+user's search reads only the ``probe`` cells whose centres score highest for them, not the
+whole catalogue. The cells hold the rows in float16: half the bytes a search reads, and
+no range to train, so a row moved anywhere by training is held as well as the first ones.
+Its candidates are then scored exactly against the model's current float32 rows, excluded
+rows dropped, and the best ``k`` returned: the scores are the exact scan's, only which rows
+are found is approximate (recall@10 against the exact scan: ``rtrank bench index``,
+docs/benchmarks.md).
 
 Following online training (docs/decisions.md, "Approximate item index"): the rows an update
 moves or adds are removed and added again at once, each into the cell whose centre is
@@ -60,14 +62,15 @@ def cells_for(rows: int, lists: int) -> int:
     return max(1, min(wanted, rows // MIN_POINTS_PER_LIST))
 
 
-def build_ivf(table: torch.Tensor, config: IvfConfig) -> faiss.IndexIVFFlat:
+def build_ivf(table: torch.Tensor, config: IvfConfig) -> faiss.IndexIVF:
     """An IVF index of ``table``'s rows (V, D) but padding row 0, ids = row numbers.
 
     Thread-safe for a ``table`` no one else writes (faiss releases the GIL meanwhile).
     """
     rows, dim = table.shape[0] - 1, table.shape[1]
     lists = cells_for(rows, config.lists)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    fp16, inner = faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, fp16, inner)
     index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST  # faiss samples the rest
     index.cp.min_points_per_centroid = 1
     vectors = _numpy(table[1:])
@@ -94,12 +97,12 @@ class IvfIndex:
         self.config = config
         self.model = model
         self._retrain: threading.Thread | None = None
-        self._retrained: list[tuple[faiss.IndexIVFFlat, int]] = []  # (index, rows copied)
+        self._retrained: list[tuple[faiss.IndexIVF, int]] = []  # (index, rows copied)
         self._moved_since_copy: list[torch.Tensor] = []
         table = model.item_emb.weight.detach()
         self._install(build_ivf(table, config), table.shape[0])
 
-    def _install(self, index: faiss.IndexIVFFlat, size: int) -> None:
+    def _install(self, index: faiss.IndexIVF, size: int) -> None:
         self.index = index
         self.lists = index.nlist
         self.size = size  # rows indexed, padding included
@@ -173,7 +176,7 @@ class IvfIndex:
 
     @staticmethod
     def _replace(
-        index: faiss.IndexIVFFlat,
+        index: faiss.IndexIVF,
         table: torch.Tensor,
         moved: torch.Tensor,
         added: torch.Tensor,

@@ -34,6 +34,13 @@ def test_scores_are_the_exact_scores_of_the_rows_found():
     assert (scores[:, :-1] >= scores[:, 1:]).all()
 
 
+def test_the_cells_hold_each_row_in_half_the_bytes_of_float32():
+    model, _ = catalogue()
+    index = IvfIndex(model, IvfConfig()).index
+    assert index.code_size == DIM * 2
+    assert index.ntotal == ITEMS
+
+
 def test_excluded_rows_and_padding_are_never_returned():
     model, users = catalogue()
     index = IvfIndex(model, IvfConfig())
