@@ -279,12 +279,13 @@ class EncodeCache:
         ``index_select`` into a kept buffer, not indexing: indexing the sliced table
         gathered at a third of the speed of a copy, and a new buffer per call paid its
         pages again, most of a warm call's time at a full window (docs/decisions.md,
-        "Incremental encoding").
+        "Incremental encoding"). The buffer holds whole windows, so that windows growing
+        from call to call do not make it again.
         """
         shape = (len(slots), width, self._kv.shape[2])
         size = shape[0] * shape[1] * shape[2]
-        if self._gather is None or self._gather.numel() < size:
-            self._gather = self._kv.new_empty(size)
+        if self._gather is None or self._gather.numel() < size:  # room for whole windows
+            self._gather = self._kv.new_empty(len(slots) * self._kv[0].numel())
         out = self._gather[:size].view(shape)
         return torch.index_select(self._kv[:, :width], 0, slots, out=out)
 
