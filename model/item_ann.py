@@ -49,7 +49,7 @@ class IvfConfig:
     between recall and speed."""
 
     lists: int = 0
-    probe: int = 16
+    probe: int = 32  # the lowest that met recall@10 >= 0.95 on a trained Games model
 
     def __post_init__(self) -> None:
         if self.lists < 0 or self.probe < 1:

@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         0, ge=0, description="IVF cells (`item_index=ivf`); 0 = about 2 x sqrt(items)."
     )
     item_index_probe: int = Field(
-        16, gt=0, description="IVF cells searched per list: higher = better recall, slower."
+        32, gt=0, description="IVF cells searched per list: higher = better recall, slower."
     )
     encode_cache_mb: float = Field(
         256.0,

@@ -7,7 +7,7 @@ With ``--checkpoint`` and ``--data``, a trained model's item rows and the vector
 encodes for the data set's users instead, seen items excluded as served.
 
     rtrank bench index
-    rtrank bench index --items 23715,1000000 --rows topics,random --probe 16
+    rtrank bench index --items 23715,1000000 --rows topics,random --probe 64
     rtrank bench index --checkpoint games.safetensors --data amazon_games.txt --users 2048
 """
 
@@ -49,7 +49,9 @@ ROWS = ("topics", "random")
 @click.option("--batch", type=int, default=256, show_default=True, help="users per call")
 @click.option("--dim", type=int, default=128, show_default=True, help="embedding size")
 @click.option("--lists", type=int, default=0, show_default=True, help="IVF cells (0 = auto)")
-@click.option("--probe", type=int, default=16, show_default=True, help="IVF cells per user")
+@click.option(
+    "--probe", type=int, default=IvfConfig().probe, show_default=True, help="IVF cells per user"
+)
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads")
 @click.option(
     "--checkpoint",
