@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -61,6 +62,7 @@ class Serving:
         self.metrics = metrics
         self.model: ModelProcess | None = None  # started by `start`: the worker's alone
         self.report: ModelReport | None = None
+        self.reported_at = 0.0  # time.monotonic() of the last report
 
     async def start(self) -> None:
         self.model = ModelProcess(self.settings)
@@ -87,6 +89,13 @@ class Serving:
     async def apply_updates(self) -> None:
         self._record(await self.model.apply_updates(self.items.take_changes()))
 
+    async def apply_updates_when_idle(self, idle_s: float) -> None:
+        """`apply_updates` when no call has reported for ``idle_s``: every call applies
+        the updates read meanwhile already, and one more call would only queue in front of
+        a batch."""
+        if self.report is not None and time.monotonic() - self.reported_at >= idle_s:
+            await self.apply_updates()
+
     async def forget_users(self, users: list[str]) -> None:
         """The model process drops what it keeps for ``users``, who were forgotten."""
         await self.model.forget_users(users)
@@ -105,6 +114,7 @@ class Serving:
         log.info("model process dropped %d cached users of revoked partitions", dropped)
 
     def _record(self, report: ModelReport) -> None:
+        self.reported_at = time.monotonic()
         for reason, detail in report.rejected:
             self.metrics.model_update_rejections.labels(reason).inc()
             log.warning("model update rejected (%s); still serving the current version", detail)
@@ -286,7 +296,6 @@ def register_agents(
     @app.timer(1.0)
     async def apply_updates_when_idle() -> None:
         """Without events no batch runs; updates still go live (and show in /health)."""
-        if serving.report is not None:
-            await serving.apply_updates()
+        await serving.apply_updates_when_idle(1.0)
 
     return serving

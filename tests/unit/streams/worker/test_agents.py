@@ -134,11 +134,16 @@ def test_an_events_record_carries_its_headers() -> None:
 
 
 class ModelProcessStub:
-    """Records what the worker asks its model process to forget."""
+    """Records what the worker asks its model process to forget, and its update calls."""
 
     def __init__(self, error: Exception | None = None) -> None:
         self.forgotten: list[set[int]] = []
         self.error = error
+        self.update_calls = 0
+
+    async def apply_updates(self, changes: dict) -> ModelReport:
+        self.update_calls += 1
+        return ModelReport(1, "cpu", 9)
 
     async def forget_partitions(self, partitions: set[int]) -> int:
         if self.error is not None:
@@ -187,3 +192,20 @@ def test_the_model_process_encode_cache_counts_reach_the_metrics_as_increments()
     serving._record(ModelReport(1, "cpu", 9, cache_lookups={"hit": 5, "miss": 4}, cache_users=4))
     assert (lookups.labels("hit")._value.get(), lookups.labels("miss")._value.get()) == (5, 4)
     assert serving.metrics.encode_cache_users._value.get() == 4
+
+
+def test_the_idle_timer_applies_updates_when_no_call_reported_for_the_idle_time() -> None:
+    model = ModelProcessStub()
+    serving = serving_with(model)
+    serving._record(ModelReport(1, "cpu", 9))
+    serving.reported_at -= 2.0
+    asyncio.run(serving.apply_updates_when_idle(1.0))
+    assert model.update_calls == 1
+
+
+def test_the_idle_timer_leaves_the_updates_to_the_batches_while_they_report() -> None:
+    model = ModelProcessStub()
+    serving = serving_with(model)
+    serving._record(ModelReport(1, "cpu", 9))  # a batch just reported
+    asyncio.run(serving.apply_updates_when_idle(1.0))
+    assert model.update_calls == 0
