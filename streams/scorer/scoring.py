@@ -150,11 +150,8 @@ class Scorer:
             self.model, self.vocab, self.version, update, self.device
         )
         self.model, self.vocab, self.version = model.eval(), vocab, version
-        if isinstance(self.items, IvfIndex):
-            # a delta names the rows it moved or added; a snapshot is compared row by row
-            self.items.follow(self.model, update.rows if isinstance(update, Delta) else None)
-        else:
-            self.items = ItemIndex(self.model, self.shortlist)
+        # a delta names the rows it moved or added; a snapshot is compared row by row
+        self._follow_table(update.rows if isinstance(update, Delta) else None)
         # cached keys and values read the transformer and their window's item rows
         if isinstance(update, Delta) and not update.dense and model is served:
             self.cache.forget_items(update.rows)
@@ -213,7 +210,13 @@ class Scorer:
                 self.vocab.add(item_id)
         if len(self.vocab) > self.model.config.num_items:
             self.model.grow(len(self.vocab))
-            if isinstance(self.items, IvfIndex):
-                self.items.follow(self.model, torch.empty(0, dtype=torch.int64))
-            else:
-                self.items = ItemIndex(self.model, self.shortlist)
+            self._follow_table(torch.empty(0, dtype=torch.int64))  # new rows only
+
+    def _follow_table(self, changed: torch.Tensor | None) -> None:
+        """The item index after the model's table changed: the IVF index re-places the
+        ``changed`` rows and adds new ones (None: every row that differs); the exact scan's
+        copy of the table is made anew."""
+        if isinstance(self.items, IvfIndex):
+            self.items.follow(self.model, changed)
+        else:
+            self.items = ItemIndex(self.model, self.shortlist)
