@@ -282,11 +282,11 @@ class EncodeCache:
         "Incremental encoding"). The buffer holds whole windows, so that windows growing
         from call to call do not make it again.
         """
+        windows = len(slots) * self._kv[0].numel()
+        if self._gather is None or self._gather.numel() < windows:
+            self._gather = self._kv.new_empty(windows)
         shape = (len(slots), width, self._kv.shape[2])
-        size = shape[0] * shape[1] * shape[2]
-        if self._gather is None or self._gather.numel() < size:  # room for whole windows
-            self._gather = self._kv.new_empty(len(slots) * self._kv[0].numel())
-        out = self._gather[:size].view(shape)
+        out = self._gather[: shape[0] * shape[1] * shape[2]].view(shape)
         return torch.index_select(self._kv[:, :width], 0, slots, out=out)
 
     def _fit(self, model: SASRec) -> None:
