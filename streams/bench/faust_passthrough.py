@@ -1,6 +1,7 @@
-"""A Faust agent that forwards every event untouched: the framework's own ceiling.
+"""A Faust agent that forwards every event untouched: the framework's own ceiling, and the
+floor under the pipeline's latency.
 
-    python -m rtrank.streams.bench.faust_passthrough COUNT   # settings from RTRANK_*
+    python -m rtrank.streams.bench.faust_passthrough COUNT [--send-now]   # settings: RTRANK_*
 
 (`rtrank.streams.bench.pipeline_bench.faust_passthrough_rate` starts it, reads its result,
 stops it.)
@@ -12,6 +13,12 @@ the same settings as the worker, and the agent reads and acknowledges the way th
 ingest does; it forwards ``events`` to ``recommendations`` and, after COUNT events, logs
 one line ``forwarded COUNT events at R events/s`` (timed from the first event; `RESULT`
 finds it) and keeps running until it is stopped.
+
+With ``--send-now`` each event is sent on as soon as it is forwarded, not when the
+producer's linger ends, as the worker sends each batch's lists: the event -> record time of
+an agent that does no work, on the same machine, broker and clients, which
+`rtrank.streams.bench.pipeline_bench.faust_passthrough_latency` measures under the
+pipeline's latency.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import faust
 
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.app import RtrankApp
+from rtrank.streams.worker.faust_patches import send_app_buffer_now
 from rtrank.streams.worker.topics_and_tables import declare_topics
 
 RESULT = re.compile(r"forwarded \d+ events at ([0-9.]+) events/s")
@@ -32,7 +40,10 @@ RESULT = re.compile(r"forwarded \d+ events at ([0-9.]+) events/s")
 log = logging.getLogger(__name__)
 
 
-def build_passthrough(settings: Settings, count: int) -> faust.App:
+SEND_NOW = "--send-now"
+
+
+def build_passthrough(settings: Settings, count: int, send_now: bool = False) -> faust.App:
     app = RtrankApp(settings)
     topics = declare_topics(app, settings)
 
@@ -47,6 +58,8 @@ def build_passthrough(settings: Settings, count: int) -> faust.App:
             await app.producer.send(
                 settings.recommendations_topic, message.key, message.value, None, None, None
             )
+            if send_now:
+                send_app_buffer_now(app)
             await manual.ack(event)
             forwarded += 1
             if forwarded == count:
@@ -57,9 +70,9 @@ def build_passthrough(settings: Settings, count: int) -> faust.App:
 
 
 def main() -> None:
-    count = int(sys.argv[1])
+    count, send_now = int(sys.argv[1]), SEND_NOW in sys.argv[2:]
     settings = Settings.from_env()
-    app = build_passthrough(settings, count)
+    app = build_passthrough(settings, count, send_now)
     sys.argv = [sys.argv[0], "worker", "-l", "warn", "--without-web"]
     app.main()
 

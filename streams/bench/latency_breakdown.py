@@ -1,7 +1,9 @@
 """Event -> list latency at an offered rate, and where it goes: the stages each list's
 ``timings`` carry (`rtrank.streams.worker.stage_timing`), the client's side before the broker
 (``produce``) and after the list was written (``deliver``), p50 and p99 of each beside the
-end-to-end p50 and p99. For ``rtrank bench pipeline``.
+end-to-end p50 and p99, and beside them the floor: the same rates through a Faust agent
+that does no work (`rtrank.streams.bench.pipeline_bench.faust_passthrough_latency`). For
+``rtrank bench pipeline``.
 """
 
 from __future__ import annotations
@@ -48,14 +50,18 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def breakdown_table(runs: list[dict]) -> str:
-    """One column pair (p50, p99 ms) per offered rate: end to end, then each stage; the
-    lists received and the machine's load average at the end of each run."""
+def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
+    """One column pair (p50, p99 ms) per offered rate: end to end, then ``floor`` (the same
+    rates through an agent that does no work, when measured), then each stage; the lists
+    received and the machine's load average at the end of each run."""
     head = f"{'event -> list (ms)':<22}" + "".join(
         f"{int(r['offered_eps']):>9} ev/s p50{'p99':>8}" for r in runs
     )
     rows = [head]
     rows.append(f"{'end to end':<22}" + "".join(f"{r['p50']:>18.1f}{r['p99']:>8.1f}" for r in runs))
+    if floor:
+        cells = "".join(f"{r['p50']:>18.1f}{r['p99']:>8.1f}" for r in floor)
+        rows.append(f"{'Faust pass-through':<22}{cells}")
     for stage in STAGES:
         cells = "".join(
             f"{r['stages'][stage]['p50']:>18.1f}{r['stages'][stage]['p99']:>8.1f}" for r in runs

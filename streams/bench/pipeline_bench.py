@@ -13,10 +13,13 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 
 import click
@@ -35,8 +38,9 @@ from rtrank.model.vocab import Vocabulary
 from rtrank.streams.bench.encode_bench import encode_command
 from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
+from rtrank.streams.bench.faust_passthrough import SEND_NOW
 from rtrank.streams.bench.index_bench import index_command
-from rtrank.streams.bench.latency_breakdown import Breakdown, breakdown_table
+from rtrank.streams.bench.latency_breakdown import Breakdown, breakdown_table, percentiles
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.online_bench import online_command
 from rtrank.streams.bench.recommendation_reader import RecommendationReader
@@ -52,6 +56,7 @@ from rtrank.streams.settings import Settings
 from rtrank.streams.worker.topics_and_tables import delete_run_topics, ensure_topics
 
 GAMES_ITEMS = 23_715  # the shared Amazon Games catalogue
+FLOOR_WARM_UP = 200  # events the latency pass-through forwards before it is timed
 
 
 @click.group()
@@ -101,7 +106,7 @@ def pipeline(
     as_json: bool,
 ) -> None:
     """Pass-through vs full pipeline events/s, and latency at fixed offered rates with where
-    it goes (p50 and p99 per stage)."""
+    it goes (p50 and p99 per stage), beside the Faust pass-through's at the same rates."""
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
     settings = base.isolated(
@@ -158,6 +163,10 @@ def _run_pipeline_bench(
             latency.append(_latency_at(settings, users, items, rate, latency_seconds, seed=2 + n))
     finally:
         worker.stop()
+    click.echo("(d) latency of the Faust pass-through at the same rates", err=True)
+    floor = faust_passthrough_latency(
+        settings, users, items, rates, latency_seconds, tmp / "faust-floor.log"
+    )
     return {
         "passthrough_eps": round(passthrough_eps, 1),
         "pipeline_eps": round(pipeline_eps, 1),
@@ -166,6 +175,7 @@ def _run_pipeline_bench(
         "ratio_to_faust": round(pipeline_eps / faust_eps, 3),
         "faust_ratio": round(faust_eps / passthrough_eps, 3),
         "latency": latency,
+        "passthrough_latency": floor,
         "device": str(resolve_device(settings.device)),
         "items": items,
         "model_only_users_per_s": round(model_only_rate(settings), 1),
@@ -217,6 +227,53 @@ def faust_passthrough_rate(
     """Events/s of a Faust agent that only forwards (`rtrank.streams.bench.faust_passthrough`),
     reading the same messages on topics of its own with the worker's settings."""
     source = settings.isolated("faust-pass", log_level="warn")
+    process, result = _start_passthrough(source, events, log_path, timeout_s)
+    try:
+        return float(result().group(1))
+    finally:
+        stop_child(process, signal.SIGTERM, 30.0)
+
+
+def faust_passthrough_latency(
+    settings: Settings,
+    users: int,
+    items: int,
+    rates: list[float],
+    seconds: float,
+    log_path: Path,
+    timeout_s: float = 300.0,
+) -> list[dict]:
+    """Event -> record milliseconds (p50, p99) at each of ``rates`` through the Faust
+    pass-through, sending each event on at once (``--send-now``), on topics of its own:
+    what the broker, Faust and this bench's clients cost on this machine with no work
+    between them, the floor under the pipeline's latency at the same rates. It forwards
+    `FLOOR_WARM_UP` events first, so that it is reading when the timed ones come.
+
+    Raises:
+        RuntimeError: the pass-through did not start, or nothing came back at a rate.
+    """
+    source = settings.isolated("faust-floor", log_level="warn")
+    warm_up = synthetic_replay(users, items, FLOOR_WARM_UP, seed=1).events
+    process, _ = _start_passthrough(source, warm_up, log_path, timeout_s, SEND_NOW)
+    try:
+        runs = []
+        for n, rate in enumerate(rates):
+            stream = synthetic_replay(users, items, int(rate * seconds), seed=2 + n).events
+            with RecommendationReader(source, source.recommendations_topic, itemgetter("ts")) as r:
+                latencies = _offer(source, stream, rate, r)
+            if not latencies:
+                raise RuntimeError(f"no event came back through the pass-through at {rate:.0f}/s")
+            runs.append({"offered_eps": rate, "received": len(latencies), **percentiles(latencies)})
+        return runs
+    finally:
+        stop_child(process, signal.SIGTERM, 30.0)
+
+
+def _start_passthrough(
+    source: Settings, events: list[dict], log_path: Path, timeout_s: float, *flags: str
+) -> tuple[subprocess.Popen, Callable[[], re.Match | None]]:
+    """The Faust pass-through on ``source``'s topics, started once it forwarded ``events``
+    (sent first), and how to read its result line from its log."""
     ensure_topics(source)
     send_events(source, events, progress=False)
 
@@ -224,17 +281,14 @@ def faust_passthrough_rate(
         return FAUST_RESULT.search(log_path.read_text(errors="replace"))
 
     process = start_child(
-        [str(len(events))],
+        [str(len(events)), *flags],
         source,
         log_path,
         lambda: result() is not None,
         timeout_s,
         module="rtrank.streams.bench.faust_passthrough",
     )
-    try:
-        return float(result().group(1))
-    finally:
-        stop_child(process, signal.SIGTERM, 30.0)
+    return process, result
 
 
 def _rates(value: str) -> list[float]:
@@ -254,19 +308,32 @@ def _latency_at(
     (`rtrank.streams.bench.latency_breakdown`)."""
     stream = synthetic_replay(users, items, int(rate * seconds), seed=seed).events
     received = Breakdown()
+    with RecommendationReader(settings) as reader:
+        _offer(settings, stream, rate, reader, on_record=received.add)
+    return {**received.summary(rate), "load_average": round(os.getloadavg()[0], 2)}
+
+
+def _offer(
+    settings: Settings,
+    stream: list[dict],
+    rate: float,
+    reader: RecommendationReader,
+    on_record: Callable[[dict, float], None] | None = None,
+) -> list[float]:
+    """Send ``stream`` at ``rate`` events/s while ``reader`` collects what comes back: the
+    milliseconds of each record from its send (`RecommendationReader.collect_while`)."""
     # This process's garbage collections (a full one walked torch and the replay: 100-140
     # ms) stopped its producer and reader, and were counted as the pipeline's latency.
     gc.collect()
     gc.disable()
     try:
-        with RecommendationReader(settings) as reader:
-            producer = threading.Thread(target=send_events, args=(settings, stream, rate, False))
-            producer.start()
-            reader.collect_while(producer.is_alive, on_record=received.add)
-            producer.join()
+        producer = threading.Thread(target=send_events, args=(settings, stream, rate, False))
+        producer.start()
+        latencies = reader.collect_while(producer.is_alive, on_record=on_record)
+        producer.join()
     finally:
         gc.enable()
-    return {**received.summary(rate), "load_average": round(os.getloadavg()[0], 2)}
+    return latencies
 
 
 def model_only_rate(settings: Settings) -> float:
@@ -306,7 +373,7 @@ def _pipeline_table(r: dict) -> str:
             f"{'ratio to the Faust pass-through':<34}{r['ratio_to_faust']:>12.1%}",
             f"{'Faust pass-through / aiokafka':<34}{r['faust_ratio']:>12.1%}",
             f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
-            breakdown_table(r["latency"]),
+            breakdown_table(r["latency"], r["passthrough_latency"]),
             f"catalogue {r['items']} items, K=10; "
             f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
         ]

@@ -10,15 +10,29 @@ from rtrank.streams.bench.topic_reader import TopicReader
 from rtrank.streams.settings import Settings
 
 
-class RecommendationReader:
-    """Consumes the recommendations topic from its current end (records after ``__enter__``)."""
+def answered_event_ts(rec: dict) -> float:
+    """When the event a list answers was sent (epoch ms)."""
+    return rec["based_on"]["ts"]
 
-    def __init__(self, settings: Settings) -> None:
+
+class RecommendationReader:
+    """Consumes the recommendations topic from its current end (records after ``__enter__``),
+    or ``topic``, another topic of JSON records, whose send time ``sent_ms`` reads (by
+    default: the answered event's, `answered_event_ts`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str | None = None,
+        sent_ms: Callable[[dict], float] = answered_event_ts,
+    ) -> None:
         self.settings = settings
+        self.topic = topic or settings.recommendations_topic
+        self.sent_ms = sent_ms
         self.reader: TopicReader | None = None
 
     def __enter__(self) -> RecommendationReader:
-        self.reader = TopicReader(self.settings, self.settings.recommendations_topic, from_end=True)
+        self.reader = TopicReader(self.settings, self.topic, from_end=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -37,7 +51,7 @@ class RecommendationReader:
         idle_s: float = 2.0,
         on_record: Callable[[dict, float], None] | None = None,
     ) -> list[float]:
-        """Event -> recommendation milliseconds (receive time minus the answered event's ts).
+        """Event -> record milliseconds (receive time minus ``sent_ms`` of the record).
 
         Polls while ``busy()`` (e.g. a producer thread is alive) and then until no record
         arrived for ``idle_s``.
@@ -46,7 +60,7 @@ class RecommendationReader:
         last_seen = time.monotonic()
         while busy() or time.monotonic() - last_seen < idle_s:
             for rec, received in self.poll():
-                latencies.append(received - rec["based_on"]["ts"])
+                latencies.append(received - self.sent_ms(rec))
                 last_seen = time.monotonic()
                 if on_record is not None:
                     on_record(rec, received)

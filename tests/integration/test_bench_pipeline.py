@@ -63,6 +63,9 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
         up_to_model = ("fetch", "handover", "queued", "inference")
         assert sum(run["stages"][stage]["p50"] for stage in up_to_model) > 0
         assert run["stages"]["inference"]["p50"] <= run["p99"]
+    floor = r["passthrough_latency"]
+    assert [(run["offered_eps"], run["received"]) for run in floor] == [(100, 200), (150, 300)]
+    assert all(0 < run["p50"] <= run["p99"] for run in floor)
     assert (r["device"], r["items"]) == ("cpu", 300)
     assert r["model_only_users_per_s"] > 0
     assert r["machine"]["cores"] >= 1

@@ -71,3 +71,27 @@ def test_rates_are_read_in_order() -> None:
 def test_a_rate_that_is_no_positive_number_is_refused(value: str) -> None:
     with pytest.raises(click.BadParameter, match="events/s > 0"):
         _rates(value)
+
+
+def test_the_floor_row_follows_end_to_end_with_a_column_pair_per_rate() -> None:
+    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
+    runs = [
+        {"offered_eps": rate, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
+        for rate in (500, 1000)
+    ]
+    for run in runs:
+        run["load_average"] = 1.5
+    floor = [
+        {"offered_eps": 500, "p50": 11.0, "p99": 20.5},
+        {"offered_eps": 1000, "p50": 12.0, "p99": 31.0},
+    ]
+    lines = breakdown_table(runs, floor).splitlines()
+    assert lines[2].split() == ["Faust", "pass-through", "11.0", "20.5", "12.0", "31.0"]
+    assert [line.split()[0] for line in lines[3:10]] == list(STAGES)
+
+
+def test_without_a_floor_no_floor_row_is_printed() -> None:
+    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
+    run = {"offered_eps": 500, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
+    run["load_average"] = 1.5
+    assert "pass-through" not in breakdown_table([run])
