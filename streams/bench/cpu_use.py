@@ -1,8 +1,9 @@
 """CPU seconds used by the processes of a run, read with ``psutil``.
 
 `rtrank bench online` reports them per part of the system (worker, its model process,
-trainer, broker, the bench's own replay) over the measured second half, so that a reader
-sees which part a machine ran out of, not only that answers came late.
+trainer, broker, the bench's own replay) over the measured second half, and `rtrank bench
+pipeline` the cores each part kept busy at each offered rate, so that a reader sees which
+part a machine ran out of, not only that answers came late.
 
 ``psutil`` comes with the ``bench`` extra; it is imported where it is used, so that the
 ``rtrank`` command (which lists the benchmarks) runs without it.
@@ -47,3 +48,13 @@ def used(parts: dict[str, list[int]]) -> dict[str, float]:
 def used_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """CPU seconds each part used from ``before`` to ``after`` (parts read both times)."""
     return {name: round(after[name] - before[name], 1) for name in before if name in after}
+
+
+def cores_between(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """Cores each part kept busy on average over ``seconds``, from CPU seconds ``before``
+    and ``after`` (parts read both times)."""
+    return {
+        name: round((after[name] - before[name]) / seconds, 2) for name in before if name in after
+    }

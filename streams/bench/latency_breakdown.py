@@ -13,6 +13,13 @@ import numpy as np
 # In the order an event meets them. deliver: the list's emitted_at to its receipt by the
 # bench (the batch's other lists, the worker's send, the broker, the bench's fetch).
 STAGES = ("produce", "fetch", "handover", "queued", "inference", "compute", "deliver")
+# The processes whose busy cores a run reports (`rtrank.streams.bench.cpu_use`), as printed.
+PARTS = {
+    "worker": "cores: worker",
+    "model": "  its model process",
+    "broker": "  broker",
+    "bench": "  bench's clients",
+}
 
 
 class Breakdown:
@@ -53,7 +60,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     """One column pair (p50, p99 ms) per offered rate: end to end, then ``floor`` (the same
     rates through an agent that does no work, when measured), then each stage; the lists
-    received and the machine's load average at the end of each run."""
+    received, the machine's load average at the end of each run, and the cores each part
+    (`PARTS`) kept busy meanwhile, where every run measured it."""
     head = f"{'event -> list (ms)':<22}" + "".join(
         f"{int(r['offered_eps']):>9} ev/s p50{'p99':>8}" for r in runs
     )
@@ -71,4 +79,7 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     rows.append(
         f"{'load average (1 min)':<22}" + "".join(f"{r['load_average']:>26.2f}" for r in runs)
     )
+    for part, label in PARTS.items():
+        if all(part in r.get("cores", {}) for r in runs):
+            rows.append(f"{label:<22}" + "".join(f"{r['cores'][part]:>26.2f}" for r in runs))
     return "\n".join(rows)

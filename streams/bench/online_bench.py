@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -58,13 +57,13 @@ from rtrank.model.sasrec import SASRecConfig
 from rtrank.model.train import TrainConfig, make_dataset, train
 from rtrank.model.updates import UpdateError
 from rtrank.streams.bench import cpu_use
-from rtrank.streams.bench.local_stack import local_broker_pid, local_kafka_for
+from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.replay import from_file, interleave
 from rtrank.streams.bench.replay_eval import Judged, judge, paired_difference, read_run
 from rtrank.streams.bench.replay_eval import quality as replay_quality
 from rtrank.streams.bench.topic_reader import TopicReader, end_offsets
 from rtrank.streams.bench.worker_metrics import cumulative, metric_value
-from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess
+from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess, busy_parts
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.settings import Settings
@@ -195,7 +194,7 @@ def replay_run(
         worker.drain(len(stream.first))
         examples_before = _examples_written(s) if online else 0
         trainer.start()
-        parts = process_parts(s, worker, trainer)
+        parts = process_parts(worker, trainer)
         cpu_before = cpu_use.used(parts)
         before = cumulative(worker.metrics())
         click.echo(f"{label}: {len(stream.second)} events at {rate:.0f}/s", err=True)
@@ -239,19 +238,11 @@ def measured_from(stream: Stream) -> dict[str, int]:
     return {e["user_id"]: first[e["user_id"]] for e in stream.second}
 
 
-def process_parts(
-    settings: Settings, worker: WorkerProcess, trainer: TrainerProcess
-) -> dict[str, list[int]]:
-    """The run's processes by part, for `cpu_use.used`: the worker, its model process (the
-    worker's children), the trainer, the local broker (none for a remote one) and this
-    process (the replay, and reading the worker's metrics)."""
-    return {
-        "worker": [worker.process.pid],
-        "model": cpu_use.children(worker.process.pid),
-        "trainer": [trainer.process.pid],
-        "broker": [pid for pid in [local_broker_pid(settings)] if pid is not None],
-        "bench": [os.getpid()],
-    }
+def process_parts(worker: WorkerProcess, trainer: TrainerProcess) -> dict[str, list[int]]:
+    """The run's processes by part, for `cpu_use.used`: `busy_parts` (the worker, its model
+    process, the local broker, this process: the replay, and reading the worker's metrics)
+    and the trainer."""
+    return {**busy_parts(worker), "trainer": [trainer.process.pid]}
 
 
 def _examples_written(settings: Settings) -> int:

@@ -35,6 +35,7 @@ from rtrank.model.serving import resolve_device, resolve_shortlist
 from rtrank.model.synthetic import item_id
 from rtrank.model.throughput import inference_rate
 from rtrank.model.vocab import Vocabulary
+from rtrank.streams.bench import cpu_use
 from rtrank.streams.bench.encode_bench import encode_command
 from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
@@ -47,7 +48,12 @@ from rtrank.streams.bench.recommendation_reader import RecommendationReader
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.rerank_bench import rerank_command
 from rtrank.streams.bench.scale_bench import scale_command
-from rtrank.streams.bench.worker_process import WorkerProcess, start_child, stop_child
+from rtrank.streams.bench.worker_process import (
+    WorkerProcess,
+    busy_parts,
+    start_child,
+    stop_child,
+)
 from rtrank.streams.cli.context import pass_settings
 from rtrank.streams.cli.produce import send_events
 from rtrank.streams.cli.training import quality_command
@@ -157,10 +163,10 @@ def _run_pipeline_bench(
         pipeline_eps = worker.drain(events)
         if pipeline_eps is None:
             raise RuntimeError(f"the worker answered all {events} events too fast to time them")
-        latency = []
+        latency, parts = [], busy_parts(worker)
         for n, rate in enumerate(rates):
             click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
-            latency.append(_latency_at(settings, users, items, rate, latency_seconds, seed=2 + n))
+            latency.append(_latency_at(settings, users, items, rate, latency_seconds, 2 + n, parts))
     finally:
         worker.stop()
     click.echo("(d) latency of the Faust pass-through at the same rates", err=True)
@@ -302,15 +308,27 @@ def _rates(value: str) -> list[float]:
 
 
 def _latency_at(
-    settings: Settings, users: int, items: int, rate: float, seconds: float, seed: int
+    settings: Settings,
+    users: int,
+    items: int,
+    rate: float,
+    seconds: float,
+    seed: int,
+    parts: dict[str, list[int]],
 ) -> dict:
-    """Event -> list milliseconds (send to receive) at ``rate`` events/s, and per stage
-    (`rtrank.streams.bench.latency_breakdown`)."""
+    """Event -> list milliseconds (send to receive) at ``rate`` events/s, per stage
+    (`rtrank.streams.bench.latency_breakdown`), and the cores each of ``parts`` kept busy
+    while the events were sent."""
     stream = synthetic_replay(users, items, int(rate * seconds), seed=seed).events
     received = Breakdown()
+    cores: dict[str, float] = {}
     with RecommendationReader(settings) as reader:
-        _offer(settings, stream, rate, reader, on_record=received.add)
-    return {**received.summary(rate), "load_average": round(os.getloadavg()[0], 2)}
+        _offer(settings, stream, rate, reader, received.add, parts, cores)
+    return {
+        **received.summary(rate),
+        "load_average": round(os.getloadavg()[0], 2),
+        "cores": cores,
+    }
 
 
 def _offer(
@@ -319,15 +337,26 @@ def _offer(
     rate: float,
     reader: RecommendationReader,
     on_record: Callable[[dict, float], None] | None = None,
+    parts: dict[str, list[int]] | None = None,
+    cores: dict[str, float] | None = None,
 ) -> list[float]:
     """Send ``stream`` at ``rate`` events/s while ``reader`` collects what comes back: the
-    milliseconds of each record from its send (`RecommendationReader.collect_while`)."""
+    milliseconds of each record from its send (`RecommendationReader.collect_while`); with
+    ``parts``, the cores each kept busy while the events were sent go into ``cores``."""
+
+    def send() -> None:
+        before, started = cpu_use.used(parts or {}), time.monotonic()
+        send_events(settings, stream, rate, False)
+        if cores is not None:
+            seconds = time.monotonic() - started
+            cores.update(cpu_use.cores_between(before, cpu_use.used(parts or {}), seconds))
+
     # This process's garbage collections (a full one walked torch and the replay: 100-140
     # ms) stopped its producer and reader, and were counted as the pipeline's latency.
     gc.collect()
     gc.disable()
     try:
-        producer = threading.Thread(target=send_events, args=(settings, stream, rate, False))
+        producer = threading.Thread(target=send)
         producer.start()
         latencies = reader.collect_while(producer.is_alive, on_record=on_record)
         producer.join()

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rtrank.streams.bench import cpu_use
+from rtrank.streams.bench.local_stack import local_broker_pid
 from rtrank.streams.bench.worker_metrics import metric_value
 from rtrank.streams.settings import Settings, to_env
 
@@ -93,6 +95,18 @@ class WorkerProcess:
 
     def _url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.web_port}{path}"
+
+
+def busy_parts(worker: WorkerProcess) -> dict[str, list[int]]:
+    """A run's processes by part, for `cpu_use.used`: the worker, its model process (the
+    worker's children), the local broker (none for a remote one) and this process (the
+    bench's own clients)."""
+    return {
+        "worker": [worker.process.pid],
+        "model": cpu_use.children(worker.process.pid),
+        "broker": [pid for pid in [local_broker_pid(worker.settings)] if pid is not None],
+        "bench": [os.getpid()],
+    }
 
 
 def start_child(

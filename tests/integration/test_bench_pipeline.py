@@ -63,6 +63,9 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
         up_to_model = ("fetch", "handover", "queued", "inference")
         assert sum(run["stages"][stage]["p50"] for stage in up_to_model) > 0
         assert run["stages"]["inference"]["p50"] <= run["p99"]
+        # The test broker is not one the bench started: only the processes it knows of.
+        assert set(run["cores"]) >= {"worker", "model", "bench"}
+        assert run["cores"]["worker"] > 0 and run["cores"]["model"] > 0
     floor = r["passthrough_latency"]
     assert [(run["offered_eps"], run["received"]) for run in floor] == [(100, 200), (150, 300)]
     assert all(0 < run["p50"] <= run["p99"] for run in floor)

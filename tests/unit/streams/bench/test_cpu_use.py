@@ -9,7 +9,13 @@ import time
 
 import pytest
 
-from rtrank.streams.bench.cpu_use import children, cpu_seconds, used, used_between
+from rtrank.streams.bench.cpu_use import (
+    children,
+    cores_between,
+    cpu_seconds,
+    used,
+    used_between,
+)
 
 
 def busy(seconds: float) -> None:
@@ -47,3 +53,9 @@ def test_children_are_found_and_a_sleeping_one_uses_no_cpu():
 def test_parts_that_cannot_be_read_are_left_out():
     assert used({"gone": [2**22 + 12345], "empty": []}) == {}
     assert used_between({"a": 1.0, "b": 2.0}, {"a": 3.5}) == {"a": 2.5}
+
+
+def test_cores_are_cpu_seconds_per_second_for_the_parts_read_both_times():
+    before = {"worker": 10.0, "model": 4.0, "gone": 1.0}
+    after = {"worker": 14.9, "model": 8.0, "new": 3.0}
+    assert cores_between(before, after, 10.0) == {"worker": 0.49, "model": 0.4}

@@ -95,3 +95,17 @@ def test_without_a_floor_no_floor_row_is_printed() -> None:
     run = {"offered_eps": 500, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
     run["load_average"] = 1.5
     assert "pass-through" not in breakdown_table([run])
+
+
+def test_the_cores_of_each_part_close_the_table_when_every_run_measured_them() -> None:
+    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
+    runs = [
+        {"offered_eps": rate, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
+        for rate in (500, 1000)
+    ]
+    runs[0].update(load_average=1.2, cores={"worker": 0.25, "model": 0.2, "bench": 0.1})
+    runs[1].update(load_average=1.7, cores={"worker": 0.49, "model": 0.4, "bench": 0.2})
+    lines = breakdown_table(runs).splitlines()
+    assert lines[-3].split() == ["cores:", "worker", "0.25", "0.49"]
+    assert lines[-2].split() == ["its", "model", "process", "0.20", "0.40"]
+    assert lines[-1].split() == ["bench's", "clients", "0.10", "0.20"]
