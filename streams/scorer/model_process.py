@@ -31,14 +31,19 @@ Contract:
   redelivered to whichever worker takes the partitions.
 - Every call is bounded: one not answered within ``model_call_timeout_s`` of being made (the
   wait behind earlier calls included) is taken for a hung child, stopped or deadlocked
-  rather than dead. The child is then killed (SIGKILL ends a stopped process too; left
-  alive, the executor's manager thread would wait for its answer forever and, joined at
-  interpreter exit, keep the worker from exiting) and the call raises `ModelProcessError`,
-  as for a child that died. `start` has a bound of its own: ``update_catch_up_s`` (the
-  longest it waits for the model-updates topic) plus two call bounds, one for loading the
-  checkpoint and one for applying what it read.
+  rather than dead. The child is then killed (SIGKILL ends a stopped process too) and the
+  call raises `ModelProcessError`, as for a child that died. `start` has a bound of its
+  own: ``update_catch_up_s`` (the longest it waits for the model-updates topic) plus two
+  call bounds, one for loading the checkpoint and one for applying what it read.
 - `problem` says, for ``/health``, why the process cannot serve: it died, it was killed
   for not answering, or a call has been outstanding longer than its bound right now.
+
+The calls go over a socket pair that the event loop reads and writes itself: each call is
+one length-prefixed pickle (`frame`) of a function of this module and its arguments, each
+answer one of ``(True, result)`` or ``(False, exception)``, in the calls' order. No thread
+of the worker takes part: a `concurrent.futures.ProcessPoolExecutor` moved each call
+through a manager and a feeder thread, whose turns at the GIL held the event loop up and
+cost it about 0.5 ms a call (docs/decisions.md, "The model process's socket").
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ import gc
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
+import socket
+import struct
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +90,8 @@ from rtrank.streams.trainer.update_feed import UpdateFeed
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies
+HEADER = struct.Struct("!Q")  # a frame's length, ahead of its pickle
+STOP_WAIT_S = 5.0  # how long `ModelProcess.stop` waits for the child to end before killing it
 
 
 class ModelProcessError(RuntimeError):
@@ -204,9 +213,47 @@ class ServedModel:
         self._rejections.append((reason, detail))
 
 
-# The child's one ServedModel: ProcessPoolExecutor calls module-level functions, so the
-# object they serve from is held here, in the child process only.
+# The child's one ServedModel: the calls name module-level functions, so the object they
+# serve from is held here, in the child process only.
 _served: ServedModel | None = None
+
+
+def frame(message: Any) -> bytes:
+    """``message`` as it crosses the socket: its pickle's length, then the pickle."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(payload)) + payload
+
+
+def _serve(sock: socket.socket, log_level: str) -> None:
+    """The child's loop: read a call, run it, answer it; until the worker's end closes."""
+    _prepare_child(log_level)
+    while (call := _read_frame(sock)) is not None:
+        fn, args = pickle.loads(call)
+        try:
+            answer = (True, fn(*args))
+        except Exception as e:  # the caller's to handle, as if raised there
+            answer = (False, e)
+        try:
+            sock.sendall(frame(answer))
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            sock.sendall(frame((False, RuntimeError(f"{answer[1]!r} (not sent whole: {e})"))))
+
+
+def _read_frame(sock: socket.socket) -> bytes | None:
+    """One frame's pickle; None once the other end closed."""
+    header = _read_exactly(sock, HEADER.size)
+    return None if header is None else _read_exactly(sock, HEADER.unpack(header)[0])
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return bytes(data)
 
 
 def _prepare_child(log_level: str) -> None:
@@ -267,12 +314,10 @@ class ModelProcess:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded worker
-            initializer=_prepare_child,
-            initargs=(settings.log_level,),
-        )
+        self._child: multiprocessing.process.BaseProcess | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._answers: asyncio.Task | None = None  # reads the child's answers
+        self._waiting: deque[asyncio.Future] = deque()  # calls sent, answered in this order
         self._outstanding: dict[int, tuple[float, float]] = {}  # call -> (made at, bound)
         self._calls = 0
         self._failure: str | None = None
@@ -303,6 +348,15 @@ class ModelProcess:
             ValueError: the device is unknown or unavailable.
             ModelProcessError: the process died or did not answer in time.
         """
+        ours, theirs = socket.socketpair()
+        # spawned, not forked: the worker has threads. A daemon: ended at the worker's exit.
+        self._child = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(theirs, self.settings.log_level), name="rtrank-model", daemon=True
+        )
+        self._child.start()
+        theirs.close()
+        reader, self._writer = await asyncio.open_connection(sock=ours)
+        self._answers = asyncio.ensure_future(self._read_answers(reader))
         caught_up, report = await self._call(_load, self.settings, bound=self.start_timeout_s)
         if not caught_up:
             log.warning(
@@ -343,34 +397,70 @@ class ModelProcess:
         return await self._call(_forget_users, users)
 
     def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Close the socket: the child ends after the call it is running; one that has not
+        ended within `STOP_WAIT_S` (stopped, or hung) is killed."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._answers is not None:
+            self._answers.cancel()
+        if self._child is not None and self._child.pid is not None:
+            self._child.join(STOP_WAIT_S)
+            if self._child.exitcode is None:
+                self._child.kill()
+                self._child.join()
+        self._fail(self._failure or "the model process was stopped")
 
     async def _call(self, fn: Any, *args: Any, bound: float | None = None) -> Any:
         """``fn(*args)`` in the child, raising `ModelProcessError` when it dies or does not
         answer within ``bound`` (``model_call_timeout_s`` by default)."""
+        if self._failure is not None:
+            raise ModelProcessError(self._failure)
         bound = self.settings.model_call_timeout_s if bound is None else bound
-        loop = asyncio.get_running_loop()
         self._calls += 1
         call = self._calls
         self._outstanding[call] = (time.monotonic(), bound)
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(answer)
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args), bound)
+            self._writer.write(frame((fn, args)))
+            ok, value = await asyncio.wait_for(answer, bound)
         except TimeoutError:
             self._kill()
-            self._failure = f"the model process did not answer within {bound:.0f} s (killed)"
-            raise ModelProcessError(self._failure) from None
-        except BrokenProcessPool as e:
-            self._failure = self._failure or f"the model process died ({e})"
+            self._fail(f"the model process did not answer within {bound:.0f} s (killed)")
             raise ModelProcessError(self._failure) from None
         finally:
             del self._outstanding[call]
+        if not ok:
+            raise value
+        return value
+
+    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
+        """Hand each answer to the oldest call waiting (the child answers in call order);
+        once the socket closes, the process is gone and every call waiting fails."""
+        try:
+            while True:
+                size = HEADER.unpack(await reader.readexactly(HEADER.size))[0]
+                answer = pickle.loads(await reader.readexactly(size))
+                waiting = self._waiting.popleft()
+                if not waiting.done():  # not given up on (its bound passed, its caller gone)
+                    waiting.set_result(answer)
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            exit_code = self._child.exitcode if self._child is not None else None
+            self._fail(f"the model process died (exit code {exit_code}; {e!r})")
+
+    def _fail(self, failure: str) -> None:
+        """The process cannot serve any more: ``failure`` (the first one stays) for this
+        and every later call, and for every call waiting."""
+        self._failure = self._failure or failure
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if not waiting.done():
+                waiting.set_exception(ModelProcessError(self._failure))
 
     def _kill(self) -> None:
-        """SIGKILL the child: the pool then fails every call, outstanding or later, as
-        broken, and its manager thread ends."""
-        # The executor names its processes only in this private mapping (pid -> Process).
-        for pid in list(self._pool._processes or {}):
+        """SIGKILL the child (a stopped one too): its socket then closes."""
+        if self._child is not None and self._child.pid is not None:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(self._child.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass

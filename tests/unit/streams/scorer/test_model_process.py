@@ -123,6 +123,25 @@ def test_forgetting_users_drops_them_from_the_process_cache(
     assert loop.run_until_complete(model.forget_users(["f-a"])) == 0
 
 
+def test_calls_made_together_each_get_their_own_answer_in_the_order_made(
+    model: ModelProcess, loop: asyncio.AbstractEventLoop
+) -> None:
+    calls = [ScoreRequest(["item-1"], [], "", user, 6, 1) for user in ("o-a", "o-b", "o-c")]
+    loop.run_until_complete(model.score(calls, [], {}))
+
+    async def together() -> list:
+        return await asyncio.gather(
+            model.forget_users(["o-a", "o-b"]),
+            model.apply_updates({}),
+            model.forget_users(["o-a", "o-c"]),
+            model.forget_partitions({6}),
+        )
+
+    dropped_first, report, dropped_then, dropped_last = loop.run_until_complete(together())
+    assert (dropped_first, dropped_then, dropped_last) == (2, 1, 0)
+    assert report.version == 3
+
+
 def test_rank_orders_every_known_candidate_and_names_the_version(
     model: ModelProcess, loop: asyncio.AbstractEventLoop
 ) -> None:
@@ -147,6 +166,28 @@ def test_a_call_to_a_dead_process_raises_model_process_error(
             child.join()
         with pytest.raises(ModelProcessError, match="died"):
             loop.run_until_complete(model.apply_updates({}))
+    finally:
+        model.stop()
+
+
+def test_a_call_waiting_when_the_process_dies_fails_at_once_not_at_its_bound(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    model = ModelProcess(settings.replace(model_call_timeout_s=60.0))
+
+    async def kill_during_a_call(child: multiprocessing.Process) -> float:
+        os.kill(child.pid, signal.SIGSTOP)  # the call waits for it
+        call = asyncio.ensure_future(model.apply_updates({}))
+        await asyncio.sleep(0.2)
+        killed = time.monotonic()
+        os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(ModelProcessError, match="died"):
+            await call
+        return time.monotonic() - killed
+
+    try:
+        child = started_child(model, loop)
+        assert loop.run_until_complete(kill_during_a_call(child)) < 10.0
     finally:
         model.stop()
 
@@ -178,8 +219,8 @@ def test_a_call_to_a_stopped_process_fails_within_its_bound_and_the_process_is_k
 
 
 def gone_within(child: multiprocessing.Process, timeout_s: float) -> bool:
-    """True once ``child`` has exited and been reaped (by this thread or the executor's
-    manager thread, whichever waits for it first); a stopped process never is."""
+    """True once ``child`` has exited and been reaped (reading its exit code reaps it); a
+    stopped process never is."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.exitcode is not None or not Path(f"/proc/{child.pid}").exists():
