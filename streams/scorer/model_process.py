@@ -227,16 +227,20 @@ def frame(message: Any) -> bytes:
 def _serve(sock: socket.socket, log_level: str) -> None:
     """The child's loop: read a call, run it, answer it; until the worker's end closes."""
     _prepare_child(log_level)
-    while (call := _read_frame(sock)) is not None:
-        fn, args = pickle.loads(call)
-        try:
-            answer = (True, fn(*args))
-        except Exception as e:  # the caller's to handle, as if raised there
-            answer = (False, e)
-        try:
-            sock.sendall(frame(answer))
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            sock.sendall(frame((False, RuntimeError(f"{answer[1]!r} (not sent whole: {e})"))))
+    try:
+        while (call := _read_frame(sock)) is not None:
+            fn, args = pickle.loads(call)
+            try:
+                answer = (True, fn(*args))
+            except Exception as e:  # the caller's to handle, as if raised there
+                answer = (False, e)
+            try:
+                message = frame(answer)
+            except (pickle.PicklingError, TypeError, AttributeError) as e:
+                message = frame((False, RuntimeError(f"{answer[1]!r} (not sent whole: {e})")))
+            sock.sendall(message)
+    except OSError:  # the worker's end is gone: nobody is left to answer
+        return
 
 
 def _read_frame(sock: socket.socket) -> bytes | None:
@@ -315,6 +319,7 @@ class ModelProcess:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._child: multiprocessing.process.BaseProcess | None = None
+        self._socket: socket.socket | None = None  # the worker's end
         self._writer: asyncio.StreamWriter | None = None
         self._answers: asyncio.Task | None = None  # reads the child's answers
         self._waiting: deque[asyncio.Future] = deque()  # calls sent, answered in this order
@@ -348,14 +353,14 @@ class ModelProcess:
             ValueError: the device is unknown or unavailable.
             ModelProcessError: the process died or did not answer in time.
         """
-        ours, theirs = socket.socketpair()
+        self._socket, theirs = socket.socketpair()
         # spawned, not forked: the worker has threads. A daemon: ended at the worker's exit.
         self._child = multiprocessing.get_context("spawn").Process(
             target=_serve, args=(theirs, self.settings.log_level), name="rtrank-model", daemon=True
         )
         self._child.start()
         theirs.close()
-        reader, self._writer = await asyncio.open_connection(sock=ours)
+        reader, self._writer = await asyncio.open_connection(sock=self._socket)
         self._answers = asyncio.ensure_future(self._read_answers(reader))
         caught_up, report = await self._call(_load, self.settings, bound=self.start_timeout_s)
         if not caught_up:
@@ -397,8 +402,14 @@ class ModelProcess:
         return await self._call(_forget_users, users)
 
     def stop(self) -> None:
-        """Close the socket: the child ends after the call it is running; one that has not
-        ended within `STOP_WAIT_S` (stopped, or hung) is killed."""
+        """Shut the socket: the child ends after the call it is running; one that has not
+        ended within `STOP_WAIT_S` (stopped, or hung) is killed. The socket is shut here,
+        not left to its transport, which closes it only when the event loop runs next."""
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed (the child died first)
+                pass
         if self._writer is not None:
             self._writer.close()
         if self._answers is not None:
@@ -419,10 +430,11 @@ class ModelProcess:
         self._calls += 1
         call = self._calls
         self._outstanding[call] = (time.monotonic(), bound)
+        message = frame((fn, args))  # before the call waits: a call not sent waits for nothing
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append(answer)
         try:
-            self._writer.write(frame((fn, args)))
+            self._writer.write(message)
             ok, value = await asyncio.wait_for(answer, bound)
         except TimeoutError:
             self._kill()
@@ -444,9 +456,12 @@ class ModelProcess:
                 waiting = self._waiting.popleft()
                 if not waiting.done():  # not given up on (its bound passed, its caller gone)
                     waiting.set_result(answer)
-        except (asyncio.IncompleteReadError, ConnectionError) as e:
+        except (asyncio.IncompleteReadError, OSError) as e:
             exit_code = self._child.exitcode if self._child is not None else None
             self._fail(f"the model process died (exit code {exit_code}; {e!r})")
+        except Exception as e:  # an answer not read whole: the ones after it cannot be paired
+            self._kill()
+            self._fail(f"the model process's answer could not be read ({e!r}; killed)")
 
     def _fail(self, failure: str) -> None:
         """The process cannot serve any more: ``failure`` (the first one stays) for this
