@@ -66,15 +66,11 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
         f"{int(r['offered_eps']):>9} ev/s p50{'p99':>8}" for r in runs
     )
     rows = [head]
-    rows.append(f"{'end to end':<22}" + "".join(f"{r['p50']:>18.1f}{r['p99']:>8.1f}" for r in runs))
+    rows.append(f"{'end to end':<22}{_pairs(runs)}")
     if floor:
-        cells = "".join(f"{r['p50']:>18.1f}{r['p99']:>8.1f}" for r in floor)
-        rows.append(f"{'Faust pass-through':<22}{cells}")
+        rows.append(f"{'Faust pass-through':<22}{_pairs(floor)}")
     for stage in STAGES:
-        cells = "".join(
-            f"{r['stages'][stage]['p50']:>18.1f}{r['stages'][stage]['p99']:>8.1f}" for r in runs
-        )
-        rows.append(f"{'  ' + stage:<22}{cells}")
+        rows.append(f"{'  ' + stage:<22}{_pairs([r['stages'][stage] for r in runs])}")
     rows.append(f"{'lists received':<22}" + "".join(f"{r['answered']:>26,}" for r in runs))
     rows.append(
         f"{'load average (1 min)':<22}" + "".join(f"{r['load_average']:>26.2f}" for r in runs)
@@ -83,3 +79,8 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
         if all(part in r.get("cores", {}) for r in runs):
             rows.append(f"{label:<22}" + "".join(f"{r['cores'][part]:>26.2f}" for r in runs))
     return "\n".join(rows)
+
+
+def _pairs(figures: list[dict]) -> str:
+    """The p50 and p99 cells of one row, a pair per run."""
+    return "".join(f"{f['p50']:>18.1f}{f['p99']:>8.1f}" for f in figures)

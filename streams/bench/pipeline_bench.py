@@ -265,8 +265,8 @@ def faust_passthrough_latency(
         runs = []
         for n, rate in enumerate(rates):
             stream = synthetic_replay(users, items, int(rate * seconds), seed=2 + n).events
-            with RecommendationReader(source, source.recommendations_topic, itemgetter("ts")) as r:
-                latencies = _offer(source, stream, rate, r)
+            with RecommendationReader(source, sent_ms=itemgetter("ts")) as reader:
+                latencies, _ = _offer(source, stream, rate, reader)
             if not latencies:
                 raise RuntimeError(f"no event came back through the pass-through at {rate:.0f}/s")
             runs.append({"offered_eps": rate, "received": len(latencies), **percentiles(latencies)})
@@ -321,9 +321,8 @@ def _latency_at(
     while the events were sent."""
     stream = synthetic_replay(users, items, int(rate * seconds), seed=seed).events
     received = Breakdown()
-    cores: dict[str, float] = {}
     with RecommendationReader(settings) as reader:
-        _offer(settings, stream, rate, reader, received.add, parts, cores)
+        _, cores = _offer(settings, stream, rate, reader, received.add, parts)
     return {
         **received.summary(rate),
         "load_average": round(os.getloadavg()[0], 2),
@@ -338,18 +337,18 @@ def _offer(
     reader: RecommendationReader,
     on_record: Callable[[dict, float], None] | None = None,
     parts: dict[str, list[int]] | None = None,
-    cores: dict[str, float] | None = None,
-) -> list[float]:
+) -> tuple[list[float], dict[str, float]]:
     """Send ``stream`` at ``rate`` events/s while ``reader`` collects what comes back: the
-    milliseconds of each record from its send (`RecommendationReader.collect_while`); with
-    ``parts``, the cores each kept busy while the events were sent go into ``cores``."""
+    milliseconds of each record from its send (`RecommendationReader.collect_while`), and
+    the cores each of ``parts`` kept busy while the events were sent."""
+    parts = parts or {}
+    cores: dict[str, float] = {}
 
     def send() -> None:
-        before, started = cpu_use.used(parts or {}), time.monotonic()
+        before, started = cpu_use.used(parts), time.monotonic()
         send_events(settings, stream, rate, False)
-        if cores is not None:
-            seconds = time.monotonic() - started
-            cores.update(cpu_use.cores_between(before, cpu_use.used(parts or {}), seconds))
+        seconds = time.monotonic() - started
+        cores.update(cpu_use.cores_between(before, cpu_use.used(parts), seconds))
 
     # This process's garbage collections (a full one walked torch and the replay: 100-140
     # ms) stopped its producer and reader, and were counted as the pipeline's latency.
@@ -362,7 +361,7 @@ def _offer(
         producer.join()
     finally:
         gc.enable()
-    return latencies
+    return latencies, cores
 
 
 def model_only_rate(settings: Settings) -> float:

@@ -16,23 +16,19 @@ def answered_event_ts(rec: dict) -> float:
 
 
 class RecommendationReader:
-    """Consumes the recommendations topic from its current end (records after ``__enter__``),
-    or ``topic``, another topic of JSON records, whose send time ``sent_ms`` reads (by
-    default: the answered event's, `answered_event_ts`)."""
+    """Consumes the recommendations topic from its current end (records after ``__enter__``);
+    ``sent_ms`` reads a record's send time (by default the answered event's,
+    `answered_event_ts`; the Faust pass-through forwards the events themselves)."""
 
     def __init__(
-        self,
-        settings: Settings,
-        topic: str | None = None,
-        sent_ms: Callable[[dict], float] = answered_event_ts,
+        self, settings: Settings, sent_ms: Callable[[dict], float] = answered_event_ts
     ) -> None:
         self.settings = settings
-        self.topic = topic or settings.recommendations_topic
         self.sent_ms = sent_ms
         self.reader: TopicReader | None = None
 
     def __enter__(self) -> RecommendationReader:
-        self.reader = TopicReader(self.settings, self.topic, from_end=True)
+        self.reader = TopicReader(self.settings, self.settings.recommendations_topic, from_end=True)
         return self
 
     def __exit__(self, *exc: object) -> None:

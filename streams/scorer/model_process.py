@@ -243,13 +243,13 @@ def _serve(sock: socket.socket, log_level: str) -> None:
         return
 
 
-def _read_frame(sock: socket.socket) -> bytes | None:
+def _read_frame(sock: socket.socket) -> bytearray | None:
     """One frame's pickle; None once the other end closed."""
     header = _read_exactly(sock, HEADER.size)
     return None if header is None else _read_exactly(sock, HEADER.unpack(header)[0])
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
     data = bytearray(size)
     view, got = memoryview(data), 0
     while got < size:
@@ -257,7 +257,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
         if n == 0:
             return None
         got += n
-    return bytes(data)
+    return data
 
 
 def _prepare_child(log_level: str) -> None:
@@ -419,7 +419,7 @@ class ModelProcess:
             if self._child.exitcode is None:
                 self._child.kill()
                 self._child.join()
-        self._fail(self._failure or "the model process was stopped")
+        self._fail("the model process was stopped")
 
     async def _call(self, fn: Any, *args: Any, bound: float | None = None) -> Any:
         """``fn(*args)`` in the child, raising `ModelProcessError` when it dies or does not
