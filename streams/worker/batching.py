@@ -18,6 +18,7 @@ async def next_batch(
     queued_at: Callable[[T], float],
     fill_to: int = 0,
     fill_wait_s: float = 0.0,
+    into: list[T] | None = None,
 ) -> list[T]:
     """Wait for one item, then collect more until ``max_items``, or until ``max_wait_s``
     after the first item was queued (``queued_at(item)``, a ``time.monotonic()`` reading);
@@ -29,8 +30,13 @@ async def next_batch(
     is there instead of holding them T ms more. ``fill_to`` is for items known to be on
     their way (a backlog not read yet). Order is the queue's order. Never returns an empty
     list.
+
+    ``into`` (empty; a new list by default) is the list collected into and returned: each
+    item is in it from the moment it leaves the queue, so a caller that must reach every
+    item it has taken (a revocation, while the batch still collects) finds it there.
     """
-    batch = [await queue.get()]
+    batch = [] if into is None else into
+    batch.append(await queue.get())
     first = queued_at(batch[0])
     await _collect(queue, batch, max_items, first + max_wait_s)
     if len(batch) < min(fill_to, max_items):

@@ -219,7 +219,7 @@ class Dataflow:
         self.skipping: dict[Any, Skipping] = {}  # partitions sought back to a gap
         self.arrived: dict[Any, float] = {}  # partition -> when an event last reached ingest
         self.clock: Callable[[], float] = time.monotonic  # for `skipping` and `arrived`
-        self.in_flight: list[Pending] = []  # the batch being answered
+        self.in_flight: list[Pending] = []  # the batch being collected or answered
         self.broker_ms = 0  # the newest log-append time read: the broker's clock (`expiry`)
         self.lapsed = False  # the group's lease lapsed and every partition was revoked (`lapse`)
 
@@ -271,10 +271,11 @@ class Dataflow:
         Contract: once this returns, no event read from ``partitions`` before it is
         answered, acked, or written to the table, and ingest reads those partitions'
         users from the table again. Their queued events and their users' unwritten states
-        go now; the batch being answered (``in_flight``) and an event being ingested
-        drop their part when they next check `owns`: right before each list is sent, each
-        state written and each event acked, with no await between that check and that
-        step. So whatever the awaits (scoring waits on the model process, sending on the
+        go now, and so do those of the batch being collected or answered (``in_flight``:
+        an event taken from the queue is in it at once); that batch and an event being
+        ingested drop their part when they next check `owns`: right before each list is
+        sent, each state written and each event acked, with no await between that check
+        and that step. So whatever the awaits (scoring waits on the model process, sending on the
         producer) this revocation lands between, nothing of a revoked partition is written
         after it: the new owner recovers the table from a changelog that no old write
         follows, and the dropped events, never acked, are redelivered to it.
@@ -535,6 +536,7 @@ class Dataflow:
     async def next_batch(self, behind: int) -> list[Pending]:
         """The next micro-batch; ``behind``: events known to be waiting, not read yet."""
         settings = self.settings
+        self.in_flight = []  # revoke reaches each event as soon as it leaves the queue
         return await next_batch(
             self.queue,
             settings.batch_max_events,
@@ -542,6 +544,7 @@ class Dataflow:
             arrival,
             fill_to=behind + self.queue.qsize(),
             fill_wait_s=settings.batch_catch_up_ms / 1000,
+            into=self.in_flight,
         )
 
     async def answer(self, batch: list[Pending]) -> None:

@@ -96,3 +96,20 @@ def test_a_batch_waits_for_the_awaited_events_no_longer_than_the_fill_wait() -> 
     batch, waited = asyncio.run(scenario())
     assert names(batch) == ["1"]
     assert 0.15 < waited < 2.0
+
+
+def test_each_item_taken_is_in_the_callers_list_while_the_batch_still_collects() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+        taken: list[Item] = []
+        collecting = asyncio.create_task(next_batch(queue, 100, 5.0, queued_at, into=taken))
+        await asyncio.sleep(0.01)
+        seen_while_collecting = names(taken)
+        put(queue, "2")
+        await asyncio.sleep(0.01)
+        seen_later = names(taken)
+        collecting.cancel()
+        return seen_while_collecting, seen_later
+
+    assert asyncio.run(scenario()) == (["1"], ["1", "2"])

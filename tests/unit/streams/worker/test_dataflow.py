@@ -50,6 +50,14 @@ def flow(scorer, sink, states, metrics, source) -> Dataflow:  # noqa: ANN001 - c
     return Dataflow(SETTINGS, scorer, sink, states, metrics, source)
 
 
+@pytest.fixture
+def collecting_flow(scorer, sink, states, metrics, source) -> Dataflow:  # noqa: ANN001
+    """A flow whose batches close at 2 events or 0.5 s after the first: a test sees one
+    while it collects."""
+    settings = SETTINGS.model_copy(update={"batch_max_events": 2, "batch_max_ms": 500})
+    return Dataflow(settings, scorer, sink, states, metrics, source)
+
+
 def count(metrics: Metrics, outcome: str) -> float | None:
     return metrics.registry.get_sample_value("rtrank_events_total", {"outcome": outcome})
 
@@ -715,6 +723,25 @@ def test_a_partition_revoked_and_assigned_back_reads_the_table_not_the_stale_sta
     ]
 
 
+def test_a_partition_revoked_while_its_batch_is_collected_reads_that_batch_again(
+    collecting_flow, journal, make_record
+) -> None:
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        collecting = asyncio.create_task(flow.next_batch(behind=0))
+        await asyncio.sleep(0)  # 3 is taken; the batch waits for more
+        await flow.ingest(make_record(4, event("u1", "i2"), partition=0))  # queued
+        flow.revoke({P0})  # eager rebalancing: every partition revoked, then assigned again
+        flow.assigned({P0})
+        await flow.ingest(make_record(5, event("u1", "i3"), partition=0))  # the consumer went on
+        collecting.cancel()
+
+    flow = collecting_flow
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 3)]
+    assert flow.unwritten == {}
+
+
 # -- The group's lease -----------------------------------------------------------------------
 
 
@@ -763,6 +790,27 @@ def test_a_lease_that_holds_again_reads_again_the_events_its_lapse_dropped(
     asyncio.run(go())
     assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 3)]
     assert flow.queue.empty() and flow.unwritten == {}
+
+
+def test_a_lease_that_lapses_while_a_batch_is_collected_reads_that_batch_again(
+    collecting_flow, sink, states, journal, make_record
+) -> None:
+    flow = collecting_flow
+
+    async def go() -> None:
+        await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
+        collecting = asyncio.create_task(flow.next_batch(behind=0))
+        await asyncio.sleep(0)  # 3 is taken; the batch waits for more
+        await flow.ingest(make_record(4, event("u1", "i2"), partition=0))  # queued
+        flow.lapse()
+        await flow.ingest(make_record(5, event("u1", "i3"), partition=0))  # the consumer went on
+        await flow.answer(await collecting)
+
+    asyncio.run(go())
+    assert [e for e in journal if e[0] == "seek"] == [("seek", 0, 3)]
+    assert flow.unwritten == {}
+    assert sink.on(SETTINGS.recommendations_topic) == [] and states.writes == []
+    assert [e for e in journal if e[0] == "ack"] == []
 
 
 # -- The parts, one at a time ----------------------------------------------------------------
