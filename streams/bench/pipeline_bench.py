@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import click
 import faiss
@@ -55,7 +57,7 @@ from rtrank.streams.bench.worker_process import (
     stop_child,
 )
 from rtrank.streams.cli.context import pass_settings
-from rtrank.streams.cli.produce import send_events
+from rtrank.streams.cli.produce import event_producer, send_all, send_events
 from rtrank.streams.cli.training import quality_command
 from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
@@ -94,6 +96,13 @@ bench.add_command(scale_command)
 )
 @click.option("--latency-seconds", type=float, default=20.0, show_default=True, help="per rate")
 @click.option(
+    "--warm-up-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="per rate, sent at that rate before the timed seconds and not timed",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
@@ -108,11 +117,17 @@ def pipeline(
     items: int,
     rates: list[float],
     latency_seconds: float,
+    warm_up_seconds: float,
     checkpoint: str | None,
     as_json: bool,
 ) -> None:
     """Pass-through vs full pipeline events/s, and latency at fixed offered rates with where
-    it goes (p50 and p99 per stage), beside the Faust pass-through's at the same rates."""
+    it goes (p50 and p99 per stage), beside the Faust pass-through's at the same rates.
+
+    Each rate runs ``--warm-up-seconds`` before its timed seconds, without a pause between:
+    the latency is the steady state at that rate, not the step to it from idle, nor the
+    broker the bench may have started minutes before compiling its hot paths (a JVM's JIT
+    compiler took about half a core for the first seconds of each new rate)."""
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
     settings = base.isolated(
@@ -126,7 +141,7 @@ def pipeline(
     try:
         with local_kafka_for(settings):
             result = _run_pipeline_bench(
-                settings, Path(tmp), events, users, items, rates, latency_seconds
+                settings, Path(tmp), events, users, items, rates, latency_seconds, warm_up_seconds
             )
             delete_run_topics(settings, f"bench-{tag}")  # kept, like the files, on failure
     except (BrokerError, RuntimeError) as exc:
@@ -144,6 +159,7 @@ def _run_pipeline_bench(
     items: int,
     rates: list[float],
     latency_seconds: float,
+    warm_up_s: float,
 ) -> dict:
     stream = synthetic_replay(users, items, events, seed=1).events
     stamped = [{**e, "ts": int(time.time() * 1000)} for e in stream]
@@ -165,13 +181,19 @@ def _run_pipeline_bench(
             raise RuntimeError(f"the worker answered all {events} events too fast to time them")
         latency, parts = [], busy_parts(worker)
         for n, rate in enumerate(rates):
-            click.echo(f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s", err=True)
-            latency.append(_latency_at(settings, users, items, rate, latency_seconds, 2 + n, parts))
+            click.echo(
+                f"(c) latency at {rate:.0f} events/s for {latency_seconds:.0f}s "
+                f"after {warm_up_s:.0f}s at that rate",
+                err=True,
+            )
+            latency.append(
+                _latency_at(settings, users, items, rate, latency_seconds, 2 + n, parts, warm_up_s)
+            )
     finally:
         worker.stop()
     click.echo("(d) latency of the Faust pass-through at the same rates", err=True)
     floor = faust_passthrough_latency(
-        settings, users, items, rates, latency_seconds, tmp / "faust-floor.log"
+        settings, users, items, rates, latency_seconds, tmp / "faust-floor.log", warm_up_s
     )
     return {
         "passthrough_eps": round(passthrough_eps, 1),
@@ -182,6 +204,7 @@ def _run_pipeline_bench(
         "faust_ratio": round(faust_eps / passthrough_eps, 3),
         "latency": latency,
         "passthrough_latency": floor,
+        "warm_up_s": warm_up_s,
         "device": str(resolve_device(settings.device)),
         "items": items,
         "model_only_users_per_s": round(model_only_rate(settings), 1),
@@ -247,13 +270,15 @@ def faust_passthrough_latency(
     rates: list[float],
     seconds: float,
     log_path: Path,
+    warm_up_s: float = 0.0,
     timeout_s: float = 300.0,
 ) -> list[dict]:
     """Event -> record milliseconds (p50, p99) at each of ``rates`` through the Faust
     pass-through, sending each event on at once (``--send-now``), on topics of its own:
     what the broker, Faust and this bench's clients cost on this machine with no work
     between them, the floor under the pipeline's latency at the same rates. It forwards
-    `FLOOR_WARM_UP` events first, so that it is reading when the timed ones come.
+    `FLOOR_WARM_UP` events first, so that it is reading when the timed ones come; each
+    rate runs ``warm_up_s`` untimed before its ``seconds``, as the pipeline's do.
 
     Raises:
         RuntimeError: the pass-through did not start, or nothing came back at a rate.
@@ -264,9 +289,10 @@ def faust_passthrough_latency(
     try:
         runs = []
         for n, rate in enumerate(rates):
-            stream = synthetic_replay(users, items, int(rate * seconds), seed=2 + n).events
+            sent = int(rate * (warm_up_s + seconds))
+            stream = synthetic_replay(users, items, sent, seed=2 + n).events
             with RecommendationReader(source, sent_ms=itemgetter("ts")) as reader:
-                latencies, _ = _offer(source, stream, rate, reader)
+                latencies, _ = _offer(source, stream, rate, reader, warm_up=int(rate * warm_up_s))
             if not latencies:
                 raise RuntimeError(f"no event came back through the pass-through at {rate:.0f}/s")
             runs.append({"offered_eps": rate, "received": len(latencies), **percentiles(latencies)})
@@ -315,14 +341,18 @@ def _latency_at(
     seconds: float,
     seed: int,
     parts: dict[str, list[int]],
+    warm_up_s: float = 0.0,
 ) -> dict:
     """Event -> list milliseconds (send to receive) at ``rate`` events/s, per stage
     (`rtrank.streams.bench.latency_breakdown`), and the cores each of ``parts`` kept busy
-    while the events were sent."""
-    stream = synthetic_replay(users, items, int(rate * seconds), seed=seed).events
+    while the events were sent, over ``seconds`` after ``warm_up_s`` at that rate."""
+    sent = int(rate * (warm_up_s + seconds))
+    stream = synthetic_replay(users, items, sent, seed=seed).events
     received = Breakdown()
     with RecommendationReader(settings) as reader:
-        _, cores = _offer(settings, stream, rate, reader, received.add, parts)
+        _, cores = _offer(
+            settings, stream, rate, reader, received.add, parts, int(rate * warm_up_s)
+        )
     return {
         **received.summary(rate),
         "load_average": round(os.getloadavg()[0], 2),
@@ -337,30 +367,44 @@ def _offer(
     reader: RecommendationReader,
     on_record: Callable[[dict, float], None] | None = None,
     parts: dict[str, list[int]] | None = None,
+    warm_up: int = 0,
 ) -> tuple[list[float], dict[str, float]]:
     """Send ``stream`` at ``rate`` events/s while ``reader`` collects what comes back: the
     milliseconds of each record from its send (`RecommendationReader.collect_while`), and
-    the cores each of ``parts`` kept busy while the events were sent."""
+    the cores each of ``parts`` kept busy while the events were sent. The first ``warm_up``
+    events go first, through the same producer and at the same rate: the records that
+    answer them are read and left out, and so are the cores used meanwhile."""
     parts = parts or {}
+    timed: dict[str, Any] = {}  # from when: epoch ms, and the CPU seconds and clock then
     cores: dict[str, float] = {}
 
     def send() -> None:
-        before, started = cpu_use.used(parts), time.monotonic()
-        send_events(settings, stream, rate, False)
-        seconds = time.monotonic() - started
-        cores.update(cpu_use.cores_between(before, cpu_use.used(parts), seconds))
+        with event_producer(settings) as producer:
+            send_all(producer, settings.events_topic, stream[:warm_up], rate)
+            timed.update(ms=int(time.time() * 1000), cpu=cpu_use.used(parts), at=time.monotonic())
+            send_all(producer, settings.events_topic, stream[warm_up:], rate)
+        seconds = time.monotonic() - timed["at"]
+        cores.update(cpu_use.cores_between(timed["cpu"], cpu_use.used(parts), seconds))
 
     # This process's garbage collections (a full one walked torch and the replay: 100-140
     # ms) stopped its producer and reader, and were counted as the pipeline's latency.
     gc.collect()
     gc.disable()
+    received: list[tuple[dict, float]] = []
     try:
         producer = threading.Thread(target=send)
         producer.start()
-        latencies = reader.collect_while(producer.is_alive, on_record=on_record)
+        reader.collect_while(producer.is_alive, on_record=lambda *r: received.append(r))
         producer.join()
     finally:
         gc.enable()
+    latencies = []
+    for rec, at in received:
+        sent = reader.sent_ms(rec)
+        if sent >= timed.get("ms", math.inf):
+            latencies.append(at - sent)
+            if on_record is not None:
+                on_record(rec, at)
     return latencies, cores
 
 
@@ -402,6 +446,7 @@ def _pipeline_table(r: dict) -> str:
             f"{'Faust pass-through / aiokafka':<34}{r['faust_ratio']:>12.1%}",
             f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
             breakdown_table(r["latency"], r["passthrough_latency"]),
+            f"latency timed after {r['warm_up_s']:g} s at each rate (warm-up, not timed)",
             f"catalogue {r['items']} items, K=10; "
             f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
         ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import click
@@ -98,6 +100,15 @@ def send_events(
     Raises:
         DeliveryError: some events were not delivered; it says how many.
     """
+    with event_producer(settings) as producer:
+        seconds = send_all(producer, settings.events_topic, events, rate, progress)
+    return len(events), seconds
+
+
+@contextmanager
+def event_producer(settings: Settings) -> Iterator[KafkaProducer]:
+    """The producer events are sent with (`send_all`), closed on exit: acknowledged by
+    every in-sync replica, each event retried for up to ``producer_delivery_timeout_s``."""
     linger_ms = 5
     # kafka-python refuses a delivery timeout under linger_ms + request_timeout_ms
     delivery_ms = max(linger_ms + 1, int(settings.producer_delivery_timeout_s * 1000))
@@ -112,10 +123,9 @@ def send_events(
         **client_config(settings),
     )
     try:
-        seconds = send_all(producer, settings.events_topic, events, rate, progress)
+        yield producer
     finally:
         producer.close()
-    return len(events), seconds
 
 
 def send_all(

@@ -40,7 +40,7 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
     before = topics(kafka_broker.bootstrap)
     monkeypatch.setenv("RTRANK_BROKER", f"kafka://{kafka_broker.bootstrap}")
     args = ["pipeline", "--events", "8000", "--users", "800", "--items", "300"]
-    args += ["--rates", "100,150", "--latency-seconds", "2", "--json"]
+    args += ["--rates", "100,150", "--latency-seconds", "2", "--warm-up-seconds", "1", "--json"]
     result = CliRunner().invoke(bench, args, obj=Settings.from_env())
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout.strip().splitlines()[-1])
@@ -53,6 +53,7 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
         r["pipeline_eps"] / r["faust_passthrough_eps"], abs=1e-3
     )
     assert [run["offered_eps"] for run in r["latency"]] == [100, 150]
+    assert r["warm_up_s"] == 1.0
     for run in r["latency"]:
         # One list per user per batch: at least one list, never more lists than events offered.
         assert 0 < run["answered"] <= run["offered_eps"] * 2
@@ -67,6 +68,7 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
         assert set(run["cores"]) >= {"worker", "model", "bench"}
         assert run["cores"]["worker"] > 0 and run["cores"]["model"] > 0
     floor = r["passthrough_latency"]
+    # 1 s of warm-up, then 2 s timed, at each rate: the warm-up's events are not counted.
     assert [(run["offered_eps"], run["received"]) for run in floor] == [(100, 200), (150, 300)]
     assert all(0 < run["p50"] <= run["p99"] for run in floor)
     assert (r["device"], r["items"]) == ("cpu", 300)

@@ -39,3 +39,18 @@ def test_the_latency_passthrough_times_every_event_it_forwards_at_each_rate(
         expected=FLOOR_WARM_UP + 300,
     )
     assert len(forwarded) == FLOOR_WARM_UP + 300
+
+
+def test_the_latency_passthrough_leaves_out_what_it_forwards_in_each_rates_warm_up(
+    settings, tmp_path
+) -> None:
+    runs = faust_passthrough_latency(
+        settings, 50, 40, [100], 1.0, tmp_path / "floor.log", warm_up_s=0.5
+    )
+    assert [(r["offered_eps"], r["received"]) for r in runs] == [(100, 100)]  # 50 warm up
+    forwarded = read_topic(
+        settings.bootstrap_servers,
+        settings.isolated("faust-floor").recommendations_topic,
+        expected=FLOOR_WARM_UP + 150,
+    )
+    assert len(forwarded) == FLOOR_WARM_UP + 150
