@@ -39,6 +39,13 @@ LOG_CONFIG = HERE / "log4j2.properties"
 DEFAULT_PORT = 9092
 HEAP = "-Xmx512m"
 CLUSTER_HEAP = "-Xmx256m"  # per node: three JVMs share a developer's machine
+# Kafka's own defaults (``kafka-run-class.sh``): G1 sized to pause about 20 ms, not 200.
+KAFKA_JVM_FLAGS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+)
 
 
 class BrokerError(RuntimeError):
@@ -420,7 +427,7 @@ def _start(
             java,
             HEAP if len(cluster.nodes) == 1 else CLUSTER_HEAP,
             "-Xms128m",
-            "-XX:+UseG1GC",
+            *KAFKA_JVM_FLAGS,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG_CONFIG}",
             "-cp",
