@@ -126,8 +126,8 @@ def pipeline(
 
     Each rate runs ``--warm-up-seconds`` before its timed seconds, without a pause between:
     the latency is the steady state at that rate, not the step to it from idle, nor the
-    broker the bench may have started minutes before compiling its hot paths (a JVM's JIT
-    compiler took about half a core for the first seconds of each new rate)."""
+    broker the bench may have started moments before still compiling its hot paths
+    (docs/benchmarks.md)."""
     tag = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="rtrank-bench-")
     settings = base.isolated(
