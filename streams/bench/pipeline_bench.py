@@ -289,10 +289,9 @@ def faust_passthrough_latency(
     try:
         runs = []
         for n, rate in enumerate(rates):
-            sent = int(rate * (warm_up_s + seconds))
-            stream = synthetic_replay(users, items, sent, seed=2 + n).events
+            stream, warm_up = _offered(users, items, rate, seconds, warm_up_s, seed=2 + n)
             with RecommendationReader(source, sent_ms=itemgetter("ts")) as reader:
-                latencies, _ = _offer(source, stream, rate, reader, warm_up=int(rate * warm_up_s))
+                latencies, _ = _offer(source, stream, rate, reader, warm_up=warm_up)
             if not latencies:
                 raise RuntimeError(f"no event came back through the pass-through at {rate:.0f}/s")
             runs.append({"offered_eps": rate, "received": len(latencies), **percentiles(latencies)})
@@ -346,18 +345,24 @@ def _latency_at(
     """Event -> list milliseconds (send to receive) at ``rate`` events/s, per stage
     (`rtrank.streams.bench.latency_breakdown`), and the cores each of ``parts`` kept busy
     while the events were sent, over ``seconds`` after ``warm_up_s`` at that rate."""
-    sent = int(rate * (warm_up_s + seconds))
-    stream = synthetic_replay(users, items, sent, seed=seed).events
+    stream, warm_up = _offered(users, items, rate, seconds, warm_up_s, seed)
     received = Breakdown()
     with RecommendationReader(settings) as reader:
-        _, cores = _offer(
-            settings, stream, rate, reader, received.add, parts, int(rate * warm_up_s)
-        )
+        _, cores = _offer(settings, stream, rate, reader, received.add, parts, warm_up)
     return {
         **received.summary(rate),
         "load_average": round(os.getloadavg()[0], 2),
         "cores": cores,
     }
+
+
+def _offered(
+    users: int, items: int, rate: float, seconds: float, warm_up_s: float, seed: int
+) -> tuple[list[dict], int]:
+    """What one rate offers, the pipeline and the floor alike: ``warm_up_s`` then
+    ``seconds`` of events at ``rate``, and how many of them are the warm-up."""
+    sent = int(rate * (warm_up_s + seconds))
+    return synthetic_replay(users, items, sent, seed=seed).events, int(rate * warm_up_s)
 
 
 def _offer(

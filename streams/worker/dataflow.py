@@ -275,10 +275,11 @@ class Dataflow:
         an event taken from the queue is in it at once); that batch and an event being
         ingested drop their part when they next check `owns`: right before each list is
         sent, each state written and each event acked, with no await between that check
-        and that step. So whatever the awaits (scoring waits on the model process, sending on the
-        producer) this revocation lands between, nothing of a revoked partition is written
-        after it: the new owner recovers the table from a changelog that no old write
-        follows, and the dropped events, never acked, are redelivered to it.
+        and that step. So whatever the awaits (scoring waits on the model process,
+        sending on the producer) this revocation lands between, nothing of a revoked
+        partition is written after it: the new owner recovers the table from a changelog
+        that no old write follows, and the dropped events, never acked, are redelivered
+        to it.
 
         Faust calls this from its revocation (`rtrank.streams.worker.agents`), before the
         partitions are handed on, and after waiting for every event its stream handed over
