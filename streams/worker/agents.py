@@ -283,9 +283,12 @@ def register_agents(
         gc.freeze()
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
         while True:
-            behind = events_behind(app.consumer, flow.read_up_to)
-            metrics.events_behind.set(behind)
-            await flow.answer(await flow.next_batch(behind))
+            await flow.answer(await flow.next_batch(unread))
+
+    def unread() -> int:
+        behind = events_behind(app.consumer, flow.read_up_to)
+        metrics.events_behind.set(behind)
+        return behind
 
     @app.timer(1.0)
     async def reseek_stalled_gaps() -> None:

@@ -16,20 +16,23 @@ async def next_batch(
     max_items: int,
     max_wait_s: float,
     queued_at: Callable[[T], float],
-    fill_to: int = 0,
+    on_the_way: Callable[[], int] | None = None,
     fill_wait_s: float = 0.0,
     into: list[T] | None = None,
 ) -> list[T]:
     """Wait for one item, then collect more until ``max_items``, or until ``max_wait_s``
     after the first item was queued (``queued_at(item)``, a ``time.monotonic()`` reading);
-    a batch that then holds fewer than ``fill_to`` items goes on collecting up to that
+    a batch that then holds fewer items than there were when its first item was taken,
+    queued or on their way (``on_the_way()``, asked then), goes on collecting up to that
     many, until ``fill_wait_s`` after its first item was queued.
 
     The waits count from the queueing, not from this call: items that queued up while the
     previous batch was being scored have waited already, and their batch closes with what
-    is there instead of holding them T ms more. ``fill_to`` is for items known to be on
-    their way (a backlog not read yet). Order is the queue's order. Never returns an empty
-    list.
+    is there instead of holding them T ms more. ``on_the_way`` counts items known to be
+    coming but not queued yet (a backlog not read, or the rest of what was fetched with
+    the first item); it is asked once the first item is taken, not before the wait for
+    it, so that items which arrive together make one batch, not the first alone and then
+    the rest. Order is the queue's order. Never returns an empty list.
 
     ``into`` (empty; a new list by default) is the list collected into and returned: each
     item is in it from the moment it leaves the queue, so a caller that must reach every
@@ -38,6 +41,7 @@ async def next_batch(
     batch = [] if into is None else into
     batch.append(await queue.get())
     first = queued_at(batch[0])
+    fill_to = len(batch) + queue.qsize() + (on_the_way() if on_the_way is not None else 0)
     await _collect(queue, batch, max_items, first + max_wait_s)
     if len(batch) < min(fill_to, max_items):
         await _collect(queue, batch, min(fill_to, max_items), first + fill_wait_s)

@@ -206,6 +206,6 @@ def run(flow: Dataflow, *records: EventRecord) -> None:
     async def go() -> None:
         for record in records:
             await flow.ingest(record)
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())

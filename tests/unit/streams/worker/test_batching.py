@@ -73,14 +73,42 @@ def test_a_batch_whose_first_item_waited_past_the_wait_closes_with_what_is_queue
     assert names(asyncio.run(scenario())) == ["waited", "queued"]
 
 
-def test_a_batch_fills_up_to_the_events_known_to_be_on_their_way() -> None:
+def test_a_batch_fills_up_to_the_items_known_to_be_on_their_way() -> None:
     async def scenario():
         queue: asyncio.Queue[Item] = asyncio.Queue()
         put(queue, "1")
         loop = asyncio.get_running_loop()
         for n, delay in enumerate((0.05, 0.1, 0.15), 2):
             loop.call_later(delay, put, queue, str(n))
-        return await next_batch(queue, 100, 0.01, queued_at, fill_to=3, fill_wait_s=5.0)
+        return await next_batch(
+            queue, 100, 0.01, queued_at, on_the_way=lambda: 2, fill_wait_s=5.0
+        )
+
+    assert names(asyncio.run(scenario())) == ["1", "2", "3"]
+
+
+def test_the_items_on_their_way_are_counted_once_the_first_item_is_taken() -> None:
+    """A burst fetched at once while the batch waits for its first item, then read one item
+    at a time: its first item wakes the batch while the rest are still unread, and they
+    are one batch with it."""
+
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        unread: list[str] = []
+
+        async def read_burst():
+            await asyncio.sleep(0.05)
+            unread.extend(["1", "2", "3"])
+            while unread:
+                put(queue, unread.pop(0))
+                await asyncio.sleep(0.01)
+
+        reading = asyncio.create_task(read_burst())
+        batch = await next_batch(
+            queue, 100, 0.0, queued_at, on_the_way=lambda: len(unread), fill_wait_s=5.0
+        )
+        await reading
+        return batch
 
     assert names(asyncio.run(scenario())) == ["1", "2", "3"]
 
@@ -90,7 +118,9 @@ def test_a_batch_waits_for_the_awaited_events_no_longer_than_the_fill_wait() -> 
         queue: asyncio.Queue[Item] = asyncio.Queue()
         put(queue, "1")
         started = time.monotonic()
-        batch = await next_batch(queue, 100, 0.01, queued_at, fill_to=50, fill_wait_s=0.2)
+        batch = await next_batch(
+            queue, 100, 0.01, queued_at, on_the_way=lambda: 49, fill_wait_s=0.2
+        )
         return batch, time.monotonic() - started
 
     batch, waited = asyncio.run(scenario())

@@ -22,7 +22,7 @@ def fresh_times(scorer, sink, states, source, make_record, ts: int) -> list[int]
 
     async def go() -> None:
         await flow.ingest(stamped)
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())
     return [e.ts for _, fresh in scorer.calls for e in fresh]

@@ -305,7 +305,7 @@ def test_a_partition_read_again_after_a_gap_applies_its_events_in_order(
     async def go() -> None:
         for offset in offsets:
             await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())
     assert states["u1"]["history"] == ["i3", "i4", "i5", "i6", "i7", "i8"]
@@ -507,7 +507,7 @@ def test_a_partition_whose_seek_back_to_a_gap_is_lost_still_applies_every_event_
                 await flow.reseek_stalled()
                 continue
             await flow.ingest(make_record(offset, event("u1", f"i{offset}")))
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(asyncio.wait_for(go(), timeout=10))
     assert states["u1"]["history"] == [f"i{offset}" for offset in range(12)]
@@ -568,7 +568,7 @@ def test_a_revoked_partitions_queued_events_are_neither_answered_nor_acked(
         await flow.ingest(make_record(1, event("u1", "i2"), partition=0))
         await flow.ingest(make_record(0, event("u2", "i9"), partition=1))
         assert flow.revoke({P0}) == 2
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())
     assert [s.key for s in sink.on(SETTINGS.recommendations_topic)] == [b"u2"]
@@ -592,7 +592,7 @@ def test_the_offsets_read_are_forgotten_for_partitions_not_assigned_again(
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
         await flow.ingest(make_record(4, event("u2", "i1"), partition=1))
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
         flow.revoke({P0, P1})
         flow.assigned({P1})
 
@@ -605,7 +605,7 @@ def test_a_partition_kept_through_a_rebalance_is_read_on_without_a_gap(
 ) -> None:
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
         flow.revoke({P0})  # eager rebalancing: every partition revoked, then assigned again
         flow.assigned({P0})
         await flow.ingest(make_record(9, event("u1", "i9"), partition=0))  # 4..8 lost
@@ -638,7 +638,7 @@ def test_an_event_dropped_while_ingested_is_read_again_from_its_offset(
 
     async def go() -> None:
         await flow.ingest(make_record(2, event("u1", "i1"), partition=0))
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
         sink.while_sending = revoke_and_keep  # while 3's training example is sent
         await flow.ingest(make_record(3, event("u1", "i2"), partition=0))
         sink.while_sending = None
@@ -691,7 +691,7 @@ def test_an_event_revoked_while_ingested_leaves_no_unwritten_state_and_is_not_an
         await flow.ingest(make_record(5, event("u1", "i1"), partition=0))
         sink.while_sending = None
         await flow.ingest(make_record(0, event("u2", "i2"), partition=1))
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())
     assert flow.unwritten == {}
@@ -710,7 +710,7 @@ def test_a_partition_revoked_and_assigned_back_reads_the_table_not_the_stale_sta
             history=["i1", "i2", "i3"], seen=["i1", "i2", "i3"], events=3, last_offset=7
         ).to_json()
         await flow.ingest(make_record(8, event("u1", "i4"), partition=0))  # assigned back
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())
     [sent] = sink.on(SETTINGS.recommendations_topic)
@@ -728,7 +728,7 @@ def test_a_partition_revoked_while_its_batch_is_collected_reads_that_batch_again
 ) -> None:
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
-        collecting = asyncio.create_task(flow.next_batch(behind=0))
+        collecting = asyncio.create_task(flow.next_batch(unread=lambda: 0))
         await asyncio.sleep(0)  # 3 is taken; the batch waits for more
         await flow.ingest(make_record(4, event("u1", "i2"), partition=0))  # queued
         flow.revoke({P0})  # eager rebalancing: every partition revoked, then assigned again
@@ -799,7 +799,7 @@ def test_a_lease_that_lapses_while_a_batch_is_collected_reads_that_batch_again(
 
     async def go() -> None:
         await flow.ingest(make_record(3, event("u1", "i1"), partition=0))
-        collecting = asyncio.create_task(flow.next_batch(behind=0))
+        collecting = asyncio.create_task(flow.next_batch(unread=lambda: 0))
         await asyncio.sleep(0)  # 3 is taken; the batch waits for more
         await flow.ingest(make_record(4, event("u1", "i2"), partition=0))  # queued
         flow.lapse()

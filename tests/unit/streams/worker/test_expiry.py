@@ -126,7 +126,7 @@ def test_a_users_state_keeps_the_broker_time_of_their_last_event(
 
     async def go() -> None:
         await flow.ingest(stamped)
-        await flow.answer(await flow.next_batch(behind=0))
+        await flow.answer(await flow.next_batch(unread=lambda: 0))
 
     asyncio.run(go())
     assert states["u"]["seen_at"] == NOW
