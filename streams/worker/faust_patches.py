@@ -241,6 +241,12 @@ class InlineDeliveryConsumer(aiokafka_driver.Consumer):
     ``mode``'s.
 
     A seek (`seek`) holds against the messages fetched before it (`ReadOffsets`).
+
+    Offsets are committed by Faust's commit timer alone (every ``broker_commit_interval``,
+    in a task of its own). Faust's loop also commits once ``broker_commit_every`` messages
+    were acked, but inline: it delivers nothing until the commit is done, and the events
+    fetched meanwhile wait. At a steady rate that is a stall every ``broker_commit_every``
+    events, which `rtrank bench pipeline` saw in its p99 (docs/decisions.md).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -248,6 +254,7 @@ class InlineDeliveryConsumer(aiokafka_driver.Consumer):
         deliver = self.callback
         self.callback = lambda message: Delivery(deliver(message))
         self._read_offset = ReadOffsets()
+        self._commit_every = None  # the loop's own commits: see the class's docstring
 
     async def seek(self, partition: TP, offset: int) -> None:
         """Faust's seek, whose read offset the messages fetched before it do not undo."""

@@ -285,6 +285,26 @@ def test_messages_below_the_read_offset_are_still_dropped_without_a_seek() -> No
     assert delivered == [5, 6, 7, 8]
 
 
+def test_the_consumer_loop_never_holds_deliveries_for_a_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """However many messages were acked, the loop delivers on; the commit timer commits."""
+    journal: list = []
+
+    async def deliver(message: SimpleNamespace) -> None:
+        journal.append(message.offset)
+
+    async def commit(*_: object, **__: object) -> bool:
+        journal.append("commit")
+        return True
+
+    consumer = _consumer(deliver)
+    monkeypatch.setattr(consumer, "commit", commit)
+    consumer._n_acked = consumer.app.conf.broker_commit_every * 10  # past Faust's count
+    _drain(consumer, [[1, 2], [3]])
+    assert journal == [1, 2, 3]
+
+
 def _acking_consumer(monkeypatch: pytest.MonkeyPatch) -> InlineDeliveryConsumer:
     """A consumer whose app acks every topic, as the worker's events topic is acked."""
     consumer = _consumer(_no_callback)
