@@ -274,6 +274,13 @@ def register_agents(
         async for event in manual.events():
             await flow.ingest(event_record(manual, event))
 
+    def unread() -> int:
+        """Events after the last one read on each partition, as the consumer knows them
+        (`events_behind`); kept in `rtrank_events_behind`."""
+        behind = events_behind(app.consumer, flow.read_up_to)
+        metrics.events_behind.set(behind)
+        return behind
+
     @app.task
     async def answer() -> None:
         await serving.start()
@@ -284,11 +291,6 @@ def register_agents(
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
         while True:
             await flow.answer(await flow.next_batch(unread))
-
-    def unread() -> int:
-        behind = events_behind(app.consumer, flow.read_up_to)
-        metrics.events_behind.set(behind)
-        return behind
 
     @app.timer(1.0)
     async def reseek_stalled_gaps() -> None:
