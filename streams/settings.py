@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         30.0, gt=0, description="A worker silent this long loses its partitions."
     )
+    commit_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the worker commits the offsets of the events it answered: "
+        "after a crash, the events answered since the last commit are answered again.",
+    )
     producer_linger_ms: float = Field(
         25.0,
         ge=0,

@@ -51,6 +51,7 @@ class RtrankApp(PatchedApp):
             topic_replication_factor=settings.replication_factor,
             table_standby_replicas=settings.standby_replicas,
             broker_session_timeout=settings.session_timeout_s,
+            broker_commit_interval=settings.commit_interval_s,
             producer_linger=settings.producer_linger_ms / 1000,
             autodiscover=False,
             stream_buffer_maxsize=settings.stream_buffer_max,

@@ -27,6 +27,13 @@ def test_producer_linger_comes_from_the_settings_in_seconds(tmp_path) -> None:
     assert RtrankApp(settings).conf.producer_linger == 0.04
 
 
+def test_the_consumer_commits_at_the_interval_of_the_settings(tmp_path) -> None:
+    settings = Settings(
+        broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path, commit_interval_s=0.4
+    )
+    assert RtrankApp(settings).consumer.commit_interval == 0.4
+
+
 def test_faust_s_own_monitor_does_not_run_on_every_event(tmp_path) -> None:
     settings = Settings(broker="kafka://127.0.0.1:9", store="memory://", data_dir=tmp_path)
     app = RtrankApp(settings)
