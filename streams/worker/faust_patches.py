@@ -243,10 +243,11 @@ class InlineDeliveryConsumer(aiokafka_driver.Consumer):
     A seek (`seek`) holds against the messages fetched before it (`ReadOffsets`).
 
     Offsets are committed by Faust's commit timer alone (every ``broker_commit_interval``,
-    ``RTRANK_COMMIT_INTERVAL_S``, in a task of its own). Faust's loop also commits once ``broker_commit_every`` messages
-    were acked, but inline: it delivers nothing until the commit is done, and the events
-    fetched meanwhile wait. At a steady rate that is a stall every ``broker_commit_every``
-    events, which `rtrank bench pipeline` saw in its p99 (docs/decisions.md).
+    ``RTRANK_COMMIT_INTERVAL_S``, in a task of its own). Faust's loop also commits once
+    ``broker_commit_every`` messages were acked, but inline: it delivers nothing until the
+    commit is done, and the events fetched meanwhile wait. At a steady rate that is a stall
+    every ``broker_commit_every`` events, which `rtrank bench pipeline` saw in its p99
+    (docs/decisions.md).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
