@@ -259,6 +259,7 @@ def every_field_changed() -> Settings:
         min_insync_replicas=2,
         standby_replicas=0,
         session_timeout_s=12.5,
+        commit_interval_s=0.25,
         producer_delivery_timeout_s=45.0,
         producer_linger_ms=0.1,
         consumer_max_poll_records=77,
