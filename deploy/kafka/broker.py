@@ -40,9 +40,10 @@ DEFAULT_PORT = 9092
 HEAP = "-Xmx512m"
 CLUSTER_HEAP = "-Xmx256m"  # per node: three JVMs share a developer's machine
 # Kafka's own defaults (``kafka-run-class.sh``): G1 sized to pause about 20 ms, not 200.
-# Then the JIT's first tier only: a local broker lives for a test or a benchmark, and the
-# second tier's compiles took cores from the pipeline for minutes (docs/decisions.md,
-# "The local broker compiles with C1 only").
+# Then the JIT's first tier only: a local broker carries a test's, a benchmark's or the
+# demo's load, which C1's code handles, and the second tier's compiles took cores from the
+# pipeline for minutes after each start (docs/decisions.md, "The local broker compiles
+# with C1 only").
 KAFKA_JVM_FLAGS = (
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
