@@ -200,8 +200,15 @@ class Ranker:
         return ranked, filtered
 
     def is_cold(self, scorer: Scorer, history: Sequence[str]) -> bool:
-        known = sum(1 for i in history if i in scorer.vocab)
-        return known <= self.cold_start_max_history
+        """At most ``cold_start_max_history`` items of ``history`` are known to the model
+        (counted only as far as that answers it: a warm user's first few items)."""
+        known, vocab = 0, scorer.vocab
+        for item_id in history:
+            if item_id in vocab:
+                known += 1
+                if known > self.cold_start_max_history:
+                    return False
+        return True
 
     def _scores(self, scorer: Scorer, history: Sequence[str], items: list[str]) -> list[float]:
         seqs = pad_batch([scorer.vocab.rows(history)], scorer.model.config.max_len, scorer.device)

@@ -92,19 +92,27 @@ def keep(
     seen: Mapping[str, str],
     lookup: Lookup,
     config: RerankConfig,
-) -> list[Candidate]:
-    """Candidates that pass every filter, in their order; duplicates keep their first.
+) -> list[tuple[Candidate, ItemInfo | None]]:
+    """Candidates that pass every filter (`allowed`), in their order, each with its
+    catalogue entry (looked up once per list); duplicates keep their first.
 
     Args:
         seen: item -> event type of the user's last interaction with it (the seen window).
         lookup: catalogue entry of an item; None (not in the catalogue) counts as available.
     """
     out, taken = [], set()
+    blocked, repeatable = config.blocked, config.repeatable_types
     for c in candidates:
-        if c.item_id in taken or not allowed(c.item_id, seen, lookup, config):
+        item_id = c.item_id
+        if item_id in taken or item_id in blocked:
             continue
-        taken.add(c.item_id)
-        out.append(c)
+        if item_id in seen and seen[item_id] not in repeatable:
+            continue
+        info = lookup(item_id)
+        if info is not None and not info.available:
+            continue
+        taken.add(item_id)
+        out.append((c, info))
     return out
 
 
@@ -280,14 +288,14 @@ def rerank(
     seen = seen or {}
     vectors = vectors or {}
     popularity = popularity or {}
-    allowed_candidates = keep(candidates, seen, lookup, config)
+    kept = keep(candidates, seen, lookup, config)
     pinned = {i: p for i, p in config.pinned.items() if p < config.k}
     slots = min(config.explore_slots, config.k)
     exploration = (
         explore(
             fresh,
             popularity,
-            {c.item_id for c in allowed_candidates} | set(pinned),
+            {c.item_id for c, _ in kept} | set(pinned),
             seen,
             config,
             slots,
@@ -295,8 +303,10 @@ def rerank(
         if slots and fresh
         else []
     )
-    pool = [c for c in allowed_candidates if c.item_id not in pinned]
-    infos = [lookup(c.item_id) for c in pool]
+    if pinned:
+        kept = [(c, info) for c, info in kept if c.item_id not in pinned]
+    pool = [c for c, _ in kept]
+    infos = [info for _, info in kept]
     rel = relevance(pool, infos, config, now_ms)
     take = len(pool) if keep_rest else config.k - len(exploration)
     categories = [info.category if info is not None else None for info in infos]

@@ -55,6 +55,15 @@ def test_a_cold_user_gets_the_trending_items(scorer) -> None:
     assert {i.source for i in out[:3]} == {"trending"}
 
 
+def test_a_user_is_cold_up_to_the_limit_of_known_items_and_unknown_ones_do_not_count(
+    scorer,
+) -> None:
+    ranker = Ranker(settings(cold_start_max_history=2))
+    assert ranker.is_cold(scorer, ["i1", "new-a", "i2", "new-b", "new-c"])
+    assert not ranker.is_cold(scorer, ["i1", "new-a", "i2", "i3"])
+    assert ranker.is_cold(scorer, [])
+
+
 def test_a_cold_list_is_filled_by_the_model_when_little_is_trending(scorer) -> None:
     ranker = Ranker(settings())
     ranker.observe([Event("u", "i7", "view", T0)])
