@@ -60,8 +60,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     """One column pair (p50, p99 ms) per offered rate: end to end, then ``floor`` (the same
     rates through an agent that does no work, when measured), then each stage; the lists
-    received, the machine's load average at the end of each run, and the cores each part
-    (`PARTS`) kept busy meanwhile, where every run measured it."""
+    received, the worker's model calls per second and events per call (its micro-batches),
+    the machine's load average at the end of each run, and the cores each part (`PARTS`)
+    kept busy meanwhile; a row only where every run measured it."""
     head = f"{'event -> list (ms)':<22}" + "".join(
         f"{int(r['offered_eps']):>9} ev/s p50{'p99':>8}" for r in runs
     )
@@ -72,6 +73,12 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     for stage in STAGES:
         rows.append(f"{'  ' + stage:<22}{_pairs([r['stages'][stage] for r in runs])}")
     rows.append(f"{'lists received':<22}" + "".join(f"{r['answered']:>26,}" for r in runs))
+    if all("model_calls" in r for r in runs):
+        calls = [r["model_calls"] for r in runs]
+        rows.append(f"{'model calls/s':<22}" + "".join(f"{c['per_s']:>26.1f}" for c in calls))
+        rows.append(
+            f"{'  events per call':<22}" + "".join(f"{c['events_per_call']:>26.1f}" for c in calls)
+        )
     rows.append(
         f"{'load average (1 min)':<22}" + "".join(f"{r['load_average']:>26.2f}" for r in runs)
     )
@@ -84,3 +91,14 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
 def _pairs(figures: list[dict]) -> str:
     """The p50 and p99 cells of one row, a pair per run."""
     return "".join(f"{f['p50']:>18.1f}{f['p99']:>8.1f}" for f in figures)
+
+
+def model_calls(before: tuple[float, float], after: tuple[float, float], seconds: float) -> dict:
+    """The worker's model calls per second and events per call between two readings of its
+    (calls, events) totals ``seconds`` apart (`WorkerProcess.batches`): the smaller its
+    micro-batches, the more each event costs the worker and its model process."""
+    calls, events = after[0] - before[0], after[1] - before[1]
+    return {
+        "per_s": round(calls / seconds, 1) if seconds > 0 else 0.0,
+        "events_per_call": round(events / calls, 1) if calls else 0.0,
+    }

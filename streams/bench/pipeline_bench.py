@@ -43,7 +43,12 @@ from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
 from rtrank.streams.bench.faust_passthrough import SEND_NOW
 from rtrank.streams.bench.index_bench import index_command
-from rtrank.streams.bench.latency_breakdown import Breakdown, breakdown_table, percentiles
+from rtrank.streams.bench.latency_breakdown import (
+    Breakdown,
+    breakdown_table,
+    model_calls,
+    percentiles,
+)
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.online_bench import online_command
 from rtrank.streams.bench.recommendation_reader import RecommendationReader
@@ -187,7 +192,9 @@ def _run_pipeline_bench(
                 err=True,
             )
             latency.append(
-                _latency_at(settings, users, items, rate, latency_seconds, 2 + n, parts, warm_up_s)
+                _latency_at(
+                    settings, users, items, rate, latency_seconds, 2 + n, parts, warm_up_s, worker
+                )
             )
     finally:
         worker.stop()
@@ -291,7 +298,7 @@ def faust_passthrough_latency(
         for n, rate in enumerate(rates):
             stream, warm_up = _offered(users, items, rate, seconds, warm_up_s, seed=2 + n)
             with RecommendationReader(source, sent_ms=itemgetter("ts")) as reader:
-                latencies, _ = _offer(source, stream, rate, reader, warm_up=warm_up)
+                latencies, _, _ = _offer(source, stream, rate, reader, warm_up=warm_up)
             if not latencies:
                 raise RuntimeError(f"no event came back through the pass-through at {rate:.0f}/s")
             runs.append({"offered_eps": rate, "received": len(latencies), **percentiles(latencies)})
@@ -340,19 +347,24 @@ def _latency_at(
     seconds: float,
     seed: int,
     parts: dict[str, list[int]],
-    warm_up_s: float = 0.0,
+    warm_up_s: float,
+    worker: WorkerProcess,
 ) -> dict:
     """Event -> list milliseconds (send to receive) at ``rate`` events/s, per stage
-    (`rtrank.streams.bench.latency_breakdown`), and the cores each of ``parts`` kept busy
-    while the events were sent, over ``seconds`` after ``warm_up_s`` at that rate."""
+    (`rtrank.streams.bench.latency_breakdown`), and, while the events were sent, the cores
+    each of ``parts`` kept busy and ``worker``'s model calls; over ``seconds`` after
+    ``warm_up_s`` at that rate."""
     stream, warm_up = _offered(users, items, rate, seconds, warm_up_s, seed)
     received = Breakdown()
     with RecommendationReader(settings) as reader:
-        _, cores = _offer(settings, stream, rate, reader, received.add, parts, warm_up)
+        _, cores, calls = _offer(
+            settings, stream, rate, reader, received.add, parts, warm_up, worker.batches
+        )
     return {
         **received.summary(rate),
         "load_average": round(os.getloadavg()[0], 2),
         "cores": cores,
+        "model_calls": calls,
     }
 
 
@@ -373,23 +385,34 @@ def _offer(
     on_record: Callable[[dict, float], None] | None = None,
     parts: dict[str, list[int]] | None = None,
     warm_up: int = 0,
-) -> tuple[list[float], dict[str, float]]:
+    batches: Callable[[], tuple[float, float]] | None = None,
+) -> tuple[list[float], dict[str, float], dict[str, float]]:
     """Send ``stream`` at ``rate`` events/s while ``reader`` collects what comes back: the
-    milliseconds of each record from its send (`RecommendationReader.collect_while`), and
-    the cores each of ``parts`` kept busy while the events were sent. The first ``warm_up``
-    events go first, through the same producer and at the same rate: the records that
-    answer them are read and left out, and so are the cores used meanwhile."""
+    milliseconds of each record from its send (`RecommendationReader.collect_while`), the
+    cores each of ``parts`` kept busy while the events were sent, and the model calls
+    meanwhile (`model_calls`, from the (calls, events) totals ``batches`` reads; empty
+    without it). The first ``warm_up`` events go first, through the same producer and at
+    the same rate: the records that answer them are read and left out, and so are the cores
+    and calls used meanwhile."""
     parts = parts or {}
-    timed: dict[str, Any] = {}  # from when: epoch ms, and the CPU seconds and clock then
+    timed: dict[str, Any] = {}  # from when: epoch ms, CPU seconds, clock and batches then
     cores: dict[str, float] = {}
+    calls: dict[str, float] = {}
 
     def send() -> None:
         with event_producer(settings) as producer:
             send_all(producer, settings.events_topic, stream[:warm_up], rate)
-            timed.update(ms=int(time.time() * 1000), cpu=cpu_use.used(parts), at=time.monotonic())
+            timed.update(
+                ms=int(time.time() * 1000),
+                cpu=cpu_use.used(parts),
+                at=time.monotonic(),
+                batches=batches() if batches else None,
+            )
             send_all(producer, settings.events_topic, stream[warm_up:], rate)
         seconds = time.monotonic() - timed["at"]
         cores.update(cpu_use.cores_between(timed["cpu"], cpu_use.used(parts), seconds))
+        if batches:
+            calls.update(model_calls(timed["batches"], batches(), seconds))
 
     # This process's garbage collections (a full one walked torch and the replay: 100-140
     # ms) stopped its producer and reader, and were counted as the pipeline's latency.
@@ -410,7 +433,7 @@ def _offer(
             latencies.append(at - sent)
             if on_record is not None:
                 on_record(rec, at)
-    return latencies, cores
+    return latencies, cores, calls
 
 
 def model_only_rate(settings: Settings) -> float:

@@ -60,6 +60,14 @@ class WorkerProcess:
         with urllib.request.urlopen(self._url("/metrics"), timeout=5) as response:
             return response.read().decode()
 
+    def batches(self) -> tuple[float, float]:
+        """The worker's micro-batches so far, each one model call, and the events in them."""
+        text = self.metrics()
+        return (
+            metric_value(text, "rtrank_batch_events_count"),
+            metric_value(text, "rtrank_batch_events_sum"),
+        )
+
     def drain(self, total: int, timeout_s: float = 600.0) -> float | None:
         """Wait until the worker has answered ``total`` events in all; return its events/s,
         or None when it answered them all before a second look at its metrics (too fast to

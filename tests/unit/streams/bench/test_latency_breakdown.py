@@ -6,7 +6,12 @@ from __future__ import annotations
 import click
 import pytest
 
-from rtrank.streams.bench.latency_breakdown import STAGES, Breakdown, breakdown_table
+from rtrank.streams.bench.latency_breakdown import (
+    STAGES,
+    Breakdown,
+    breakdown_table,
+    model_calls,
+)
 from rtrank.streams.bench.pipeline_bench import _rates
 
 TS = 1_700_000_000_000
@@ -109,3 +114,29 @@ def test_the_cores_of_each_part_close_the_table_when_every_run_measured_them() -
     assert lines[-3].split() == ["cores:", "worker", "0.25", "0.49"]
     assert lines[-2].split() == ["its", "model", "process", "0.20", "0.40"]
     assert lines[-1].split() == ["bench's", "clients", "0.10", "0.20"]
+
+
+def test_model_calls_are_counted_per_second_with_the_events_each_took() -> None:
+    calls = model_calls(before=(100.0, 2_000.0), after=(560.0, 12_120.0), seconds=10.0)
+    assert calls == {"per_s": 46.0, "events_per_call": 22.0}
+
+
+def test_no_model_call_in_the_interval_is_no_events_per_call() -> None:
+    assert model_calls((7.0, 70.0), (7.0, 70.0), 10.0) == {"per_s": 0.0, "events_per_call": 0.0}
+
+
+def test_the_model_calls_follow_the_lists_received_when_every_run_counted_them() -> None:
+    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
+    runs = [
+        {"offered_eps": rate, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
+        for rate in (500, 1000)
+    ]
+    for run in runs:
+        run["load_average"] = 1.5
+    assert "model calls/s" not in breakdown_table(runs)
+    runs[0]["model_calls"] = {"per_s": 31.5, "events_per_call": 15.9}
+    runs[1]["model_calls"] = {"per_s": 46.0, "events_per_call": 21.7}
+    lines = breakdown_table(runs).splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("lists received"))
+    assert lines[at + 1].split() == ["model", "calls/s", "31.5", "46.0"]
+    assert lines[at + 2].split() == ["events", "per", "call", "15.9", "21.7"]
