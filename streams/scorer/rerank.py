@@ -93,8 +93,9 @@ def keep(
     lookup: Lookup,
     config: RerankConfig,
 ) -> list[tuple[Candidate, ItemInfo | None]]:
-    """Candidates that pass every filter (`allowed`), in their order, each with its
-    catalogue entry (looked up once per list); duplicates keep their first.
+    """Candidates that pass every filter, in their order, each with its catalogue entry
+    (looked up once per list); duplicates keep their first. The filters: not blocked, not
+    seen unless through a repeatable event type, and available (or not in the catalogue).
 
     Args:
         seen: item -> event type of the user's last interaction with it (the seen window).
@@ -117,13 +118,8 @@ def keep(
 
 
 def allowed(item_id: str, seen: Mapping[str, str], lookup: Lookup, config: RerankConfig) -> bool:
-    """True when no filter removes ``item_id``."""
-    if item_id in config.blocked:
-        return False
-    if item_id in seen and seen[item_id] not in config.repeatable_types:
-        return False
-    info = lookup(item_id)
-    return info is None or info.available
+    """True when no filter removes ``item_id`` (the filters of `keep`)."""
+    return bool(keep([Candidate(item_id, 0.0)], seen, lookup, config))
 
 
 def normalise(scores: Sequence[float]) -> list[float]:
