@@ -26,6 +26,22 @@ def a_list(ts: int, emitted_at: int, queued: float) -> dict:
     }
 
 
+def runs_at(*rates: int) -> list[dict]:
+    """Latency runs at ``rates`` as the bench's JSON holds them, every stage at 1 / 2 ms."""
+    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
+    return [
+        {
+            "offered_eps": rate,
+            "answered": 10,
+            "p50": 30.0,
+            "p99": 70.0,
+            "stages": stages,
+            "load_average": 1.5,
+        }
+        for rate in rates
+    ]
+
+
 def test_each_list_counts_end_to_end_from_its_event_and_delivery_from_its_emission() -> None:
     received = Breakdown()
     received.add(a_list(TS, TS + 20, queued=10.0), received_ms=TS + 25)
@@ -79,13 +95,7 @@ def test_a_rate_that_is_no_positive_number_is_refused(value: str) -> None:
 
 
 def test_the_floor_row_follows_end_to_end_with_a_column_pair_per_rate() -> None:
-    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
-    runs = [
-        {"offered_eps": rate, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
-        for rate in (500, 1000)
-    ]
-    for run in runs:
-        run["load_average"] = 1.5
+    runs = runs_at(500, 1000)
     floor = [
         {"offered_eps": 500, "p50": 11.0, "p99": 20.5},
         {"offered_eps": 1000, "p50": 12.0, "p99": 31.0},
@@ -103,11 +113,7 @@ def test_without_a_floor_no_floor_row_is_printed() -> None:
 
 
 def test_the_cores_of_each_part_close_the_table_when_every_run_measured_them() -> None:
-    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
-    runs = [
-        {"offered_eps": rate, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
-        for rate in (500, 1000)
-    ]
+    runs = runs_at(500, 1000)
     runs[0].update(load_average=1.2, cores={"worker": 0.25, "model": 0.2, "bench": 0.1})
     runs[1].update(load_average=1.7, cores={"worker": 0.49, "model": 0.4, "bench": 0.2})
     lines = breakdown_table(runs).splitlines()
@@ -126,13 +132,7 @@ def test_no_model_call_in_the_interval_is_no_events_per_call() -> None:
 
 
 def test_the_model_calls_follow_the_lists_received_when_every_run_counted_them() -> None:
-    stages = {stage: {"p50": 1.0, "p99": 2.0} for stage in STAGES}
-    runs = [
-        {"offered_eps": rate, "answered": 10, "p50": 30.0, "p99": 70.0, "stages": stages}
-        for rate in (500, 1000)
-    ]
-    for run in runs:
-        run["load_average"] = 1.5
+    runs = runs_at(500, 1000)
     assert "model calls/s" not in breakdown_table(runs)
     runs[0]["model_calls"] = {"per_s": 31.5, "events_per_call": 15.9}
     runs[1]["model_calls"] = {"per_s": 46.0, "events_per_call": 21.7}
