@@ -1,6 +1,7 @@
 """Reading a worker's ``/metrics`` back, for the demo, the benchmarks and the tests.
 
     metric_value(worker.metrics(), "rtrank_events_total")   # summed over its label sets
+    metric_values(worker.metrics(), "rtrank_batch_events_count", "rtrank_batch_events_sum")
     online_quality(worker.metrics())   # {"hit@10": ..., "ndcg@10": ..., "by_version": ...}
     tested, hits, ndcg_sum = cumulative(worker.metrics())
 
@@ -29,7 +30,16 @@ def samples(exposition: str) -> Iterator[Sample]:
 
 def metric_value(exposition: str, name: str) -> float:
     """Sum of every sample of ``name`` (all label sets); 0 when there is none."""
-    return sum(s.value for s in samples(exposition) if s.name == name)
+    return metric_values(exposition, name)[0]
+
+
+def metric_values(exposition: str, *names: str) -> tuple[float, ...]:
+    """`metric_value` of each of ``names``, in that order, from one parse of the text."""
+    totals = dict.fromkeys(names, 0.0)
+    for sample in samples(exposition):
+        if sample.name in totals:
+            totals[sample.name] += sample.value
+    return tuple(totals[name] for name in names)
 
 
 def online_quality(exposition: str) -> dict:
@@ -63,8 +73,9 @@ def online_quality(exposition: str) -> dict:
 def cumulative(exposition: str) -> tuple[float, float, float]:
     """(tested events, hits, NDCG@10 sum) since the worker started, all versions: the
     difference of two readings is the quality of the events in between."""
-    return (
-        metric_value(exposition, "rtrank_online_tested_total"),
-        metric_value(exposition, "rtrank_online_tested_hits_total"),
-        metric_value(exposition, "rtrank_online_tested_ndcg_total"),
+    return metric_values(
+        exposition,
+        "rtrank_online_tested_total",
+        "rtrank_online_tested_hits_total",
+        "rtrank_online_tested_ndcg_total",
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rtrank.streams.bench import cpu_use
 from rtrank.streams.bench.local_stack import local_broker_pid
-from rtrank.streams.bench.worker_metrics import metric_value
+from rtrank.streams.bench.worker_metrics import metric_value, metric_values
 from rtrank.streams.settings import Settings, to_env
 
 
@@ -62,11 +62,10 @@ class WorkerProcess:
 
     def batches(self) -> tuple[float, float]:
         """The worker's micro-batches so far, each one model call, and the events in them."""
-        text = self.metrics()
-        return (
-            metric_value(text, "rtrank_batch_events_count"),
-            metric_value(text, "rtrank_batch_events_sum"),
+        calls, events = metric_values(
+            self.metrics(), "rtrank_batch_events_count", "rtrank_batch_events_sum"
         )
+        return calls, events
 
     def drain(self, total: int, timeout_s: float = 600.0) -> float | None:
         """Wait until the worker has answered ``total`` events in all; return its events/s,

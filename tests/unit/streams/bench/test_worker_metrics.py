@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from rtrank.streams.bench.worker_metrics import cumulative, metric_value, online_quality
+from rtrank.streams.bench.worker_metrics import (
+    cumulative,
+    metric_value,
+    metric_values,
+    online_quality,
+)
 from rtrank.streams.worker.metrics import Metrics
 from rtrank.streams.worker.online_eval import OnlineQuality
 
@@ -31,6 +36,15 @@ def test_metric_value_reads_a_histograms_count_and_sum() -> None:
 
 def test_metric_value_of_a_name_not_exposed_is_zero() -> None:
     assert metric_value(exposition(Metrics()), "rtrank_no_such_metric_total") == 0
+
+
+def test_metric_values_read_several_names_in_the_order_asked_and_zero_for_one_not_exposed() -> None:
+    metrics = Metrics()
+    metrics.batch_size.observe(4)
+    metrics.dead_letters.labels("not_json").inc(2)
+    text = exposition(metrics)
+    names = ("rtrank_dead_letters_total", "rtrank_no_such_metric_total", "rtrank_batch_events_sum")
+    assert metric_values(text, *names) == (2, 0, 4)
 
 
 def test_online_quality_reads_rolling_and_per_version_figures_from_the_metrics() -> None:
