@@ -299,10 +299,9 @@ def rerank(
         if slots and fresh
         else []
     )
-    if pinned:
-        kept = [(c, info) for c, info in kept if c.item_id not in pinned]
-    pool = [c for c, _ in kept]
-    infos = [info for _, info in kept]
+    unpinned = [(c, info) for c, info in kept if c.item_id not in pinned]
+    pool = [c for c, _ in unpinned]
+    infos = [info for _, info in unpinned]
     rel = relevance(pool, infos, config, now_ms)
     take = len(pool) if keep_rest else config.k - len(exploration)
     categories = [info.category if info is not None else None for info in infos]
