@@ -34,14 +34,14 @@ import faust
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.faust_patches import as_current_event
 from rtrank.streams.worker.metrics import Metrics
-from rtrank.streams.worker.state import is_expired
+from rtrank.streams.worker.state import is_expired, last_active_ms
 
 log = logging.getLogger(__name__)
 
 # States read per tick by one worker, all its partitions together: bounds the time a tick
-# takes from the event loop whatever the table's size (each state is read and decoded: the
-# longer the users' histories, the longer the tick), so ticks are small and frequent rather
-# than one long pause a second (docs/decisions.md, "Idle users expire ..."). A worker
+# takes from the event loop whatever the table's size (each state is read, and its times
+# found in it without decoding the rest: `last_active_ms`), so ticks are small and frequent
+# rather than one long pause a second (docs/decisions.md, "Idle users expire ..."). A worker
 # holding 1M users sweeps them all in 10,000 ticks (about 17 minutes), far within any
 # sensible TTL.
 SCAN_PER_TICK = 100
@@ -83,9 +83,10 @@ def idle_users(
     ``decode_key`` turns a stored key into the user id (Faust stores it JSON-encoded)."""
     idle = []
     for key, value in stored:
-        user = decode_key(key)
-        if user not in busy and is_expired(json.loads(value), now_ms, ttl_ms):
-            idle.append(user)
+        if is_expired(last_active_ms(value), now_ms, ttl_ms):
+            user = decode_key(key)
+            if user not in busy:
+                idle.append(user)
     return idle
 
 

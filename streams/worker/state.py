@@ -16,6 +16,7 @@ are set. It is part of the state, so expiry goes on where it stopped after a res
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,14 +73,38 @@ def apply_event(
     )
 
 
-def idle_since(state: dict[str, Any]) -> int:
-    """When the user (a state as stored, `UserState.to_json`) was last active, epoch ms: the
-    broker's time of their last event; for a state written before ``seen_at`` was kept, the
-    event's own ``ts`` (validated against the clock skew when it was read)."""
-    return state.get("seen_at") or state.get("last_ts") or 0
+def last_active_ms(stored: bytes) -> int:
+    """When the user of ``stored`` (a state as the table holds it: `UserState.to_json` as
+    JSON) was last active, epoch ms: the broker's time of their last event; for a state
+    written before ``seen_at`` was kept (or with it 0), the event's own ``ts`` (validated
+    against the clock skew when it was read); 0 when neither is known.
+
+    Read from those two fields alone, not by decoding the state: an expiry sweep reads every
+    state of the table, and decoding one whole costs as much as its history and seen items
+    are long; this costs the same for any (docs/decisions.md, "Idle users expire").
+    """
+    return _stored_time(stored, b'"seen_at"') or _stored_time(stored, b'"last_ts"')
 
 
-def is_expired(state: dict[str, Any], now_ms: int, ttl_ms: int) -> bool:
-    """True when the user (a stored state) has been idle for more than ``ttl_ms`` at
-    ``now_ms``, the broker's clock; never when ``ttl_ms`` is 0 (expiry off)."""
-    return ttl_ms > 0 and now_ms - idle_since(state) > ttl_ms
+# After a key: the colon and an integer. JSON escapes a quote inside a string, so a
+# quoted name followed by a colon is a key, never part of an item id.
+_INTEGER_VALUE = re.compile(rb"\s*:\s*(-?\d+)")
+
+
+def _stored_time(stored: bytes, key: bytes) -> int:
+    """The integer value of ``key`` (quoted) in the JSON object ``stored``; 0 when it has
+    none (absent, or null). Searched from the end, where `UserState` keeps its times."""
+    end = len(stored)
+    while (at := stored.rfind(key, 0, end)) >= 0:
+        value = _INTEGER_VALUE.match(stored, at + len(key))
+        if value is not None:
+            return int(value.group(1))
+        end = at
+    return 0
+
+
+def is_expired(last_active: int, now_ms: int, ttl_ms: int) -> bool:
+    """True when a user last active at ``last_active`` (`last_active_ms`, epoch ms) has
+    been idle for more than ``ttl_ms`` at ``now_ms``, the broker's clock; never when
+    ``ttl_ms`` is 0 (expiry off)."""
+    return ttl_ms > 0 and now_ms - last_active > ttl_ms

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from rtrank.streams.records import Event
-from rtrank.streams.worker.state import UserState, apply_event, is_applied, is_expired
+from rtrank.streams.worker.state import (
+    UserState,
+    apply_event,
+    is_applied,
+    is_expired,
+    last_active_ms,
+)
 
 
 def event(item: str, ts: int = 1_700_000_000_000) -> Event:
@@ -62,7 +72,48 @@ def test_a_state_keeps_the_broker_time_of_its_last_event_across_a_json_round_tri
 
 
 def test_a_user_is_expired_once_idle_longer_than_the_ttl_and_never_with_a_ttl_of_zero() -> None:
-    state = UserState(seen_at=1_000).to_json()
-    assert not is_expired(state, now_ms=1_500, ttl_ms=500)
-    assert is_expired(state, now_ms=1_501, ttl_ms=500)
-    assert not is_expired(state, now_ms=10**12, ttl_ms=0)
+    assert not is_expired(1_000, now_ms=1_500, ttl_ms=500)
+    assert is_expired(1_000, now_ms=1_501, ttl_ms=500)
+    assert not is_expired(1_000, now_ms=10**12, ttl_ms=0)
+
+
+def stored(state: dict, **dumps: object) -> bytes:
+    return json.dumps(state, **dumps).encode()
+
+
+def test_a_stored_state_was_last_active_at_the_broker_time_of_its_last_event() -> None:
+    state = UserState(history=["a"], seen=["a"], last_ts=5_000, seen_at=9_000).to_json()
+    assert last_active_ms(stored(state)) == 9_000
+
+
+def test_a_stored_state_without_a_broker_time_was_last_active_at_its_event_time() -> None:
+    state = UserState(history=["a"], seen=["a"], last_ts=5_000).to_json()
+    unknown = {**state, "seen_at": 0}
+    written_before_it_was_kept = {k: v for k, v in state.items() if k != "seen_at"}
+    assert last_active_ms(stored(unknown)) == 5_000
+    assert last_active_ms(stored(written_before_it_was_kept)) == 5_000
+    assert last_active_ms(stored({"seen_at": None, "last_ts": 5_000})) == 5_000
+    assert last_active_ms(stored({"history": []})) == 0
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        ["seen_at", "12345", "last_ts", "678"],
+        ['"seen_at": 1', '"last_ts": 2'],
+        ['x"seen_at":3', '\\"seen_at\\": 4', "seen_at:5"],
+    ],
+)
+@pytest.mark.parametrize(
+    "dumps", [{}, {"separators": (",", ":")}, {"sort_keys": True}, {"indent": 1}]
+)
+def test_item_ids_that_spell_a_time_key_never_pass_for_the_stored_time(
+    items: list[str], dumps: dict
+) -> None:
+    state = UserState(
+        history=items, seen=items, last_ts=5_000, last_list=items, seen_at=9_000
+    ).to_json()
+    times_first = {"seen_at": 9_000, "last_ts": 5_000, **state}  # the items after them
+    for kept in (state, times_first):
+        assert last_active_ms(stored(kept, **dumps)) == 9_000
+        assert last_active_ms(stored({**kept, "seen_at": 0}, **dumps)) == 5_000
