@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from rtrank.model.data import Split
-from rtrank.model.sasrec import SASRec
+from rtrank.model.sasrec import SASRec, exclude_rows
 from rtrank.model.serving import encode_histories
 
 PROTOCOLS = ("sampled100", "full")
@@ -113,10 +113,7 @@ def ranks_full(
 ) -> torch.Tensor:
     """0-based rank of ``targets`` (B,) in scores (B, V), rows in ``exclude`` and row 0 left out."""
     s = scores.clone()
-    b = [i for i, rows in enumerate(exclude) for _ in rows]
-    r = [row for rows in exclude for row in rows]
-    if r:
-        s[torch.tensor(b), torch.tensor(r)] = float("-inf")
+    exclude_rows(s, exclude)
     s[:, 0] = float("-inf")
     t = scores.gather(1, targets[:, None])  # (B, 1): the target keeps its score
     s.scatter_(1, targets[:, None], float("-inf"))

@@ -33,7 +33,7 @@ import faiss
 import numpy as np
 import torch
 
-from rtrank.model.sasrec import SASRec, table_rows
+from rtrank.model.sasrec import SASRec, listed_rows, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -221,11 +221,8 @@ def _excluded(candidates: torch.Tensor, exclude: list[list[int]], size: int) -> 
     """(B, depth) mask of the candidates in their user's ``exclude`` list."""
     users = torch.arange(candidates.shape[0], device=candidates.device).unsqueeze(1)
     keys = users * size + candidates  # (B, depth): one key per (user, row)
-    banned = torch.tensor(
-        [b * size + r for b, rows in enumerate(exclude) for r in rows],
-        dtype=torch.int64,
-        device=candidates.device,
-    )
+    users_of, rows = listed_rows(exclude)
+    banned = (users_of * size + rows).to(candidates.device)
     return torch.isin(keys, banned)
 
 

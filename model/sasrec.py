@@ -28,8 +28,11 @@ catalogue product is cheap (not measured).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from itertools import chain
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -518,14 +521,27 @@ def table_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
 
 
-def exclude_rows(scores: torch.Tensor, exclude: list[list[int]] | None) -> None:
+def exclude_rows(scores: torch.Tensor, exclude: Sequence[Sequence[int]] | None) -> None:
     """Sets ``scores[b, r]`` (B, V) to -inf for every row r in ``exclude[b]``, in place."""
     if not exclude:
         return
     if len(exclude) != scores.shape[0]:
         raise ValueError(f"exclude has {len(exclude)} lists for {scores.shape[0]} users")
-    b = [i for i, rows in enumerate(exclude) for _ in rows]
-    r = [row for rows in exclude for row in rows]
-    if r:
-        device = scores.device
-        scores[torch.tensor(b, device=device), torch.tensor(r, device=device)] = float("-inf")
+    users, rows = listed_rows(exclude)
+    if len(rows):
+        scores[users.to(scores.device), rows.to(scores.device)] = float("-inf")
+
+
+def listed_rows(lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row of ``lists`` with the index of its list: (list indices, rows), two int64
+    tensors of the rows' total length, in order.
+
+    Made through numpy, not `torch.tensor` of Python lists, which converts element by
+    element: a served batch excludes each user's seen items, up to ``RTRANK_SEEN_LEN`` of
+    them, and that conversion was most of a long-seen batch's exclusion (docs/benchmarks.md,
+    "Users who have seen many items").
+    """
+    counts = [len(rows) for rows in lists]
+    rows = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=sum(counts))
+    users = np.repeat(np.arange(len(lists), dtype=np.int64), counts)
+    return torch.from_numpy(users), torch.from_numpy(rows)

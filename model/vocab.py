@@ -89,8 +89,7 @@ class Vocabulary:
 
     def rows(self, ids: Iterable[str]) -> list[int]:
         """Returns the rows of the known ids in order; unknown ids are skipped."""
-        get = self._rows.get
-        return [r for r in (get(i) for i in ids) if r is not None]
+        return [r for r in map(self._rows.get, ids) if r is not None]
 
     def item(self, row: int) -> str:
         """Returns the external id of ``row``.

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from rtrank.model.checkpoint import load_checkpoint, save_checkpoint
-from rtrank.model.sasrec import Dropout, SASRec, SASRecConfig, table_rows
+from rtrank.model.sasrec import (
+    Dropout,
+    SASRec,
+    SASRecConfig,
+    exclude_rows,
+    listed_rows,
+    table_rows,
+)
 from rtrank.model.vocab import Vocabulary
 
 
@@ -296,3 +303,25 @@ def test_table_rows_are_the_rows_indexing_gives_in_the_shape_of_the_index():
     table = torch.randn(20, 4)
     rows = torch.tensor([[3, 0, 19], [3, 7, 7]])
     assert torch.equal(table_rows(table, rows), table[rows])
+
+
+def test_listed_rows_pair_each_row_with_the_index_of_its_list_in_order() -> None:
+    users, rows = listed_rows([[7, 8], [], [9, 7]])
+    assert users.tolist() == [0, 0, 2, 2]
+    assert rows.tolist() == [7, 8, 9, 7]
+    assert users.dtype == rows.dtype == torch.int64
+
+
+def test_excluding_rows_sets_exactly_each_users_listed_rows_to_minus_infinity() -> None:
+    scores = torch.zeros(3, 6)
+    exclude_rows(scores, [[1, 4], [], [5, 5, 0]])
+    expected = torch.zeros(3, 6)
+    expected[0, [1, 4]] = float("-inf")
+    expected[2, [0, 5]] = float("-inf")
+    assert torch.equal(scores, expected)
+
+
+def test_excluding_rows_in_a_slice_of_wider_scores_leaves_the_columns_outside_it_alone() -> None:
+    wide = torch.zeros(4, 8, dtype=torch.bfloat16)  # as the shortlist's padded scores
+    exclude_rows(wide[:2, :5], [[4], [0, 2]])
+    assert torch.isinf(wide).nonzero().tolist() == [[0, 4], [1, 0], [1, 2]]
