@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rtrank.model.sasrec import SASRec
+from rtrank.model.sasrec import SASRec, listed_rows
 from rtrank.model.serving import pad_batch
 from rtrank.model.updates import EMB, Delta, Snapshot, Update, make_snapshot
 from rtrank.model.vocab import Vocabulary
@@ -310,7 +310,7 @@ class OnlineLearner:
         if negs is None:  # the full softmax reads every row
             used = torch.arange(weight.shape[0])
         else:
-            read = torch.tensor([r for p in prefixes for r in p], dtype=torch.long)
+            _, read = listed_rows(prefixes)  # every row the prefixes read
             used = torch.unique(torch.cat([torch.zeros(1, dtype=torch.long), targets, negs, read]))
             negs = torch.searchsorted(used, negs)
         sub = weight.detach()[used].requires_grad_()  # (R, D): row 0 = padding, sorted

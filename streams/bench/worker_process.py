@@ -62,10 +62,7 @@ class WorkerProcess:
 
     def batches(self) -> tuple[float, float]:
         """The worker's micro-batches so far, each one model call, and the events in them."""
-        calls, events = metric_values(
-            self.metrics(), "rtrank_batch_events_count", "rtrank_batch_events_sum"
-        )
-        return calls, events
+        return metric_values(self.metrics(), "rtrank_batch_events_count", "rtrank_batch_events_sum")
 
     def drain(self, total: int, timeout_s: float = 600.0) -> float | None:
         """Wait until the worker has answered ``total`` events in all; return its events/s,
