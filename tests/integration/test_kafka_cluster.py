@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,18 +94,41 @@ def _admin(settings: Settings) -> KafkaAdminClient:
 def test_every_topic_is_created_with_three_replicas_and_two_in_sync(cluster_settings) -> None:
     ensure_topics(cluster_settings)
     names = topic_names(cluster_settings)
-    admin = _admin(cluster_settings)
+    replicas, min_isr = _layout_once_known(cluster_settings, names)
+    assert replicas == {name: {3} for name in names}
+    assert min_isr == {name: "2" for name in names}
+
+
+def _layout_once_known(
+    settings: Settings, names: list[str], timeout_s: float = 30.0
+) -> tuple[dict[str, set[int]], dict[str, str | None]]:
+    """Per topic, its partitions' replica counts and its ``min.insync.replicas``, read again
+    until the brokers asked know every topic in ``names`` (or ``timeout_s`` passed).
+
+    `ensure_topics` returns once the broker it asked lists the new topics; another broker of
+    the cluster learns of them from the controller a moment later, and until then answers
+    for each with no partitions and no configs."""
+    admin = _admin(settings)
+    deadline = time.monotonic() + timeout_s
     try:
-        described = admin.describe_topics(names)
-        configs = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        )
+        while True:
+            described = admin.describe_topics(names)
+            configs = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+            ).get("topic", {})
+            replicas = {
+                d["name"]: {len(p["replica_nodes"]) for p in d["partitions"]} for d in described
+            }
+            min_isr = {
+                name: configs.get(name, {}).get("min.insync.replicas", {}).get("value")
+                for name in names
+            }
+            known = all(replicas.get(name) and min_isr[name] for name in names)
+            if known or time.monotonic() > deadline:
+                return replicas, min_isr
+            time.sleep(0.2)
     finally:
         admin.close()
-    replicas = {d["name"]: {len(p["replica_nodes"]) for p in d["partitions"]} for d in described}
-    assert replicas == {name: {3} for name in names}
-    min_isr = {name: c["min.insync.replicas"]["value"] for name, c in configs["topic"].items()}
-    assert min_isr == {name: "2" for name in names}
 
 
 def test_topics_are_created_right_after_a_broker_died(kafka_cluster, cluster_settings) -> None:
