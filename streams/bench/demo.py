@@ -4,7 +4,7 @@ Starts (or reuses) a local Kafka broker, trains a small model on a synthetic cat
 first time (cached afterwards), starts a worker and an online trainer, replays a synthetic
 stream with a few malformed events mixed in, shows recommendations as they arrive, and ends
 with a summary (including the worker's prequential Hit@10/NDCG@10 per model version).
-Everything it started is stopped again, on Ctrl-C too.
+Everything it started is stopped again, on Ctrl-C or a SIGTERM too.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlparse
 
 from rtrank.deploy.kafka import broker as local_kafka
@@ -20,6 +23,8 @@ def local_kafka_for(settings: Settings) -> Iterator[bool]:
 
     A broker that already answers is used as it is and left running. A local address with
     nothing behind it gets a local broker (``rtrank kafka up``), stopped again on exit.
+    Inside, a SIGTERM is an exit like Ctrl-C (`sigterm_exits`): the broker started here, and
+    whatever the caller started inside and stops on its way out, stop.
 
     Raises:
         rtrank.deploy.kafka.broker.BrokerError: the broker cannot be started, or a remote one
@@ -27,16 +32,42 @@ def local_kafka_for(settings: Settings) -> Iterator[bool]:
     """
     bootstrap = settings.bootstrap_servers.split(",")[0]
     if local_kafka.answers_metadata(bootstrap, **client_config(settings)):
-        yield False
+        with sigterm_exits():
+            yield False
         return
     broker = local_broker(settings)
     if broker is None:
         raise local_kafka.BrokerError(f"the broker at {bootstrap} does not answer")
     log.info(local_kafka.up(broker))
     try:
-        yield True
+        with sigterm_exits():
+            yield True
     finally:
         log.info(local_kafka.down(broker))
+
+
+@contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Inside, SIGTERM raises ``SystemExit(143)`` in the main thread instead of ending the
+    process on the spot, so that its ``finally`` blocks run.
+
+    A bench or the demo stopped by ``timeout``, ``kill`` or a CI runner otherwise left its
+    broker, and the workers and trainers it had started, running: they run in sessions of
+    their own, so no signal to it reaches them, and the next bench used that broker as it
+    found it. Only the main thread receives signals in Python; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def local_broker(settings: Settings) -> local_kafka.Broker | None:

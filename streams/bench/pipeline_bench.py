@@ -420,7 +420,7 @@ def _offer(
     gc.disable()
     received: list[tuple[dict, float]] = []
     try:
-        producer = threading.Thread(target=send)
+        producer = threading.Thread(target=send, daemon=True)  # a terminated bench exits at once
         producer.start()
         reader.collect_while(producer.is_alive, on_record=lambda *r: received.append(r))
         producer.join()
