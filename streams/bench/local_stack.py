@@ -31,19 +31,18 @@ def local_kafka_for(settings: Settings) -> Iterator[bool]:
             does not answer.
     """
     bootstrap = settings.bootstrap_servers.split(",")[0]
-    if local_kafka.answers_metadata(bootstrap, **client_config(settings)):
-        with sigterm_exits():
-            yield False
-        return
-    broker = local_broker(settings)
-    if broker is None:
-        raise local_kafka.BrokerError(f"the broker at {bootstrap} does not answer")
-    log.info(local_kafka.up(broker))
+    started = None
+    if not local_kafka.answers_metadata(bootstrap, **client_config(settings)):
+        started = local_broker(settings)
+        if started is None:
+            raise local_kafka.BrokerError(f"the broker at {bootstrap} does not answer")
+        log.info(local_kafka.up(started))
     try:
         with sigterm_exits():
-            yield True
+            yield started is not None
     finally:
-        log.info(local_kafka.down(broker))
+        if started is not None:
+            log.info(local_kafka.down(started))
 
 
 @contextmanager

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,41 +93,41 @@ def _admin(settings: Settings) -> KafkaAdminClient:
 def test_every_topic_is_created_with_three_replicas_and_two_in_sync(cluster_settings) -> None:
     ensure_topics(cluster_settings)
     names = topic_names(cluster_settings)
-    replicas, min_isr = _layout_once_known(cluster_settings, names)
+    # `ensure_topics` returns once the broker it asked lists the new topics; another broker
+    # of the cluster learns of them from the controller a moment later, and until then
+    # answers for each with no partitions and no configs. The layout asserted is the first
+    # read in which the brokers asked knew every topic.
+    reads: list[tuple[dict[str, set[int]], dict[str, str | None]]] = []
+
+    def every_topic_known() -> bool:
+        reads.append(_layout(cluster_settings, names))
+        replicas, min_isr = reads[-1]
+        return all(replicas.get(name) and min_isr[name] for name in names)
+
+    wait_for(every_topic_known, timeout_s=30, interval_s=0.2, message="topics not listed")
+    replicas, min_isr = reads[-1]
     assert replicas == {name: {3} for name in names}
     assert min_isr == {name: "2" for name in names}
 
 
-def _layout_once_known(
-    settings: Settings, names: list[str], timeout_s: float = 30.0
+def _layout(
+    settings: Settings, names: list[str]
 ) -> tuple[dict[str, set[int]], dict[str, str | None]]:
-    """Per topic, its partitions' replica counts and its ``min.insync.replicas``, read again
-    until the brokers asked know every topic in ``names`` (or ``timeout_s`` passed).
-
-    `ensure_topics` returns once the broker it asked lists the new topics; another broker of
-    the cluster learns of them from the controller a moment later, and until then answers
-    for each with no partitions and no configs."""
+    """Per topic, its partitions' replica counts and its ``min.insync.replicas`` (None when
+    the broker asked has no configs for it)."""
     admin = _admin(settings)
-    deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            described = admin.describe_topics(names)
-            configs = admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-            ).get("topic", {})
-            replicas = {
-                d["name"]: {len(p["replica_nodes"]) for p in d["partitions"]} for d in described
-            }
-            min_isr = {
-                name: configs.get(name, {}).get("min.insync.replicas", {}).get("value")
-                for name in names
-            }
-            known = all(replicas.get(name) and min_isr[name] for name in names)
-            if known or time.monotonic() > deadline:
-                return replicas, min_isr
-            time.sleep(0.2)
+        described = admin.describe_topics(names)
+        configs = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        ).get("topic", {})
     finally:
         admin.close()
+    replicas = {d["name"]: {len(p["replica_nodes"]) for p in d["partitions"]} for d in described}
+    min_isr = {
+        name: configs.get(name, {}).get("min.insync.replicas", {}).get("value") for name in names
+    }
+    return replicas, min_isr
 
 
 def test_topics_are_created_right_after_a_broker_died(kafka_cluster, cluster_settings) -> None:
