@@ -97,15 +97,16 @@ def test_every_topic_is_created_with_three_replicas_and_two_in_sync(cluster_sett
     # of the cluster learns of them from the controller a moment later, and until then
     # answers for each with no partitions and no configs. The layout asserted is the first
     # read in which the brokers asked knew every topic.
-    reads: list[tuple[dict[str, set[int]], dict[str, str | None]]] = []
+    layout: tuple[dict[str, set[int]], dict[str, str | None]] = ({}, {})
 
     def every_topic_known() -> bool:
-        reads.append(_layout(cluster_settings, names))
-        replicas, min_isr = reads[-1]
+        nonlocal layout
+        layout = _layout(cluster_settings, names)
+        replicas, min_isr = layout
         return all(replicas.get(name) and min_isr[name] for name in names)
 
     wait_for(every_topic_known, timeout_s=30, interval_s=0.2, message="topics not listed")
-    replicas, min_isr = reads[-1]
+    replicas, min_isr = layout
     assert replicas == {name: {3} for name in names}
     assert min_isr == {name: "2" for name in names}
 
