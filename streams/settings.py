@@ -209,7 +209,8 @@ class Settings(BaseSettings):
         description="MB of per-user keys and values the model process keeps so that an "
         "active user's next event encodes one position, not the whole window (least "
         "recently used dropped first; 0 = off; a model counting positions from the end "
-        "never uses it).",
+        "never uses it). Per served model: each frozen experiment variant keeps one of "
+        "its own.",
     )
     checkpoint: str = Field(
         "", description="Model to serve; empty = randomly initialised, grows with the stream."

@@ -9,6 +9,9 @@
   unless it overrides it) and never updated: frozen. So the trainer's versions reach the
   learning arm only, and the trainer learns from that arm's examples only
   (`rtrank.streams.trainer.online_trainer`): one arm's traffic never trains another's model.
+  A frozen variant has an encode cache of its own (``RTRANK_ENCODE_CACHE_MB`` each), which
+  the model process empties of a revoked partition's or a forgotten user's entries as it
+  does the learning arm's (`Arms.frozen`).
 - Each variant re-ranks with its own settings (its overrides: λ, boosts, exploration, K),
   sharing the catalogue and the popularity counts with ``base_ranker``: popularity is the
   whole stream's.
@@ -23,7 +26,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rtrank.model.item_ann import IvfConfig
 from rtrank.streams.experiments.definition import Experiment
 from rtrank.streams.experiments.interleave import team_draft
 from rtrank.streams.scorer.ranker import Ranker
@@ -52,9 +54,13 @@ class Arms:
         self.k = settings.top_k
         self.rng = random.Random(settings.seed)  # the team-draft coin
         self.arms: dict[str, Arm] = {}
+        self.frozen: list[Scorer] = []  # the variants' own models, each with its encode cache
         for v in experiment.variants:
             arm_settings = settings.replace(**v.overrides)
-            scorer = base_scorer if v.online_learning else frozen_scorer(arm_settings)
+            scorer = base_scorer
+            if not v.online_learning:
+                scorer = Scorer.from_settings(arm_settings)
+                self.frozen.append(scorer)
             ranker = Ranker(arm_settings, base_ranker.catalogue)
             ranker.trending = base_ranker.trending
             self.arms[v.name] = Arm(scorer, ranker)
@@ -86,17 +92,3 @@ class Arms:
             )
             out.append([replace(by_id[item], team=names[team]) for item, team in merged])
         return [a.scorer.version] * len(requests), out
-
-
-def frozen_scorer(settings: Settings) -> Scorer:
-    """A model of its own for a frozen variant: its checkpoint, never updated."""
-    return Scorer.setup(
-        settings.checkpoint,
-        settings.device,
-        settings.seed,
-        settings.torch_threads,
-        settings.score_max_users,
-        settings.score_shortlist,
-        item_index=settings.item_index,
-        ivf=IvfConfig(settings.item_index_lists, settings.item_index_probe),
-    )

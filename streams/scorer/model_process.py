@@ -64,7 +64,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtrank.model.item_ann import IvfConfig
 from rtrank.model.updates import Snapshot, UpdateError
 from rtrank.streams.catalogue import Catalogue
 from rtrank.streams.experiments.definition import load_experiment
@@ -108,7 +107,8 @@ class ModelReport:
     items: int  # items the model can recommend (vocabulary minus padding)
     applied: list[tuple[str, int]] = field(default_factory=list)  # (snapshot|delta, version)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
-    # the encode cache: users encoded per outcome since the process started, users, bytes
+    # the encode caches (the served model's and each frozen variant's together): users
+    # encoded per outcome since the process started, users, bytes
     cache_lookups: dict[str, int] = field(default_factory=dict)
     cache_users: int = 0
     cache_bytes: int = 0
@@ -120,17 +120,7 @@ class ServedModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.scorer = Scorer.setup(
-            settings.checkpoint,
-            settings.device,
-            settings.seed,
-            settings.torch_threads,
-            settings.score_max_users,
-            settings.score_shortlist,
-            settings.encode_cache_mb,
-            settings.item_index,
-            IvfConfig(settings.item_index_lists, settings.item_index_probe),
-        )
+        self.scorer = Scorer.from_settings(settings)
         self.ranker = Ranker(settings, Catalogue({}))
         experiment = load_experiment(settings.experiment_file)
         self.arms = Arms(settings, experiment, self.scorer, self.ranker) if experiment else None
@@ -182,12 +172,14 @@ class ServedModel:
         return self.scorer.version, ranked, filtered
 
     def forget_partitions(self, partitions: set[int]) -> int:
-        """Drop the encode cache's users of ``partitions``; returns how many."""
-        return self.scorer.forget_partitions(partitions)
+        """Drop the users of ``partitions`` from every encode cache (the served model's and
+        each frozen variant's); returns how many entries were dropped."""
+        return sum(s.forget_partitions(partitions) for s in self._scorers())
 
     def forget_users(self, users: list[str]) -> int:
-        """Drop ``users`` (forgotten) from the encode cache; returns how many it held."""
-        return self.scorer.forget_users(users)
+        """Drop ``users`` (forgotten) from every encode cache; returns how many entries
+        held them."""
+        return sum(s.forget_users(users) for s in self._scorers())
 
     def report(self) -> ModelReport:
         """The state now, with the updates applied and rejected since the last report."""
@@ -198,16 +190,20 @@ class ServedModel:
             self._applied,
             self._rejections,
         )
-        cache = self.scorer.cache
-        counts = cache.counts
+        caches = [s.cache for s in self._scorers()]
         report.cache_lookups = {
-            "hit": counts.hits,
-            "miss": counts.misses,
-            "restart": counts.restarts,
+            "hit": sum(c.counts.hits for c in caches),
+            "miss": sum(c.counts.misses for c in caches),
+            "restart": sum(c.counts.restarts for c in caches),
         }
-        report.cache_users, report.cache_bytes = len(cache), cache.bytes
+        report.cache_users = sum(len(c) for c in caches)
+        report.cache_bytes = sum(c.bytes for c in caches)
         self._applied, self._rejections = [], []
         return report
+
+    def _scorers(self) -> list[Scorer]:
+        """Every model this process serves: the updated one and each frozen variant's."""
+        return [self.scorer, *(self.arms.frozen if self.arms is not None else ())]
 
     def _rejected(self, reason: str, detail: str) -> None:
         self._rejections.append((reason, detail))

@@ -1,5 +1,5 @@
-"""The model as the stream sees it: ``Scorer.setup(settings)`` once, ``recommend(batch)`` per
-micro-batch. No Faust here; the worker's model process
+"""The model as the stream sees it: ``Scorer.from_settings(settings)`` once,
+``recommend(batch)`` per micro-batch. No Faust here; the worker's model process
 (`rtrank.streams.scorer.model_process`) calls it.
 
 Without ``RTRANK_CHECKPOINT`` the worker serves a randomly initialised model whose
@@ -24,6 +24,7 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 from rtrank.model.updates import Delta, Snapshot, Update, apply_update
 from rtrank.model.vocab import Vocabulary
+from rtrank.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,23 @@ class Scorer:
         model = SASRec(SASRecConfig(num_items=2)).to(target)
         log.warning("no checkpoint: serving a randomly initialised model on %s", target)
         return cls(model, Vocabulary(), 0, True, max_users, short, cache_bytes, ivf)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Scorer:
+        """`setup` as the served settings say (``RTRANK_CHECKPOINT``, ``RTRANK_DEVICE``,
+        ``RTRANK_ENCODE_CACHE_MB``, ``RTRANK_ITEM_INDEX``, ...): the worker's model and each
+        frozen variant's alike."""
+        return cls.setup(
+            settings.checkpoint,
+            settings.device,
+            settings.seed,
+            settings.torch_threads,
+            settings.score_max_users,
+            settings.score_shortlist,
+            settings.encode_cache_mb,
+            settings.item_index,
+            IvfConfig(settings.item_index_lists, settings.item_index_probe),
+        )
 
     @property
     def device(self) -> torch.device:

@@ -12,7 +12,6 @@ import torch
 from rtrank.model.item_ann import IvfIndex
 from rtrank.model.updates import make_snapshot
 from rtrank.streams.experiments.definition import INTERLEAVED
-from rtrank.streams.scorer.arms import frozen_scorer
 from rtrank.streams.scorer.model_process import ServedModel
 from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
 from rtrank.streams.settings import Settings
@@ -21,7 +20,9 @@ from tests.unit.streams.scorer.test_scoring import small_checkpoint
 HISTORY = ["item-1", "item-2", "item-3"]
 
 
-def served(tmp_path: Path, mode: str = "ab", **frozen_overrides: object) -> ServedModel:
+def served(
+    tmp_path: Path, mode: str = "ab", item_index: str = "exact", **frozen_overrides: object
+) -> ServedModel:
     experiment = {
         "name": "e",
         "salt": "s",
@@ -40,6 +41,7 @@ def served(tmp_path: Path, mode: str = "ab", **frozen_overrides: object) -> Serv
         top_k=5,
         explore_slots=0,
         experiment_file=str(path),
+        item_index=item_index,
     )
     return ServedModel(settings)
 
@@ -99,5 +101,41 @@ def test_without_an_experiment_every_list_has_the_served_version(tmp_path: Path)
 
 
 def test_a_frozen_variant_finds_its_items_with_the_configured_item_index(tmp_path: Path) -> None:
-    settings = Settings(checkpoint=small_checkpoint(tmp_path), device="cpu", item_index="ivf")
-    assert isinstance(frozen_scorer(settings).items, IvfIndex)
+    model = served(tmp_path, item_index="ivf")
+    assert isinstance(model.arms.arms["frozen"].scorer.items, IvfIndex)
+
+
+def cached_request(user: str, partition: int, variant: str) -> ScoreRequest:
+    return ScoreRequest(HISTORY, HISTORY, variant, user, partition, len(HISTORY))
+
+
+def test_a_frozen_variant_encodes_its_users_next_events_from_its_own_cache(
+    tmp_path: Path,
+) -> None:
+    model = served(tmp_path)
+    frozen = model.arms.arms["frozen"].scorer
+    first = cached_request("u1", 0, "frozen")
+    model.score([first], [])
+    grown = ScoreRequest([*HISTORY, "item-4"], HISTORY, "frozen", "u1", 0, len(HISTORY) + 1)
+    model.score([grown], [])
+    assert "u1" in frozen.cache and "u1" not in model.scorer.cache
+    assert frozen.cache.counts.hits == 1
+    assert model.report().cache_lookups == {"hit": 1, "miss": 1, "restart": 0}
+
+
+def test_forgetting_a_user_drops_them_from_every_variants_cache(tmp_path: Path) -> None:
+    model = served(tmp_path)
+    model.score([cached_request("u1", 0, "learning"), cached_request("u2", 0, "frozen")], [])
+    model.score([cached_request("u1", 0, "frozen")], [])
+    assert model.forget_users(["u1"]) == 2
+    assert all("u1" not in s.cache for s in (model.scorer, model.arms.arms["frozen"].scorer))
+    assert "u2" in model.arms.arms["frozen"].scorer.cache
+
+
+def test_a_revoked_partition_leaves_no_user_in_any_variants_cache(tmp_path: Path) -> None:
+    model = served(tmp_path)
+    requests = [cached_request("u1", 3, "learning"), cached_request("u2", 3, "frozen")]
+    model.score([*requests, cached_request("u3", 4, "frozen")], [])
+    assert model.forget_partitions({3}) == 2
+    assert model.report().cache_users == 1
+    assert "u3" in model.arms.arms["frozen"].scorer.cache
