@@ -105,8 +105,10 @@ def test_a_frozen_variant_finds_its_items_with_the_configured_item_index(tmp_pat
     assert isinstance(model.arms.arms["frozen"].scorer.items, IvfIndex)
 
 
-def cached_request(user: str, partition: int, variant: str) -> ScoreRequest:
-    return ScoreRequest(HISTORY, HISTORY, variant, user, partition, len(HISTORY))
+def cached_request(
+    user: str, partition: int, variant: str, history: list[str] = HISTORY
+) -> ScoreRequest:
+    return ScoreRequest(history, HISTORY, variant, user, partition, len(history))
 
 
 def test_a_frozen_variant_encodes_its_users_next_events_from_its_own_cache(
@@ -114,10 +116,8 @@ def test_a_frozen_variant_encodes_its_users_next_events_from_its_own_cache(
 ) -> None:
     model = served(tmp_path)
     frozen = model.arms.arms["frozen"].scorer
-    first = cached_request("u1", 0, "frozen")
-    model.score([first], [])
-    grown = ScoreRequest([*HISTORY, "item-4"], HISTORY, "frozen", "u1", 0, len(HISTORY) + 1)
-    model.score([grown], [])
+    model.score([cached_request("u1", 0, "frozen")], [])
+    model.score([cached_request("u1", 0, "frozen", [*HISTORY, "item-4"])], [])
     assert "u1" in frozen.cache and "u1" not in model.scorer.cache
     assert frozen.cache.counts.hits == 1
     assert model.report().cache_lookups == {"hit": 1, "miss": 1, "restart": 0}
