@@ -346,6 +346,15 @@ class Dataflow:
             last = None if committed is None else committed - 1
         return last
 
+    def _left_unread_before(self, tp: tuple[str, int]) -> int | None:
+        """For a partition with no event read here and no committed offset: the offset
+        before the first event a lapse left unread (`_leave_unread`), which is where it
+        is read from once the lease holds; None when none was left. Without it, the first
+        event after the lapse was taken for the partition's first, and the events left
+        unread before it were never applied."""
+        skipping = self.skipping.get(tp)
+        return None if skipping is None else skipping.gap - 1
+
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
@@ -365,6 +374,8 @@ class Dataflow:
                 record.offset,
                 committed,
             )
+            if last is None:
+                last = self._left_unread_before(record.tp)
         if last is not None and record.offset > last + 1:
             await self._skip_past_gap(record, last)
             return
@@ -456,10 +467,13 @@ class Dataflow:
 
     async def _leave_unread(self, record: EventRecord) -> None:
         """Leave ``record`` unread while the lease has lapsed: its partition is sought back
-        to its next event to read (``record``, or an earlier one dropped by the lapse), at
-        most once per ``RESEEK_AFTER_S``, and read from there once the lease holds."""
+        to its next event to read (``record``, or an earlier one dropped or left unread by
+        the lapse), at most once per ``RESEEK_AFTER_S``, and read from there once the lease
+        holds."""
         tp, now = record.tp, self.clock()
         last = self.last_read(tp)
+        if last is None:
+            last = self._left_unread_before(tp)
         missing = record.offset if last is None else min(record.offset, last + 1)
         skipping = self.skipping.get(tp)
         recent = skipping is not None and now - skipping.sought < RESEEK_AFTER_S
