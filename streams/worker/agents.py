@@ -39,8 +39,8 @@ from rtrank.streams.worker.faust_patches import (
     PatchedApp,
     as_current_event,
     committed_offset,
-    committed_on_broker,
     fetch_positions,
+    next_on_broker,
     send_app_buffer_now,
 )
 from rtrank.streams.worker.metrics import Metrics
@@ -169,8 +169,8 @@ class FaustSource:
     def committed(self, tp: tuple[str, int]) -> int | None:
         return committed_offset(self.app.consumer, TP(*tp))
 
-    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
-        return await committed_on_broker(self.app.consumer, TP(*tp))
+    async def next_on_broker(self, tp: tuple[str, int]) -> int | None:
+        return await next_on_broker(self.app.consumer, TP(*tp))
 
     def fetch_positions(self) -> dict[TP, int]:
         return fetch_positions(self.app.consumer, self.topic)

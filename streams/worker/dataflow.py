@@ -112,9 +112,10 @@ class Source(Protocol):
         """The offset partition ``tp`` is committed at (its next event to read), None
         when unknown."""
 
-    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
-        """The offset partition ``tp`` is committed at, asked of the broker now; None when
-        it was never committed."""
+    async def next_on_broker(self, tp: tuple[str, int]) -> int | None:
+        """The offset the group reads partition ``tp`` from next, asked of the broker now:
+        its committed offset, or, never committed, the partition's first offset; None when
+        the broker cannot be asked."""
 
     def fetch_positions(self) -> dict[Any, int]:
         """The offset the consumer fetches next of each events partition assigned (every
@@ -346,15 +347,6 @@ class Dataflow:
             last = None if committed is None else committed - 1
         return last
 
-    def _left_unread_before(self, tp: tuple[str, int]) -> int | None:
-        """For a partition with no event read here and no committed offset: the offset
-        before the first event a lapse left unread (`_leave_unread`), which is where it
-        is read from once the lease holds; None when none was left. Without it, the first
-        event after the lapse was taken for the partition's first, and the events left
-        unread before it were never applied."""
-        skipping = self.skipping.get(tp)
-        return None if skipping is None else skipping.gap - 1
-
     async def ingest(self, record: EventRecord) -> None:
         """Dead-letter ``record`` or apply it to its user's state; queue it for answer."""
         settings, metrics = self.settings, self.metrics
@@ -366,16 +358,16 @@ class Dataflow:
         self.broker_ms = max(self.broker_ms, record.timestamp)
         last = self.last_read(record.tp)
         if last is None:  # nothing read here, and the consumer knows no committed offset
-            committed = await self.source.committed_on_broker(record.tp)
-            last = None if committed is None else committed - 1
+            # Never committed, a partition is read from its first offset: taking the first
+            # event that came for it lost the events before it that a lapse left unread.
+            first = await self.source.next_on_broker(record.tp)
+            last = None if first is None else first - 1
             log.info(
-                "%s: first event %d read; committed on the broker at %s",
+                "%s: first event %d read; the group reads it from %s",
                 record.tp,
                 record.offset,
-                committed,
+                first,
             )
-            if last is None:
-                last = self._left_unread_before(record.tp)
         if last is not None and record.offset > last + 1:
             await self._skip_past_gap(record, last)
             return
@@ -467,13 +459,11 @@ class Dataflow:
 
     async def _leave_unread(self, record: EventRecord) -> None:
         """Leave ``record`` unread while the lease has lapsed: its partition is sought back
-        to its next event to read (``record``, or an earlier one dropped or left unread by
-        the lapse), at most once per ``RESEEK_AFTER_S``, and read from there once the lease
-        holds."""
+        to its next event to read (``record``, or an earlier one dropped by the lapse), at
+        most once per ``RESEEK_AFTER_S``, and read from there once the lease holds (a
+        partition with no offset known here, from where the broker says, `ingest`)."""
         tp, now = record.tp, self.clock()
         last = self.last_read(tp)
-        if last is None:
-            last = self._left_unread_before(tp)
         missing = record.offset if last is None else min(record.offset, last + 1)
         skipping = self.skipping.get(tp)
         recent = skipping is not None and now - skipping.sought < RESEEK_AFTER_S

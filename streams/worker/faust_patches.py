@@ -21,7 +21,7 @@ Sections:
 - Faust's ``Monitor`` left out of the sensors.
 - Log records nobody prints (`drop_unprinted_log_records`).
 - Sending buffered records now (`send_buffered_now`, `send_app_buffer_now`).
-- The committed offset of a partition (`committed_offset`, `committed_on_broker`), and
+- The committed offset of a partition (`committed_offset`, `next_on_broker`), and
   where the consumer fetches each partition of a topic next once Faust handed over what it
   fetched (`fetch_positions`).
 - The current event (`as_current_event`): table writes outside the agent that read it.
@@ -590,15 +590,22 @@ def committed_offset(faust_consumer: Any, tp: Any) -> int | None:
     return getattr(faust_consumer, "_committed_offset", {}).get(tp)
 
 
-async def committed_on_broker(faust_consumer: Any, tp: Any) -> int | None:
-    """The offset ``tp`` is committed at on the broker (its group's), asked now: None when
-    the group never committed it, or the consumer runs no aiokafka consumer. A round trip
-    through the consumer's own thread, for when `committed_offset` knows none."""
+async def next_on_broker(faust_consumer: Any, tp: Any) -> int | None:
+    """The offset the group reads ``tp`` from next, asked of the broker now: its committed
+    offset, or, never committed, the partition's first offset (where the consumer starts:
+    Faust's ``consumer_auto_offset_reset`` is ``earliest``); None when the consumer runs
+    no aiokafka consumer. Round trips through the consumer's own thread, for when
+    `committed_offset` knows none."""
     thread = getattr(faust_consumer, "_thread", None)
     consumer = getattr(thread, "_consumer", None)
     if consumer is None:
         return None
-    return await thread.call_thread(consumer.committed, TopicPartition(tp.topic, tp.partition))
+    partition = TopicPartition(tp.topic, tp.partition)
+    committed = await thread.call_thread(consumer.committed, partition)
+    if committed is not None:
+        return committed
+    first = await thread.call_thread(consumer.beginning_offsets, [partition])
+    return first[partition]
 
 
 def fetch_positions(faust_consumer: Any, topic: str) -> dict[TP, int]:

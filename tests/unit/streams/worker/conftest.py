@@ -111,8 +111,8 @@ class Source:
     """Every seek is a journal entry: ("seek", partition, offset); ``commits``: the
     committed offset per partition (none known by default); ``positions``: the offset
     fetched next per partition (none by default); ``lease``: whether the group still counts
-    this worker in (by default it does); ``on_broker``: the committed offsets the broker
-    answers when asked (none by default)."""
+    this worker in (by default it does); ``on_broker``: where the broker says the group
+    reads each partition next, its committed offset or first offset (unknown by default)."""
 
     def __init__(self, journal: list[tuple]) -> None:
         self.journal = journal
@@ -127,7 +127,7 @@ class Source:
     def committed(self, tp: tuple[str, int]) -> int | None:
         return self.commits.get(tp)
 
-    async def committed_on_broker(self, tp: tuple[str, int]) -> int | None:
+    async def next_on_broker(self, tp: tuple[str, int]) -> int | None:
         return self.on_broker.get(tp)
 
     def fetch_positions(self) -> dict[tuple[str, int], int]:

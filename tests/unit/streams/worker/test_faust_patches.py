@@ -37,13 +37,13 @@ from rtrank.streams.worker.faust_patches import (
     InlineDeliveryConsumer,
     ReadOffsets,
     as_current_event,
-    committed_on_broker,
     drop_unprinted_log_records,
     fetch_positions,
     fetch_wait_ms,
     flush_until_empty,
     hold_sends_while_lapsed,
     keep_in_memory,
+    next_on_broker,
     send_app_buffer_now,
     send_buffered_now,
     send_pending_counted,
@@ -950,9 +950,25 @@ def test_the_committed_offset_on_the_broker_is_asked_through_the_consumer_s_thre
 
     aiokafka_consumer = SimpleNamespace(committed=committed)
     thread = SimpleNamespace(_consumer=aiokafka_consumer, call_thread=call_thread)
-    offset = asyncio.run(committed_on_broker(SimpleNamespace(_thread=thread), TP("events", 3)))
+    offset = asyncio.run(next_on_broker(SimpleNamespace(_thread=thread), TP("events", 3)))
     assert offset == 42 and asked == [TopicPartition("events", 3)]
 
 
+def test_a_partition_never_committed_is_read_next_from_its_first_offset() -> None:
+    async def committed(partition: TopicPartition) -> int | None:
+        return None
+
+    async def beginning_offsets(partitions: list[TopicPartition]) -> dict:
+        return dict.fromkeys(partitions, 7)  # the log's start, past deleted segments
+
+    async def call_thread(fun, *args):  # noqa: ANN001, ANN202 - mode's signature
+        return await fun(*args)
+
+    aiokafka_consumer = SimpleNamespace(committed=committed, beginning_offsets=beginning_offsets)
+    thread = SimpleNamespace(_consumer=aiokafka_consumer, call_thread=call_thread)
+    offset = asyncio.run(next_on_broker(SimpleNamespace(_thread=thread), TP("events", 3)))
+    assert offset == 7
+
+
 def test_no_committed_offset_is_asked_without_a_started_consumer() -> None:
-    assert asyncio.run(committed_on_broker(SimpleNamespace(_thread=None), TP("events", 3))) is None
+    assert asyncio.run(next_on_broker(SimpleNamespace(_thread=None), TP("events", 3))) is None
