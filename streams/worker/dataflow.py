@@ -357,9 +357,11 @@ class Dataflow:
         self.arrived[record.tp] = self.clock()
         self.broker_ms = max(self.broker_ms, record.timestamp)
         last = self.last_read(record.tp)
-        if last is None:  # nothing read here, and the consumer knows no committed offset
+        if last is None and record.offset > 0:  # nothing read here, no committed offset known
             # Never committed, a partition is read from its first offset: taking the first
             # event that came for it lost the events before it that a lapse left unread.
+            # (Asking costs up to two round trips, ~100 ms for the first offset; an event at
+            # offset 0 has nothing before it.)
             first = await self.source.next_on_broker(record.tp)
             last = None if first is None else first - 1
             log.info(
