@@ -23,19 +23,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from rtrank.model.sasrec import SASRec, SASRecConfig
+from rtrank.model.update_error import UpdateError
 from rtrank.model.vocab import Vocabulary
 
 EMB = "item_emb.weight"
 UPDATE_FORMAT = "rtrank.update.v1"
-
-
-class UpdateError(ValueError):
-    """An update cannot be applied: ``reason`` names why (corrupt, stale, out_of_order,
-    incompatible, non_finite; the wire adds unsigned, bad_signature, too_large)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass

@@ -55,7 +55,7 @@ from rtrank.model.data import FORMATS, DataError
 from rtrank.model.quality import machine_info
 from rtrank.model.sasrec import SASRecConfig
 from rtrank.model.train import TrainConfig, make_dataset, train
-from rtrank.model.updates import UpdateError
+from rtrank.model.update_error import UpdateError
 from rtrank.streams.bench import cpu_use
 from rtrank.streams.bench.local_stack import local_kafka_for
 from rtrank.streams.bench.replay import from_file, interleave

@@ -20,45 +20,37 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
+from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Any
 
 import click
 import faust
 
-from rtrank.streams.bench.demo import demo
-from rtrank.streams.bench.pipeline_bench import bench
-from rtrank.streams.cli.config import config
-from rtrank.streams.cli.experiment import experiment
-from rtrank.streams.cli.forget import forget
-from rtrank.streams.cli.kafka import kafka
-from rtrank.streams.cli.keys import keys
-from rtrank.streams.cli.produce import produce
-from rtrank.streams.cli.rollback import rollback
-from rtrank.streams.cli.tail import tail
-from rtrank.streams.cli.trainer import trainer_command
-from rtrank.streams.cli.training import eval_command, train_command
 from rtrank.streams.kafka_security import KafkaConnectError, KafkaSecurityError, check_connection
 from rtrank.streams.settings import Settings, SettingsError
 from rtrank.streams.trainer.update_signing import UpdateKeys
 from rtrank.streams.worker.app import build_app
 from rtrank.streams.worker.faust_patches import FaustRootGroup
 
-COMMANDS = (
-    kafka,
-    produce,
-    tail,
-    forget,
-    demo,
-    train_command,
-    eval_command,
-    bench,
-    experiment,
-    trainer_command,
-    config,
-    rollback,
-    keys,
-)
+# rtrank's commands, each imported only when it is run or listed (`RtrankGroup`): the
+# worker's process then loads neither torch nor the benchmarks (docs/capacity.md).
+COMMANDS = {
+    "kafka": "rtrank.streams.cli.kafka:kafka",
+    "produce": "rtrank.streams.cli.produce:produce",
+    "tail": "rtrank.streams.cli.tail:tail",
+    "forget": "rtrank.streams.cli.forget:forget",
+    "demo": "rtrank.streams.bench.demo:demo",
+    "train": "rtrank.streams.cli.training:train_command",
+    "eval": "rtrank.streams.cli.training:eval_command",
+    "bench": "rtrank.streams.bench.pipeline_bench:bench",
+    "experiment": "rtrank.streams.cli.experiment:experiment",
+    "trainer": "rtrank.streams.cli.trainer:trainer_command",
+    "config": "rtrank.streams.cli.config:config",
+    "rollback": "rtrank.streams.cli.rollback:rollback",
+    "keys": "rtrank.streams.cli.keys:keys",
+}
 
 HELP = """rtrank: real-time sequential recommendations from a Kafka stream.
 
@@ -83,7 +75,21 @@ SECTIONS = (
 
 
 class RtrankGroup(FaustRootGroup):
-    """Faust's root group with the commands listed in `SECTIONS` (any other one last)."""
+    """Faust's root group with the commands listed in `SECTIONS` (any other one last), and
+    the ``lazy`` ones (name -> ``"module:attribute"``) imported when first asked for."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in self.lazy:
+            module, attribute = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         listed = {}
@@ -113,10 +119,9 @@ def build_cli(settings: Settings) -> RtrankGroup:
         help=HELP,
         callback=faust_cli.callback,
         params=[_rtrank_param(p) for p in faust_cli.params],
+        lazy=COMMANDS,
     )
     group.add_command(worker_command(faust_cli.commands["worker"], settings))
-    for command in COMMANDS:
-        group.add_command(command)
     group.add_command(
         click.Group(
             "faust",

@@ -28,9 +28,10 @@ from dataclasses import dataclass, replace
 
 from rtrank.streams.experiments.definition import Experiment
 from rtrank.streams.experiments.interleave import team_draft
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.ranker import Ranker
 from rtrank.streams.scorer.rerank import RankedItem
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
 from rtrank.streams.settings import Settings
 
 

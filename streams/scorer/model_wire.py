@@ -13,11 +13,28 @@ it, and the vocabulary's ids come from those.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rtrank.streams.records import Event
 from rtrank.streams.scorer.rerank import RankedItem
-from rtrank.streams.scorer.scoring import ScoreRequest
 
 SEP = "\x00"
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One user's history (oldest first), the items never to return to them, and the
+    experiment variant whose ranker answers them ("": none, or the list is interleaved)."""
+
+    history: list[str]
+    exclude: list[str]
+    variant: str = ""
+    # Who asks, for the encode cache (`rtrank.model.encode_cache`); "" = not cached: the
+    # user, their partition (dropped with it), and the items ever appended to `history`.
+    user_id: str = ""
+    partition: int = -1
+    events: int = 0
+
 
 # (history, exclude), ids joined by SEP; variant; user_id, partition, events (encode cache)
 PackedRequest = tuple[str, str, str, str, int, int]

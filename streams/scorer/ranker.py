@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from rtrank.model.serving import pad_batch
 from rtrank.streams.catalogue import Catalogue
+from rtrank.streams.event_policy import EventPolicy
 from rtrank.streams.records import Event
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.rerank import Candidate, RankedItem, RerankConfig, rerank
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
 from rtrank.streams.scorer.trending import Trending
 from rtrank.streams.settings import Settings
 
@@ -51,39 +53,6 @@ def rerank_config(settings: Settings) -> RerankConfig:
         fresh_boost=settings.fresh_boost,
         explore_slots=settings.explore_slots,
     )
-
-
-@dataclass(frozen=True)
-class EventPolicy:
-    """Which event types enter a user's sequence and how much each counts."""
-
-    weights: Mapping[str, float]
-    sequence_types: frozenset[str]  # empty = every type
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EventPolicy:
-        return cls(
-            settings.event_weights, settings.sequence_event_types, settings.repeat_event_types
-        )
-
-    def weight(self, event_type: str) -> float:
-        """Weight of an example of this type; types not configured count 1."""
-        return self.weights.get(event_type, 1.0)
-
-    repeatable_types: frozenset[str] = frozenset()  # seen only via these: may be shown again
-
-    def enters_sequence(self, event_type: str) -> bool:
-        return not self.sequence_types or event_type in self.sequence_types
-
-    def seen_after(self, before: list[str], after: list[str], event: Event) -> list[str]:
-        """The seen list to keep after ``event``: only items the seen filter must hide.
-
-        An event of a repeatable type (``repeat_event_types``, e.g. views) does not make
-        its item seen; an item already seen through another type (e.g. bought) stays seen.
-        """
-        if event.event_type in self.repeatable_types and event.item_id not in before:
-            return [i for i in after if i != event.item_id]
-        return after
 
 
 class Ranker:

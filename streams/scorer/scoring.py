@@ -12,7 +12,6 @@ worker calls it between batches, in the same thread as ``recommend``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import faiss
 import torch
@@ -24,24 +23,10 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import ItemIndex, encode_histories, resolve_device, resolve_shortlist
 from rtrank.model.updates import Delta, Snapshot, Update, apply_update
 from rtrank.model.vocab import Vocabulary
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ScoreRequest:
-    """One user's history (oldest first), the items never to return to them, and the
-    experiment variant whose ranker answers them ("": none, or the list is interleaved)."""
-
-    history: list[str]
-    exclude: list[str]
-    variant: str = ""
-    # Who asks, for the encode cache (`rtrank.model.encode_cache`); "" = not cached: the
-    # user, their partition (dropped with it), and the items ever appended to `history`.
-    user_id: str = ""
-    partition: int = -1
-    events: int = 0
 
 
 class Scorer:

@@ -54,7 +54,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource
 from kafka.errors import KafkaError
 
-from rtrank.model.updates import Snapshot, Update, UpdateError, decode_update, encode_update
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import Snapshot, Update, decode_update, encode_update
 from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.update_signing import UpdateKeys

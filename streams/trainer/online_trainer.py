@@ -64,7 +64,8 @@ from kafka.errors import KafkaError
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import Snapshot, UpdateError, apply_update, check_finite
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import Snapshot, apply_update, check_finite
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams import safe_json
 from rtrank.streams.experiments.definition import load_experiment

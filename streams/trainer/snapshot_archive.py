@@ -15,7 +15,8 @@ import os
 import re
 from pathlib import Path
 
-from rtrank.model.updates import Snapshot, UpdateError, decode_update, encode_update
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import Snapshot, decode_update, encode_update
 
 log = logging.getLogger(__name__)
 

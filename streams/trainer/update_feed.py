@@ -10,7 +10,8 @@ import queue
 import threading
 from collections.abc import Callable
 
-from rtrank.model.updates import Update, UpdateError
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import Update
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import (
     Assembler,

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rtrank.model.updates import UpdateError
+from rtrank.model.update_error import UpdateError
 from rtrank.streams.settings import Settings, SettingsError, variable
 
 CONTEXT = "rtrank.model-updates.signature.v1"

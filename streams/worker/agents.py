@@ -29,8 +29,8 @@ from faust.types import TP
 from rtrank.streams.catalogue import ChangedItems
 from rtrank.streams.records import Event
 from rtrank.streams.scorer.model_process import ModelProcess, ModelProcessError, ModelReport
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.rerank import RankedItem
-from rtrank.streams.scorer.scoring import ScoreRequest
 from rtrank.streams.settings import Settings
 from rtrank.streams.worker.dataflow import Dataflow, EventRecord, events_behind
 from rtrank.streams.worker.delivery import DeliveryGuard

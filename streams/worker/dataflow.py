@@ -46,12 +46,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from rtrank.streams.event_policy import EventPolicy
 from rtrank.streams.experiments.definition import Experiment, load_experiment
 from rtrank.streams.forgetting import Forget, is_forget, parse_forget
 from rtrank.streams.records import Event, Recommendation, SourceRef, TrainingExample
-from rtrank.streams.scorer.ranker import EventPolicy
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.rerank import RankedItem
-from rtrank.streams.scorer.scoring import ScoreRequest
 from rtrank.streams.settings import Settings
 from rtrank.streams.validation import Limits, Rejection, parse_event
 from rtrank.streams.worker.batching import next_batch

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 
 from rtrank.model.checkpoint import load_checkpoint
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
-from rtrank.model.updates import UpdateError
+from rtrank.model.update_error import UpdateError
 from rtrank.streams.bench.replay import synthetic_replay
 from rtrank.streams.bench.worker_metrics import metric_value
 from rtrank.streams.bench.worker_process import TrainerProcess, WorkerProcess

@@ -11,7 +11,8 @@ import torch
 
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner, clip_gradient
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import UpdateError, apply_update
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import apply_update
 from rtrank.model.vocab import Vocabulary
 
 ITEMS = [f"item-{n}" for n in range(100)]

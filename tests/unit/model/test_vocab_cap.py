@@ -10,7 +10,8 @@ import torch
 
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import Delta, UpdateError, apply_delta, decode_update, encode_update
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import Delta, apply_delta, decode_update, encode_update
 from rtrank.model.vocab import Vocabulary
 
 ITEMS = [f"item-{n}" for n in range(1, 11)]  # rows 1..10

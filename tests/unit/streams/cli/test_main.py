@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,34 @@ def test_a_worker_whose_broker_is_not_up_yet_says_so_and_starts_waiting_for_it()
     assert result.exit_code == 0, result.output
     assert started == [True]
     assert result.output.startswith("Warning: cannot connect to Kafka at 127.0.0.1:")
+
+
+def test_the_worker_command_loads_neither_torch_nor_the_benchmarks():
+    """Only the worker's model process needs torch: `rtrank worker` imports its own command
+    alone, and the served model is imported in the child."""
+    probe = (
+        "import sys\n"
+        "sys.argv = ['rtrank', 'worker', '--help']\n"
+        "from rtrank.streams.cli.main import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = [m for m in ('torch', 'faiss', 'rtrank.model.sasrec', 'rtrank.streams.bench',\n"
+        "                      'rtrank.streams.scorer.served_model') if m in sys.modules]\n"
+        "print('loaded:', loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTRANK_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Start worker instance" in done.stdout
+    assert "loaded: []" in done.stdout
+
+
+def test_a_command_is_listed_before_it_is_imported_and_found_by_its_name():
+    group = build_cli(Settings())
+    assert "bench" not in group.commands
+    assert "bench" in group.list_commands(click.Context(group))
+    assert group.get_command(click.Context(group), "bench").name == "bench"

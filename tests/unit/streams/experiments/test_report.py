@@ -18,7 +18,8 @@ from rtrank.streams.cli.experiment import draw, text
 from rtrank.streams.experiments.definition import INTERLEAVED, Experiment, parse_experiment
 from rtrank.streams.experiments.interleave import team_draft
 from rtrank.streams.experiments.report import build_report
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.model_wire import ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
 
 TRAIN_USERS, TEST_USERS = 600, 300
 

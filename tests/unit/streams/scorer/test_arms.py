@@ -12,8 +12,9 @@ import torch
 from rtrank.model.item_ann import IvfIndex
 from rtrank.model.updates import make_snapshot
 from rtrank.streams.experiments.definition import INTERLEAVED
-from rtrank.streams.scorer.model_process import ServedModel
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.model_wire import ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
+from rtrank.streams.scorer.served_model import ServedModel
 from rtrank.streams.settings import Settings
 from tests.unit.streams.scorer.test_scoring import small_checkpoint
 

@@ -21,8 +21,9 @@ from rtrank.model.vocab import Vocabulary
 from rtrank.streams.catalogue import Catalogue, ItemInfo
 from rtrank.streams.records import Event
 from rtrank.streams.scorer.model_process import ModelProcess, ModelProcessError
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.ranker import Ranker
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
 from rtrank.streams.settings import Settings
 from tests.unit.streams.scorer.test_scoring import requests, small_checkpoint
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rtrank.streams.records import Event
 from rtrank.streams.scorer import model_wire as wire
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.rerank import RankedItem
-from rtrank.streams.scorer.scoring import ScoreRequest
 
 
 def test_requests_arrive_with_their_histories_and_exclusions_empty_ones_included():

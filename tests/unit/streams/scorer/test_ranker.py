@@ -8,9 +8,11 @@ import torch
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.catalogue import Catalogue, ItemInfo
+from rtrank.streams.event_policy import EventPolicy
 from rtrank.streams.records import Event
-from rtrank.streams.scorer.ranker import EventPolicy, Ranker
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.model_wire import ScoreRequest
+from rtrank.streams.scorer.ranker import Ranker
+from rtrank.streams.scorer.scoring import Scorer
 from rtrank.streams.settings import Settings
 
 T0 = 1_700_000_000_000

@@ -14,7 +14,8 @@ from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import SHORT_ITEMS_STEP, encode_histories
 from rtrank.model.updates import Delta, make_snapshot
 from rtrank.model.vocab import Vocabulary
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.model_wire import ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
 
 ITEMS = [f"item-{n}" for n in range(40)]
 

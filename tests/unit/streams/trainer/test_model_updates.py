@@ -12,9 +12,11 @@ import torch
 
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import UpdateError, decode_update
+from rtrank.model.update_error import UpdateError
+from rtrank.model.updates import decode_update
 from rtrank.model.vocab import Vocabulary
-from rtrank.streams.scorer.scoring import Scorer, ScoreRequest
+from rtrank.streams.scorer.model_wire import ScoreRequest
+from rtrank.streams.scorer.scoring import Scorer
 from rtrank.streams.trainer.model_updates import MAGIC, Assembler, Chunk, parse_chunk, to_messages
 from rtrank.streams.worker.online_eval import gains
 

@@ -10,7 +10,7 @@ import torch
 
 from rtrank.model.online import OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import UpdateError
+from rtrank.model.update_error import UpdateError
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.trainer.model_updates import Assembler, parse_chunk, to_messages
 

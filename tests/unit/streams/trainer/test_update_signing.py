@@ -12,7 +12,7 @@ import torch
 
 from rtrank.model.online import Example, OnlineConfig, OnlineLearner
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.updates import UpdateError
+from rtrank.model.update_error import UpdateError
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.settings import Settings
 from rtrank.streams.trainer.model_updates import (

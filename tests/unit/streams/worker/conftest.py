@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rtrank.streams.records import Event
+from rtrank.streams.scorer.model_wire import ScoreRequest
 from rtrank.streams.scorer.rerank import RankedItem
-from rtrank.streams.scorer.scoring import ScoreRequest
 from rtrank.streams.worker.dataflow import Dataflow, EventRecord
 
 
