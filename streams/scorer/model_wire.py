@@ -6,6 +6,9 @@ as `RankedItem`s cost several times what one string of ids per list costs, on bo
 of the pipe, and the worker's side is its event loop, the pipeline's first limit
 (docs/decisions.md, "Scoring calls cross the pipe as strings of ids").
 
+`ScoreRequest` is defined here, with its packed form: the worker builds requests and the
+model process reads them, and this module, unlike the model process's own, loads no torch.
+
 The separator is NUL, which no id can hold: events and rank requests with it are
 dead-lettered (`rtrank.streams.validation`), environment variables (settings) cannot carry
 it, and the vocabulary's ids come from those.

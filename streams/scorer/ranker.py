@@ -1,6 +1,6 @@
 """From the model's top-N to emitted lists: cold start, explanations, re-rank (model process).
 
-The worker's model process (`rtrank.streams.scorer.model_process`) owns one `Ranker` next to
+The worker's model process (`rtrank.streams.scorer.served_model`) owns one `Ranker` next to
 its `rtrank.streams.scorer.scoring.Scorer` and serves one call at a time, so the popularity
 counts and the model are never touched concurrently.
 

@@ -1,6 +1,6 @@
 """The model as the stream sees it: ``Scorer.from_settings(settings)`` once,
-``recommend(batch)`` per micro-batch. No Faust here; the worker's model process
-(`rtrank.streams.scorer.model_process`) calls it.
+``recommend(batch)`` per micro-batch. No Faust here; the worker's model process calls it
+(`rtrank.streams.scorer.served_model`).
 
 Without ``RTRANK_CHECKPOINT`` the worker serves a randomly initialised model whose
 vocabulary grows with the items the stream shows (so lists are valid but not yet learned);
