@@ -14,10 +14,12 @@ from rtrank.streams.settings import Settings
 
 @dataclass(frozen=True)
 class EventPolicy:
-    """Which event types enter a user's sequence and how much each counts."""
+    """Which event types enter a user's sequence, which make an item seen, and how much
+    each counts."""
 
     weights: Mapping[str, float]
     sequence_types: frozenset[str]  # empty = every type
+    repeatable_types: frozenset[str] = frozenset()  # seen only via these: may be shown again
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventPolicy:
@@ -28,8 +30,6 @@ class EventPolicy:
     def weight(self, event_type: str) -> float:
         """Weight of an example of this type; types not configured count 1."""
         return self.weights.get(event_type, 1.0)
-
-    repeatable_types: frozenset[str] = frozenset()  # seen only via these: may be shown again
 
     def enters_sequence(self, event_type: str) -> bool:
         return not self.sequence_types or event_type in self.sequence_types

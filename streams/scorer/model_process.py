@@ -75,7 +75,6 @@ from rtrank.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies
 HEADER = struct.Struct("!Q")  # a frame's length, ahead of its pickle
 STOP_WAIT_S = 5.0  # how long `ModelProcess.stop` waits for the child to end before killing it
 
