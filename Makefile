@@ -24,4 +24,5 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams model deploy tests
+	$(VENV)/bin/ruff format --check streams model deploy tests
 	$(VENV)/bin/lint-imports

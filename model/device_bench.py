@@ -113,9 +113,7 @@ def _warm_seconds(
     cache = EncodeCache(UNBOUNDED)
 
     def users(n: int) -> list[UserSequence]:
-        return [
-            UserSequence(f"u{u}", 0, len(h) + n, h + extra[u][:n]) for u, h in enumerate(ids)
-        ]
+        return [UserSequence(f"u{u}", 0, len(h) + n, h + extra[u][:n]) for u, h in enumerate(ids)]
 
     with torch.inference_mode():
         cache.encode(model, vocab, users(0))

@@ -382,9 +382,7 @@ class SASRec(nn.Module):
         return h[:, -1, :], torch.cat(kv, dim=2)
 
     @torch.no_grad()
-    def extend(
-        self, rows: torch.Tensor, past: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
+    def extend(self, rows: torch.Tensor, past: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """User vectors (B, D) after appending item ``rows[b]`` (B,) to the ``lengths[b]``
         (B,) positions of user b cached in ``past[b, :lengths[b]]`` (B, P + 1, kv_width),
         whose last column ``past[:, P]`` receives the new position's keys and values (in

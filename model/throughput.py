@@ -38,8 +38,7 @@ def random_histories(rng: np.random.Generator, model: SASRec, batch: int) -> lis
     """``batch`` histories of 1..max_len random item rows."""
     rows, max_len = model.config.num_items, model.config.max_len
     return [
-        rng.integers(1, rows, size=int(rng.integers(1, max_len + 1))).tolist()
-        for _ in range(batch)
+        rng.integers(1, rows, size=int(rng.integers(1, max_len + 1))).tolist() for _ in range(batch)
     ]
 
 

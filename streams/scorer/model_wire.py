@@ -63,9 +63,7 @@ def pack_requests(requests: list[ScoreRequest]) -> list[PackedRequest]:
 
 
 def unpack_requests(packed: list[PackedRequest]) -> list[ScoreRequest]:
-    return [
-        ScoreRequest(split_ids(h), split_ids(e), v, u, p, n) for h, e, v, u, p, n in packed
-    ]
+    return [ScoreRequest(split_ids(h), split_ids(e), v, u, p, n) for h, e, v, u, p, n in packed]
 
 
 def pack_events(events: list[Event]) -> list[PackedEvent]:

@@ -139,7 +139,6 @@ class ServedModel:
         self._rejections.append((reason, detail))
 
 
-
 # The child's one ServedModel: the calls are module-level functions (`CALLS`), so the
 # object they serve from is held here, in the child process only.
 _served: ServedModel | None = None
@@ -232,7 +231,6 @@ def _forget_users(users: list[str]) -> int:
 def _apply_updates(changes: dict[str, Any]) -> ModelReport:
     _served.catch_up_with(changes)
     return _served.report()
-
 
 
 CALLS: dict[str, Callable[..., Any]] = {

@@ -71,9 +71,7 @@ class Serving:
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
     ) -> tuple[list[int], list[list[RankedItem]], float]:
-        versions, lists, report = await self.model.score(
-            requests, fresh, self.items.take_changes()
-        )
+        versions, lists, report = await self.model.score(requests, fresh, self.items.take_changes())
         self._record(report)
         return versions, lists, report.compute_s
 

@@ -1,6 +1,7 @@
 """The rtrank Faust app: one per worker process, built by `build_app` from one ``Settings``.
+It runs as the stream processor, with its web port serving /health and /metrics:
 
-    rtrank worker -l info        # the stream processor (web port: /health, /metrics)
+    rtrank worker -l info
 """
 
 from __future__ import annotations

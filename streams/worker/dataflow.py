@@ -85,7 +85,6 @@ class Scorer(Protocol):
         when unknown); ``fresh``: events newly applied since the previous call (for
         trending)."""
 
-
     async def forget_users(self, users: list[str]) -> None:
         """Drop whatever the scorer keeps for ``users``, who were forgotten."""
 
@@ -395,9 +394,7 @@ class Dataflow:
             metrics.events.labels("valid").inc()
             prefix = state.history
             variant = self.experiment.label_of(user) if self.experiment else ""
-            self.quality.observe(
-                state.last_list, state.last_list_version, parsed.item_id, variant
-            )
+            self.quality.observe(state.last_list, state.last_list_version, parsed.item_id, variant)
             before = state.seen  # repeats allowed per event type
             state = apply_event(
                 state,

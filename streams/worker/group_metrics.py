@@ -115,9 +115,7 @@ class GroupLag:
         committed = {tp.partition: o.offset for tp, o in offsets.items() if o.offset >= 0}
         never = [tp for tp in tps if tp.partition not in committed]
         starts = (
-            admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in never})
-            if never
-            else {}
+            admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in never}) if never else {}
         )
         return partition_lags(
             {tp.partition: o.offset for tp, o in ends.items()},

@@ -85,4 +85,3 @@ class OnlineQuality:
             self.metrics.experiment_tested.labels(variant).inc()
             self.metrics.experiment_hits.labels(variant).inc(hit)
             self.metrics.experiment_ndcg.labels(variant).inc(ndcg)
-

@@ -221,13 +221,15 @@ def test_a_broker_killed_mid_replay_and_restarted_loses_nothing(
     user_changelog = changelog(settings, "user_to_history")
     with contextlib.suppress(AssertionError):  # the checks below say what is wrong
         wait_for(
-            lambda: {
-                user: s["events"]
-                for user, s in latest_by_key(
-                    read_topic(settings.bootstrap_servers, user_changelog), json_keys=True
-                ).items()
-            }
-            == {user: len(items) for user, items in expected.items()},
+            lambda: (
+                {
+                    user: s["events"]
+                    for user, s in latest_by_key(
+                        read_topic(settings.bootstrap_servers, user_changelog), json_keys=True
+                    ).items()
+                }
+                == {user: len(items) for user, items in expected.items()}
+            ),
             timeout_s=60,
             interval_s=3,
         )

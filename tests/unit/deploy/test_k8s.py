@@ -27,8 +27,7 @@ def one(kind: str, component: str | None = None) -> dict:
     (found,) = [
         m
         for m in manifests()
-        if m["kind"] == kind
-        and component in (None, m["metadata"].get("labels", {}).get(COMPONENT))
+        if m["kind"] == kind and component in (None, m["metadata"].get("labels", {}).get(COMPONENT))
     ]
     return found
 

@@ -88,8 +88,7 @@ def test_status_of_a_cluster_names_every_node_that_is_not_running(tmp_path) -> N
     running, text = broker.status(_three(tmp_path))
     assert not running
     assert text.splitlines() == [
-        "Kafka cluster: 0 of 3 nodes running on "
-        "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094",
+        "Kafka cluster: 0 of 3 nodes running on 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094",
         "  node 1 on 127.0.0.1:9092: not running",
         "  node 2 on 127.0.0.1:9093: not running",
         "  node 3 on 127.0.0.1:9094: not running",

@@ -23,9 +23,7 @@ SUFFIXES = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_cou
 def exposed_names(registry: CollectorRegistry) -> set[str]:
     """Every sample name the registry can expose, labelled children or not."""
     return {
-        family.name + suffix
-        for family in registry.collect()
-        for suffix in SUFFIXES[family.type]
+        family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]
     }
 
 
@@ -94,9 +92,7 @@ def test_grafana_loads_dashboards_from_where_compose_mounts_them() -> None:
 
 def test_prometheus_scrapes_the_worker_and_trainer_metrics_ports() -> None:
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-    ports = {
-        job["job_name"]: job["dns_sd_configs"][0]["port"] for job in config["scrape_configs"]
-    }
+    ports = {job["job_name"]: job["dns_sd_configs"][0]["port"] for job in config["scrape_configs"]}
     defaults = Settings()
     assert ports == {
         "rtrank-worker": defaults.web_port,

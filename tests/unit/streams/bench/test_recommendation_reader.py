@@ -23,4 +23,3 @@ def answering(sent_ms: float) -> dict:
 def test_each_list_is_timed_from_the_send_of_the_event_it_answers() -> None:
     reader = reader_receiving((answering(1_000), 1_030.0), (answering(2_000), 2_045.0))
     assert reader.collect_while(lambda: False, idle_s=0.05) == [30.0, 45.0]
-

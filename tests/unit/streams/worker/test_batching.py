@@ -80,9 +80,7 @@ def test_a_batch_fills_up_to_the_items_known_to_be_on_their_way() -> None:
         loop = asyncio.get_running_loop()
         for n, delay in enumerate((0.05, 0.1, 0.15), 2):
             loop.call_later(delay, put, queue, str(n))
-        return await next_batch(
-            queue, 100, 0.01, queued_at, on_the_way=lambda: 2, fill_wait_s=5.0
-        )
+        return await next_batch(queue, 100, 0.01, queued_at, on_the_way=lambda: 2, fill_wait_s=5.0)
 
     assert names(asyncio.run(scenario())) == ["1", "2", "3"]
 
