@@ -20,26 +20,30 @@ PARTS = {
     "broker": "  broker",
     "bench": "  bench's clients",
 }
+SLOW_WINDOW_MS = 100  # the slowest 1% of lists is located in windows this long (event ts)
 
 
 class Breakdown:
     """What one latency run received: each list's end-to-end milliseconds (receipt minus the
-    answered event's ``ts``) and its milliseconds per stage."""
+    answered event's ``ts``), its event's ``ts`` and its milliseconds per stage."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.event_ts: list[float] = []
         self.stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
 
     def add(self, rec: dict, received_ms: float) -> None:
         """A list ``rec`` (its JSON) received at ``received_ms`` (epoch ms)."""
         self.latencies.append(received_ms - rec["based_on"]["ts"])
+        self.event_ts.append(rec["based_on"]["ts"])
         timings = rec["timings"]
         for stage in STAGES[:-1]:
             self.stages[stage].append(timings.get(stage, 0.0))
         self.stages["deliver"].append(received_ms - rec["emitted_at"])
 
     def summary(self, offered_eps: float) -> dict:
-        """p50 and p99 end to end and per stage (ms), lists received, the offered rate."""
+        """p50 and p99 end to end and per stage (ms), lists received, the offered rate, and
+        where the slowest 1% fell (`slowest_windows`)."""
         if not self.latencies:
             raise RuntimeError(f"no list came back at {offered_eps:.0f} events/s")
         return {
@@ -47,7 +51,19 @@ class Breakdown:
             "answered": len(self.latencies),
             **percentiles(self.latencies),
             "stages": {stage: percentiles(ms) for stage, ms in self.stages.items()},
+            "slowest_windows": slowest_windows(self.event_ts, self.latencies),
         }
+
+
+def slowest_windows(event_ts: list[float], latencies: list[float]) -> dict[str, int]:
+    """In how many `SLOW_WINDOW_MS` windows of the events' ``ts`` the slowest 1% of lists
+    (those at or over the p99) fell, of the windows that any list's event fell in: a few
+    means the p99 was set by a few short stretches in which every stage was slow (on a
+    shared machine, its own slow moments: docs/benchmarks.md), many that the whole run
+    was near it."""
+    windows = np.floor(np.asarray(event_ts) / SLOW_WINDOW_MS)
+    slowest = np.asarray(latencies) >= np.percentile(latencies, 99)
+    return {"slowest": int(np.unique(windows[slowest]).size), "of": int(np.unique(windows).size)}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -60,9 +76,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     """One column pair (p50, p99 ms) per offered rate: end to end, then ``floor`` (the same
     rates through an agent that does no work, when measured), then each stage; the lists
-    received, the worker's model calls per second and events per call (its micro-batches),
-    the machine's load average at the end of each run, and the cores each part (`PARTS`)
-    kept busy meanwhile; a row only where every run measured it."""
+    received and the windows their slowest 1% fell in (`slowest_windows`), the worker's
+    model calls per second and events per call (its micro-batches), the machine's load
+    average at the end of each run, and the cores each part (`PARTS`) kept busy meanwhile;
+    a row only where every run measured it."""
     head = f"{'event -> list (ms)':<22}" + "".join(
         f"{int(r['offered_eps']):>9} ev/s p50{'p99':>8}" for r in runs
     )
@@ -73,6 +90,11 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     for stage in STAGES:
         rows.append(f"{'  ' + stage:<22}{_pairs([r['stages'][stage] for r in runs])}")
     rows.append(f"{'lists received':<22}" + "".join(f"{r['answered']:>26,}" for r in runs))
+    if all("slowest_windows" in r for r in runs):
+        cells = [f"{w['slowest']} of {w['of']}" for w in (r["slowest_windows"] for r in runs)]
+        rows.append(
+            f"{f'  slowest 1% in {SLOW_WINDOW_MS} ms':<22}" + "".join(f"{c:>26}" for c in cells)
+        )
     if all("model_calls" in r for r in runs):
         calls = [r["model_calls"] for r in runs]
         rows.append(f"{'model calls/s':<22}" + "".join(f"{c['per_s']:>26.1f}" for c in calls))

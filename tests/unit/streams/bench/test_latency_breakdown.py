@@ -140,3 +140,22 @@ def test_the_model_calls_follow_the_lists_received_when_every_run_counted_them()
     at = next(n for n, line in enumerate(lines) if line.startswith("lists received"))
     assert lines[at + 1].split() == ["model", "calls/s", "31.5", "46.0"]
     assert lines[at + 2].split() == ["events", "per", "call", "15.9", "21.7"]
+
+
+def test_the_slowest_lists_are_counted_in_windows_of_their_events_ts() -> None:
+    received = Breakdown()
+    for n in range(200):  # 20 windows of 100 ms, 10 lists each
+        ts = TS + 10 * n
+        slow = n in (42, 43, 150)  # the slowest 1.5%, in windows 4 and 15
+        received.add(a_list(ts, ts + 10, queued=1.0), received_ms=ts + (90 if slow else 20))
+    r = received.summary(1000)
+    assert r["slowest_windows"] == {"slowest": 2, "of": 20}
+
+
+def test_the_windows_of_the_slowest_lists_follow_the_lists_received() -> None:
+    runs = runs_at(500, 1000)
+    runs[0]["slowest_windows"] = {"slowest": 3, "of": 200}
+    runs[1]["slowest_windows"] = {"slowest": 41, "of": 200}
+    lines = breakdown_table(runs).splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("lists received"))
+    assert " ".join(lines[at + 1].split()) == "slowest 1% in 100 ms 3 of 200 41 of 200"
