@@ -130,19 +130,32 @@ def parse_item(
     return ItemInfo(item_id, obj["available"], category, tuple(tags), float(boost), created_at)
 
 
+DAY_MS = 24 * 3600 * 1000  # the dated items' index groups them by day of creation
+
+
 @dataclass
 class Catalogue:
-    """Read side of the catalogue over a mapping item_id -> ``ItemInfo.to_json()``.
+    """Read side of the catalogue over a dict item_id -> ``ItemInfo.to_json()``.
 
-    The model process keeps one over its copy of the worker's catalogue (`apply` takes the
-    worker's changes in). The fresh-item list is recomputed at most every
-    ``fresh_cache_s`` (it scans the catalogue).
+    The model process keeps one over its copy of the worker's catalogue; changes come in
+    through `apply` only. `fresh` finds the young items through an index of the dated
+    items by day of creation, which `apply` keeps: it reads the days within the fresh age,
+    not the catalogue, whose scan took 0.2-0.3 s at a million items (docs/benchmarks.md,
+    "A catalogue of a million items"). A fresh list is made again at once when an applied
+    change touches an item young enough to be in it, and otherwise every
+    ``fresh_cache_s``, for the items that aged out of it meanwhile.
     """
 
-    items: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    fresh_cache_s: float = 1.0
+    items: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    fresh_cache_s: float = 10.0
     _parsed: dict[str, tuple[Mapping[str, Any], ItemInfo]] = field(default_factory=dict)
-    _fresh: tuple[float, int, list[ItemInfo]] = (-math.inf, 0, [])
+    _by_day: dict[int, set[str]] = field(default_factory=dict)  # day of creation -> items
+    # max_age_ms -> (made at, monotonic s; now_ms it was made for; the list)
+    _fresh: dict[int, tuple[float, int, list[ItemInfo]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for item_id, raw in self.items.items():
+            self._index(item_id, raw)
 
     def get(self, item_id: str) -> ItemInfo | None:
         raw = self.items.get(item_id)
@@ -156,34 +169,62 @@ class Catalogue:
         return info
 
     def fresh(self, now_ms: int, max_age_ms: int) -> list[ItemInfo]:
-        """Available items created within ``max_age_ms`` before ``now_ms``, newest first."""
-        at, cached_now, items = self._fresh
-        if time.monotonic() - at < self.fresh_cache_s and abs(now_ms - cached_now) < 1000:
-            return items
+        """Available items created within ``max_age_ms`` before ``now_ms`` (or after it),
+        newest first (then by id)."""
+        made = self._fresh.get(max_age_ms)
+        if made is not None and time.monotonic() - made[0] < self.fresh_cache_s:
+            if abs(now_ms - made[1]) < self.fresh_cache_s * 1000:
+                return made[2]
+        since = now_ms - max_age_ms
+        first_day = since // DAY_MS
         out = []
-        for raw in list(self.items.values()):
-            created = raw.get("created_at")
-            young = created is not None and now_ms - created <= max_age_ms
-            if young and raw.get("available", True):
-                out.append(ItemInfo.from_json(raw))
-        out.sort(key=lambda i: -(i.created_at or 0))
-        self._fresh = (time.monotonic(), now_ms, out)
+        for day, ids in self._by_day.items():
+            if day >= first_day:
+                for item_id in ids:
+                    info = self.get(item_id)
+                    if info is not None and info.available and info.created_at >= since:
+                        out.append(info)
+        out.sort(key=lambda i: (-i.created_at, i.item_id))
+        self._fresh[max_age_ms] = (time.monotonic(), now_ms, out)
         return out
-
-    def invalidate(self) -> None:
-        """Forget the fresh-item cache: the next batch sees catalogue changes."""
-        self._fresh = (-math.inf, 0, [])
 
     def apply(self, changes: Mapping[str, Mapping[str, Any] | None]) -> None:
         """Take ``changes`` (item_id -> new entry, None = removed) into ``items``."""
-        if not changes:
-            return
+        renew = False
         for item_id, raw in changes.items():
+            old = self.items.get(item_id)
+            if old is not None:
+                self._unindex(item_id, old)
+                renew = renew or self._in_a_fresh_list(old)
             if raw is None:
                 self.items.pop(item_id, None)
             else:
                 self.items[item_id] = raw
-        self.invalidate()
+                self._index(item_id, raw)
+                renew = renew or self._in_a_fresh_list(raw)
+        if renew:
+            self._fresh.clear()
+
+    def _index(self, item_id: str, raw: Mapping[str, Any]) -> None:
+        created = raw.get("created_at")
+        if created is not None:
+            self._by_day.setdefault(created // DAY_MS, set()).add(item_id)
+
+    def _unindex(self, item_id: str, raw: Mapping[str, Any]) -> None:
+        created = raw.get("created_at")
+        if created is not None:
+            day = created // DAY_MS
+            ids = self._by_day.get(day, set())
+            ids.discard(item_id)
+            if not ids:
+                self._by_day.pop(day, None)
+
+    def _in_a_fresh_list(self, raw: Mapping[str, Any]) -> bool:
+        """Whether an item so dated is young enough for a fresh list made (kept) now."""
+        created = raw.get("created_at")
+        return created is not None and any(
+            created >= now_ms - max_age for max_age, (_, now_ms, _) in self._fresh.items()
+        )
 
 
 class ChangedItems(dict):

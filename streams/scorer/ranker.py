@@ -26,11 +26,17 @@ import numpy as np
 import torch
 
 from rtrank.model.serving import pad_batch
-from rtrank.streams.catalogue import Catalogue
+from rtrank.streams.catalogue import Catalogue, ItemInfo
 from rtrank.streams.event_policy import EventPolicy
 from rtrank.streams.records import Event
 from rtrank.streams.scorer.model_wire import ScoreRequest
-from rtrank.streams.scorer.rerank import Candidate, RankedItem, RerankConfig, rerank
+from rtrank.streams.scorer.rerank import (
+    Candidate,
+    RankedItem,
+    RerankConfig,
+    exploration_order,
+    rerank,
+)
 from rtrank.streams.scorer.scoring import Scorer
 from rtrank.streams.scorer.trending import Trending
 from rtrank.streams.settings import Settings
@@ -66,6 +72,8 @@ class Ranker:
             settings.trending_half_life_s * 1000, max_items=settings.trending_max_items
         )
         self._trending_top: tuple[float, list[tuple[str, float]]] | None = None
+        # (the catalogue's fresh list it was made from, ordered, popularity)
+        self._explored: tuple[list[ItemInfo], list[ItemInfo], dict[str, float]] | None = None
         self.candidates = max(settings.rerank_candidates, settings.top_k)
         self.cold_start_max_history = settings.cold_start_max_history
         self.explain = settings.explain
@@ -89,8 +97,7 @@ class Ranker:
                 request's ``exclude`` items with an unknown type.
         """
         now_ms = int(time.time() * 1000)
-        fresh = self.catalogue.fresh(now_ms, self.config.fresh_age_ms)
-        popularity = {i.item_id: self.trending.score(i.item_id) for i in fresh}
+        fresh, popularity = self._exploration(now_ms) if self.config.explore_slots else ([], {})
         out = []
         for n, (request, model_items) in enumerate(zip(requests, top_n, strict=True)):
             user_seen = seen[n] if seen is not None else dict.fromkeys(request.exclude, "")
@@ -113,6 +120,18 @@ class Ranker:
                 )
             )
         return out
+
+    def _exploration(self, now_ms: int) -> tuple[list[ItemInfo], dict[str, float]]:
+        """The catalogue's fresh items in `exploration_order`, with their popularity; made
+        again with the catalogue's fresh list (a change to a young item, or every
+        ``fresh_cache_s``), not for every batch: over tens of thousands of fresh items
+        that takes tens of milliseconds, and what it serves, a few slots for new items to
+        be seen, needs no fresher popularity."""
+        fresh = self.catalogue.fresh(now_ms, self.config.fresh_age_ms)
+        if self._explored is None or self._explored[0] is not fresh:
+            popularity = self.trending.scores(i.item_id for i in fresh)
+            self._explored = (fresh, exploration_order(fresh, popularity), popularity)
+        return self._explored[1], self._explored[2]
 
     def trending_top(self) -> list[tuple[str, float]]:
         """The most popular items for cold lists, recomputed at most every

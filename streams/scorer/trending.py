@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 RESCALE_AT = 60.0  # half-lives past t0 before rescaling (2**60 is still exact enough)
@@ -62,9 +62,11 @@ class Trending:
         """Decayed popularity of ``item_id`` at the newest event time seen."""
         return self._raw.get(item_id, 0.0) * self._scale()
 
-    def scores(self) -> dict[str, float]:
-        scale = self._scale()
-        return {i: v * scale for i, v in self._raw.items()}
+    def scores(self, item_ids: Iterable[str]) -> dict[str, float]:
+        """The decayed popularity of those of ``item_ids`` counted (the others' is 0), in
+        one pass: cheaper than `score` per item over tens of thousands of items."""
+        raw, scale = self._raw, self._scale()
+        return {i: v * scale for i in item_ids if (v := raw.get(i))}
 
     def top(self, n: int) -> list[tuple[str, float]]:
         """The ``n`` most popular items now, most popular first (ties: by item id)."""

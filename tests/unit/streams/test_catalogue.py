@@ -11,6 +11,7 @@ from rtrank.streams.validation import Limits, Rejection
 
 LIMITS = Limits()
 NOW = 1_700_000_000_000
+DAY = 24 * 3600 * 1000
 
 
 def raw(**fields) -> bytes:
@@ -76,13 +77,57 @@ def test_fresh_items_are_the_young_available_ones_newest_first() -> None:
     assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["newer", "new"]
 
 
-def test_a_change_is_seen_after_invalidate() -> None:
-    items = {}
-    catalogue = Catalogue(items)
-    assert catalogue.fresh(NOW, 1000) == []
-    items["n"] = ItemInfo("n", created_at=NOW).to_json()
-    catalogue.invalidate()
+def test_a_change_to_a_young_item_renews_the_fresh_list_at_once() -> None:
+    catalogue = Catalogue({"n": ItemInfo("n", created_at=NOW).to_json()})
     assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["n"]
+    catalogue.apply(
+        {
+            "n": ItemInfo("n", available=False, created_at=NOW).to_json(),
+            "m": ItemInfo("m", created_at=NOW - 1).to_json(),
+        }
+    )
+    assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["m"]
+
+
+def test_a_change_to_an_old_item_keeps_the_fresh_list_made() -> None:
+    catalogue = Catalogue({"n": ItemInfo("n", created_at=NOW).to_json()})
+    made = catalogue.fresh(NOW, 1000)
+    catalogue.apply(
+        {"old": ItemInfo("old", created_at=NOW - 5000).to_json(), "u": ItemInfo("u").to_json()}
+    )
+    assert catalogue.fresh(NOW, 1000) is made
+
+
+def test_a_fresh_list_is_made_again_after_fresh_cache_s_for_the_items_that_aged() -> None:
+    catalogue = Catalogue({"n": ItemInfo("n", created_at=NOW).to_json()}, fresh_cache_s=3600)
+    made = catalogue.fresh(NOW, 1000)
+    assert catalogue.fresh(NOW + 999, 1000) is made
+    assert catalogue.fresh(NOW + 3_600_000, 1000) == []
+
+
+def test_an_item_dated_again_moves_into_or_out_of_the_fresh_list() -> None:
+    catalogue = Catalogue({"a": ItemInfo("a", created_at=NOW - 5 * DAY).to_json()})
+    assert catalogue.fresh(NOW, 1000) == []
+    catalogue.apply({"a": ItemInfo("a", created_at=NOW - 10).to_json()})
+    assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["a"]
+    catalogue.apply({"a": ItemInfo("a", created_at=NOW - 3 * DAY).to_json()})
+    assert catalogue.fresh(NOW, 1000) == []
+
+
+def test_fresh_lists_of_different_ages_are_kept_apart() -> None:
+    catalogue = Catalogue(
+        {
+            "hour": ItemInfo("hour", created_at=NOW - 3_600_000).to_json(),
+            "minute": ItemInfo("minute", created_at=NOW - 60_000).to_json(),
+        }
+    )
+    assert [i.item_id for i in catalogue.fresh(NOW, 120_000)] == ["minute"]
+    assert [i.item_id for i in catalogue.fresh(NOW, 2 * DAY)] == ["minute", "hour"]
+
+
+def test_items_created_together_are_fresh_in_the_order_of_their_ids() -> None:
+    catalogue = Catalogue({i: ItemInfo(i, created_at=NOW).to_json() for i in ("c", "a", "b")})
+    assert [i.item_id for i in catalogue.fresh(NOW, 1000)] == ["a", "b", "c"]
 
 
 def test_applied_changes_add_replace_and_remove_items_and_renew_fresh_ones() -> None:

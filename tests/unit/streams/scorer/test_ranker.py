@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -149,3 +151,21 @@ def test_the_trending_counters_track_at_most_the_configured_number_of_items(scor
     ranker = Ranker(settings(trending_max_items=10), Catalogue({}))
     ranker.observe([Event(f"u{n}", f"i{n % 40}", "view", T0 + n) for n in range(200)])
     assert 0 < len(ranker.trending) <= 10
+
+
+def test_an_explored_item_made_unavailable_leaves_the_next_lists_at_once(scorer) -> None:
+    now = int(time.time() * 1000)
+    catalogue = Catalogue({"new": ItemInfo("new", created_at=now).to_json()})
+    ranker = Ranker(settings(explore_slots=1), catalogue)
+    history = ["i1", "i2", "i3"]
+    assert lists_for(ranker, scorer, history)[-1].item_id == "new"
+    catalogue.apply({"new": ItemInfo("new", available=False, created_at=now).to_json()})
+    assert "new" not in [i.item_id for i in lists_for(ranker, scorer, history)]
+
+
+def test_exploration_offers_the_fresh_item_trending_when_its_order_was_made(scorer) -> None:
+    now = int(time.time() * 1000)
+    fresh = {i: ItemInfo(i, created_at=now - 1).to_json() for i in ("new-a", "new-b")}
+    ranker = Ranker(settings(explore_slots=1), Catalogue(fresh))
+    ranker.observe([Event("u1", "new-b", "view", now)])
+    assert lists_for(ranker, scorer, ["i1", "i2", "i3"])[-1].item_id == "new-b"

@@ -8,6 +8,8 @@ from rtrank.streams.catalogue import ItemInfo
 from rtrank.streams.scorer.rerank import (
     Candidate,
     RerankConfig,
+    exploration_order,
+    explore,
     mmr,
     normalise,
     rerank,
@@ -164,10 +166,41 @@ def test_exploration_never_exceeds_its_slots() -> None:
 
 def test_exploration_prefers_the_trending_new_item() -> None:
     fresh = [ItemInfo("new1", created_at=NOW), ItemInfo("new2", created_at=NOW - 1)]
+    popularity = {"new2": 5.0}
+    ordered = exploration_order(fresh, popularity)
     out = rerank(
-        cands("a", "b"), RerankConfig(k=2, explore_slots=1), fresh=fresh, popularity={"new2": 5.0}
+        cands("a", "b"), RerankConfig(k=2, explore_slots=1), fresh=ordered, popularity=popularity
     )
     assert ids(out) == ["a", "new2"]
+
+
+def test_exploration_order_is_most_popular_then_newest_then_by_id() -> None:
+    fresh = [  # as the catalogue gives them: newest first, then by id
+        ItemInfo("a", created_at=NOW),
+        ItemInfo("b", created_at=NOW),
+        ItemInfo("old", created_at=NOW - 9),
+        ItemInfo("liked", created_at=NOW - 40),
+        ItemInfo("hit", created_at=NOW - 50),
+    ]
+    ordered = exploration_order(fresh, {"hit": 2.0, "liked": 1.0, "old": 0.0})
+    assert [i.item_id for i in ordered] == ["hit", "liked", "a", "b", "old"]
+
+
+def test_exploration_takes_the_first_allowed_items_in_the_order_given() -> None:
+    fresh = [
+        ItemInfo("shown", created_at=NOW),
+        ItemInfo("gone", available=False, created_at=NOW),
+        ItemInfo("bought", created_at=NOW),
+        ItemInfo("blocked", created_at=NOW),
+        ItemInfo("viewed", created_at=NOW),
+        ItemInfo("next", created_at=NOW),
+        ItemInfo("last", created_at=NOW),
+    ]
+    config = RerankConfig(blocked=frozenset({"blocked"}), repeatable_types=frozenset({"view"}))
+    seen = {"bought": "purchase", "viewed": "view"}
+    picked = explore(fresh, {}, {"shown"}, seen, config, 2)
+    assert [c.item_id for c in picked] == ["viewed", "next"]
+    assert {c.source for c in picked} == {"explore"}
 
 
 def test_unused_exploration_slots_go_back_to_the_model() -> None:

@@ -69,3 +69,12 @@ def test_an_event_dated_2099_does_not_make_its_item_the_only_trending_one() -> N
     top = t.top(4)
     assert [i for i, _ in top] == ["a", "b", "c", "from-2099"]
     assert all(score >= 1.0 for _, score in top)
+
+
+def test_the_scores_of_many_items_are_those_counted_each_as_scored_alone() -> None:
+    t = Trending(HOUR, clock_ms=lambda: T0 + 2 * HOUR)
+    t.observe("a", T0, 2.0)
+    t.observe("b", T0 + HOUR, 1.0)
+    scores = t.scores(["a", "b", "never"])
+    assert scores == {"a": pytest.approx(t.score("a")), "b": pytest.approx(t.score("b"))}
+    assert scores["a"] == pytest.approx(1.0)
