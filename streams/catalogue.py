@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from rtrank.streams.validation import (
@@ -38,7 +38,7 @@ MAX_TAGS = 64
 MAX_BOOST = 1_000.0  # boosts add to relevances in [0, 1]: larger ones are mistakes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemInfo:
     """One catalogue entry. Items absent from the catalogue count as available."""
 
@@ -135,10 +135,12 @@ DAY_MS = 24 * 3600 * 1000  # the dated items' index groups them by day of creati
 
 @dataclass
 class Catalogue:
-    """Read side of the catalogue over a dict item_id -> ``ItemInfo.to_json()``.
+    """Read side of the catalogue: item_id -> `ItemInfo`, from entries in their JSON form
+    (``ItemInfo.to_json()``, as the worker's table holds them).
 
-    The model process keeps one over its copy of the worker's catalogue; changes come in
-    through `apply` only. `fresh` finds the young items through an index of the dated
+    The model process keeps one, its copy of the worker's catalogue; changes come in
+    through `apply` only, and are parsed there, once: the re-rank stage looks up every
+    candidate of every list. `fresh` finds the young items through an index of the dated
     items by day of creation, which `apply` keeps: it reads the days within the fresh age,
     not the catalogue, whose scan took 0.2-0.3 s at a million items (docs/benchmarks.md,
     "A catalogue of a million items"). A fresh list is made again at once when an applied
@@ -146,27 +148,18 @@ class Catalogue:
     ``fresh_cache_s``, for the items that aged out of it meanwhile.
     """
 
-    items: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    entries: InitVar[Mapping[str, Mapping[str, Any]] | None] = None
     fresh_cache_s: float = 10.0
-    _parsed: dict[str, tuple[Mapping[str, Any], ItemInfo]] = field(default_factory=dict)
-    _by_day: dict[int, set[str]] = field(default_factory=dict)  # day of creation -> items
+    items: dict[str, ItemInfo] = field(default_factory=dict, init=False)
+    _by_day: dict[int, set[str]] = field(default_factory=dict, init=False)  # day -> items
     # max_age_ms -> (made at, monotonic s; now_ms it was made for; the list)
-    _fresh: dict[int, tuple[float, int, list[ItemInfo]]] = field(default_factory=dict)
+    _fresh: dict[int, tuple[float, int, list[ItemInfo]]] = field(default_factory=dict, init=False)
 
-    def __post_init__(self) -> None:
-        for item_id, raw in self.items.items():
-            self._index(item_id, raw)
+    def __post_init__(self, entries: Mapping[str, Mapping[str, Any]] | None) -> None:
+        self.apply(entries or {})
 
     def get(self, item_id: str) -> ItemInfo | None:
-        raw = self.items.get(item_id)
-        if raw is None:
-            return None
-        cached = self._parsed.get(item_id)
-        if cached is not None and cached[0] is raw:
-            return cached[1]
-        info = ItemInfo.from_json(raw)
-        self._parsed[item_id] = (raw, info)
-        return info
+        return self.items.get(item_id)
 
     def fresh(self, now_ms: int, max_age_ms: int) -> list[ItemInfo]:
         """Available items created within ``max_age_ms`` before ``now_ms`` (or after it),
@@ -178,11 +171,12 @@ class Catalogue:
         since = now_ms - max_age_ms
         first_day = since // DAY_MS
         out = []
+        items = self.items
         for day, ids in self._by_day.items():
             if day >= first_day:
                 for item_id in ids:
-                    info = self.get(item_id)
-                    if info is not None and info.available and info.created_at >= since:
+                    info = items[item_id]
+                    if info.available and info.created_at >= since:
                         out.append(info)
         out.sort(key=lambda i: (-i.created_at, i.item_id))
         self._fresh[max_age_ms] = (time.monotonic(), now_ms, out)
@@ -192,36 +186,33 @@ class Catalogue:
         """Take ``changes`` (item_id -> new entry, None = removed) into ``items``."""
         renew = False
         for item_id, raw in changes.items():
-            old = self.items.get(item_id)
+            old = self.items.pop(item_id, None)
             if old is not None:
-                self._unindex(item_id, old)
+                self._unindex(old)
                 renew = renew or self._in_a_fresh_list(old)
-            if raw is None:
-                self.items.pop(item_id, None)
-            else:
-                self.items[item_id] = raw
-                self._index(item_id, raw)
-                renew = renew or self._in_a_fresh_list(raw)
+            if raw is not None:
+                info = ItemInfo.from_json(raw)
+                self.items[item_id] = info
+                self._index(info)
+                renew = renew or self._in_a_fresh_list(info)
         if renew:
             self._fresh.clear()
 
-    def _index(self, item_id: str, raw: Mapping[str, Any]) -> None:
-        created = raw.get("created_at")
-        if created is not None:
-            self._by_day.setdefault(created // DAY_MS, set()).add(item_id)
+    def _index(self, info: ItemInfo) -> None:
+        if info.created_at is not None:
+            self._by_day.setdefault(info.created_at // DAY_MS, set()).add(info.item_id)
 
-    def _unindex(self, item_id: str, raw: Mapping[str, Any]) -> None:
-        created = raw.get("created_at")
-        if created is not None:
-            day = created // DAY_MS
+    def _unindex(self, info: ItemInfo) -> None:
+        if info.created_at is not None:
+            day = info.created_at // DAY_MS
             ids = self._by_day.get(day, set())
-            ids.discard(item_id)
+            ids.discard(info.item_id)
             if not ids:
                 self._by_day.pop(day, None)
 
-    def _in_a_fresh_list(self, raw: Mapping[str, Any]) -> bool:
+    def _in_a_fresh_list(self, info: ItemInfo) -> bool:
         """Whether an item so dated is young enough for a fresh list made (kept) now."""
-        created = raw.get("created_at")
+        created = info.created_at
         return created is not None and any(
             created >= now_ms - max_age for max_age, (_, now_ms, _) in self._fresh.items()
         )

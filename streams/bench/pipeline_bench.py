@@ -38,6 +38,7 @@ from rtrank.model.synthetic import item_id
 from rtrank.model.throughput import inference_rate
 from rtrank.model.vocab import Vocabulary
 from rtrank.streams.bench import cpu_use
+from rtrank.streams.bench.catalogue_records import publish_catalogue, wait_for_catalogue
 from rtrank.streams.bench.encode_bench import encode_command
 from rtrank.streams.bench.experiment_bench import experiment_command
 from rtrank.streams.bench.faust_passthrough import RESULT as FAUST_RESULT
@@ -113,6 +114,13 @@ bench.add_command(scale_command)
     default=None,
     help="model to serve [default: randomly initialised over --items items]",
 )
+@click.option(
+    "--catalogue/--no-catalogue",
+    default=True,
+    show_default=True,
+    help="publish a catalogue record per item (created over the past year) for the worker "
+    "to re-rank with, as a shop's catalogue",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @pass_settings
 def pipeline(
@@ -124,6 +132,7 @@ def pipeline(
     latency_seconds: float,
     warm_up_seconds: float,
     checkpoint: str | None,
+    catalogue: bool,
     as_json: bool,
 ) -> None:
     """Pass-through vs full pipeline events/s, and latency at fixed offered rates with where
@@ -146,7 +155,15 @@ def pipeline(
     try:
         with local_kafka_for(settings):
             result = _run_pipeline_bench(
-                settings, Path(tmp), events, users, items, rates, latency_seconds, warm_up_seconds
+                settings,
+                Path(tmp),
+                events,
+                users,
+                items,
+                rates,
+                latency_seconds,
+                warm_up_seconds,
+                catalogue,
             )
             delete_run_topics(settings, f"bench-{tag}")  # kept, like the files, on failure
     except (BrokerError, RuntimeError) as exc:
@@ -165,6 +182,7 @@ def _run_pipeline_bench(
     rates: list[float],
     latency_seconds: float,
     warm_up_s: float,
+    catalogue: bool,
 ) -> dict:
     stream = synthetic_replay(users, items, events, seed=1).events
     stamped = [{**e, "ts": int(time.time() * 1000)} for e in stream]
@@ -177,10 +195,15 @@ def _run_pipeline_bench(
         f"(b) pipeline: {events} events, {items} items, K={settings.top_k}, one worker", err=True
     )
     ensure_topics(settings)
-    send_events(settings, stamped)
+    if catalogue:
+        click.echo(f"    a catalogue record for each of the {items} items", err=True)
+        publish_catalogue(settings, items)
     worker = WorkerProcess(settings.replace(log_level="warn"), tmp / "worker.log")
     worker.start()
     try:
+        if catalogue:
+            wait_for_catalogue(settings, items)
+        send_events(settings, stamped)
         pipeline_eps = worker.drain(events)
         if pipeline_eps is None:
             raise RuntimeError(f"the worker answered all {events} events too fast to time them")
@@ -214,6 +237,7 @@ def _run_pipeline_bench(
         "warm_up_s": warm_up_s,
         "device": str(resolve_device(settings.device)),
         "items": items,
+        "catalogue": catalogue,
         "model_only_users_per_s": round(model_only_rate(settings), 1),
     }
 
@@ -475,7 +499,9 @@ def _pipeline_table(r: dict) -> str:
             f"{'model only (encode + top-10)':<34}{r['model_only_users_per_s']:>12,.0f} users/s",
             breakdown_table(r["latency"], r["passthrough_latency"]),
             f"latency timed after {r['warm_up_s']:g} s at each rate (warm-up, not timed)",
-            f"catalogue {r['items']} items, K=10; "
+            f"catalogue {r['items']} items, "
+            f"{'their records on the items topic' if r['catalogue'] else 'no item records'}, "
+            "K=10; "
             f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}",
         ]
     )

@@ -154,11 +154,12 @@ def relevance(
     ``infos[i]`` is the catalogue entry of ``candidates[i]`` (None: not in the catalogue).
     """
     out = normalise([c.score for c in candidates])
+    category_boosts, fresh_boost = config.category_boosts, config.fresh_boost
     for n, info in enumerate(infos):
         if info is not None:
-            bonus = info.boost + config.category_boosts.get(info.category, 0.0)
-            if is_fresh(info, now_ms, config):
-                bonus += config.fresh_boost
+            bonus = info.boost + category_boosts.get(info.category, 0.0)
+            if fresh_boost and is_fresh(info, now_ms, config):
+                bonus += fresh_boost
             out[n] += bonus
     return out
 

@@ -67,6 +67,8 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
         # The test broker is not one the bench started: only the processes it knows of.
         assert set(run["cores"]) >= {"worker", "model", "bench"}
         assert run["cores"]["worker"] > 0 and run["cores"]["model"] > 0
+        slowest = run["slowest_windows"]
+        assert 1 <= slowest["slowest"] <= slowest["of"]
         # The timed events were answered in model calls of one event or more each.
         calls = run["model_calls"]
         assert calls["per_s"] > 0 and calls["events_per_call"] >= 1
@@ -74,7 +76,7 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
     # 1 s of warm-up, then 2 s timed, at each rate: the warm-up's events are not counted.
     assert [(run["offered_eps"], run["received"]) for run in floor] == [(100, 200), (150, 300)]
     assert all(0 < run["p50"] <= run["p99"] for run in floor)
-    assert (r["device"], r["items"]) == ("cpu", 300)
+    assert (r["device"], r["items"], r["catalogue"]) == ("cpu", 300, True)
     assert r["model_only_users_per_s"] > 0
     assert r["machine"]["cores"] >= 1
     wait_for(
