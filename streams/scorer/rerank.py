@@ -290,7 +290,7 @@ def rerank(
         vectors: item embeddings for diversity; items without one count as dissimilar.
         fresh: catalogue items younger than ``config.fresh_age_ms``, in
             `exploration_order` (for exploration).
-        popularity: time-decayed popularity (for ordering exploration items).
+        popularity: the fresh items' time-decayed popularity (exploration items' scores).
         keep_rest: append the candidates the category cap left out, after the selection,
             instead of dropping them (re-rank requests: nothing is dropped silently).
 
