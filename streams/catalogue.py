@@ -16,6 +16,7 @@ size: it bounds the memory a flood of item ids (a bug, or a hostile producer) ca
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -282,8 +283,17 @@ class ChangedItems(dict):
         self._changed.update(self)
         super().clear()
 
-    def take_changes(self) -> dict[str, Any]:
-        """item_id -> its entry now (None when removed), for every item changed since the
-        last call."""
-        changed, self._changed = self._changed, set()
+    @property
+    def pending(self) -> int:
+        """Items changed since they were last taken (`take_changes`)."""
+        return len(self._changed)
+
+    def take_changes(self, limit: int | None = None) -> dict[str, Any]:
+        """item_id -> its entry now (None when removed), for every item changed since it
+        was last taken, or for ``limit`` of them (the others are left for the next call)."""
+        if limit is None or len(self._changed) <= limit:
+            changed, self._changed = self._changed, set()
+        else:
+            changed = set(itertools.islice(self._changed, limit))
+            self._changed -= changed
         return {key: self.get(key) for key in changed}

@@ -49,17 +49,31 @@ from rtrank.streams.worker.topics_and_tables import Topics
 log = logging.getLogger(__name__)
 
 
+CATALOGUE_CHANGES_PER_CALL = 100_000  # a larger backlog is handed over in calls of its own
+
+
 class Serving:
     """The worker's model process and what it last reported (None until it has loaded).
 
     Every call hands over the catalogue changes since the previous one, and every report
-    goes to the metrics and the log: model versions applied, updates rejected.
+    goes to the metrics and the log: model versions applied, updates rejected. A backlog of
+    more than ``changes_per_call`` changes (the whole catalogue, after a start) goes first,
+    in calls of its own of that many, each within the call's bound: a million items in one
+    call took about 9 s of the 15 s default (docs/benchmarks.md, "A catalogue of a million
+    items").
     """
 
-    def __init__(self, settings: Settings, items: ChangedItems, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        items: ChangedItems,
+        metrics: Metrics,
+        changes_per_call: int = CATALOGUE_CHANGES_PER_CALL,
+    ) -> None:
         self.settings = settings
         self.items = items
         self.metrics = metrics
+        self.changes_per_call = changes_per_call
         self.model: ModelProcess | None = None  # started by `start`: the worker's alone
         self.report: ModelReport | None = None
         self.reported_at = 0.0  # time.monotonic() of the last report
@@ -71,7 +85,7 @@ class Serving:
     async def score(
         self, requests: list[ScoreRequest], fresh: list[Event]
     ) -> tuple[list[int], list[list[RankedItem]], float]:
-        versions, lists, report = await self.model.score(requests, fresh, self.items.take_changes())
+        versions, lists, report = await self.model.score(requests, fresh, await self._changes())
         self._record(report)
         return versions, lists, report.compute_s
 
@@ -79,13 +93,21 @@ class Serving:
         self, history: list[str], candidates: list[str]
     ) -> tuple[int, list[RankedItem], list[dict]]:
         version, ranked, filtered, report = await self.model.rank(
-            history, candidates, self.items.take_changes()
+            history, candidates, await self._changes()
         )
         self._record(report)
         return version, ranked, filtered
 
     async def apply_updates(self) -> None:
-        self._record(await self.model.apply_updates(self.items.take_changes()))
+        self._record(await self.model.apply_updates(await self._changes()))
+
+    async def _changes(self) -> dict[str, Any]:
+        """The catalogue changes for the next call, once a backlog beyond
+        ``changes_per_call`` has been handed over in calls of its own."""
+        while self.items.pending > self.changes_per_call:
+            changes = self.items.take_changes(self.changes_per_call)
+            self._record(await self.model.apply_updates(changes))
+        return self.items.take_changes()
 
     async def apply_updates_when_idle(self, idle_s: float) -> None:
         """`apply_updates` when no call has reported for ``idle_s``: every call applies

@@ -209,3 +209,14 @@ def test_an_item_dropped_from_a_full_copy_leaves_the_model_process_copy_too() ->
     items["c"] = {"item_id": "c"}
     copy.apply(items.take_changes())
     assert sorted(copy.items) == ["b", "c"]
+
+
+def test_changed_items_hand_over_at_most_a_limit_and_keep_the_rest_for_later() -> None:
+    items = ChangedItems({f"i{n}": {"item_id": f"i{n}"} for n in range(5)})
+    first = items.take_changes(limit=3)
+    assert len(first) == 3 and items.pending == 2
+    items["i0"] = {"item_id": "i0", "available": False}  # changed again meanwhile
+    rest = items.take_changes()
+    assert set(first) | set(rest) == {f"i{n}" for n in range(5)}
+    assert rest["i0"] == {"item_id": "i0", "available": False}
+    assert items.pending == 0 and items.take_changes() == {}

@@ -145,10 +145,16 @@ class ModelProcessStub:
         self.forgotten: list[set[int]] = []
         self.error = error
         self.update_calls = 0
+        self.handed_over: list[tuple[str, dict]] = []  # (call, catalogue changes) in order
 
     async def apply_updates(self, changes: dict) -> ModelReport:
         self.update_calls += 1
+        self.handed_over.append(("apply_updates", changes))
         return ModelReport(1, "cpu", 9)
+
+    async def score(self, requests: list, fresh: list, changes: dict):
+        self.handed_over.append(("score", changes))
+        return [1] * len(requests), [[] for _ in requests], ModelReport(1, "cpu", 9)
 
     async def forget_partitions(self, partitions: set[int]) -> int:
         if self.error is not None:
@@ -214,3 +220,24 @@ def test_the_idle_timer_leaves_the_updates_to_the_batches_while_they_report() ->
     serving._record(ModelReport(1, "cpu", 9))  # a batch just reported
     asyncio.run(serving.apply_updates_when_idle(1.0))
     assert model.update_calls == 0
+
+
+def test_a_catalogue_backlog_goes_over_in_bounded_calls_before_the_batch() -> None:
+    items = ChangedItems({f"i{n}": {"item_id": f"i{n}"} for n in range(25)})
+    model = ModelProcessStub()
+    serving = Serving(Settings(broker="memory://"), items, Metrics(), changes_per_call=10)
+    serving.model = model
+    asyncio.run(serving.score([], []))
+    calls = [(call, len(changes)) for call, changes in model.handed_over]
+    assert calls == [("apply_updates", 10), ("apply_updates", 10), ("score", 5)]
+    handed = [item for _, changes in model.handed_over for item in changes]
+    assert sorted(handed) == sorted(f"i{n}" for n in range(25))
+
+
+def test_changes_within_the_bound_ride_with_the_batch() -> None:
+    items = ChangedItems({"a": {"item_id": "a"}})
+    model = ModelProcessStub()
+    serving = Serving(Settings(broker="memory://"), items, Metrics(), changes_per_call=10)
+    serving.model = model
+    asyncio.run(serving.score([], []))
+    assert model.handed_over == [("score", {"a": {"item_id": "a"}})]
