@@ -131,7 +131,7 @@ def parse_item(
     return ItemInfo(item_id, obj["available"], category, tuple(tags), float(boost), created_at)
 
 
-DAY_MS = 24 * 3600 * 1000  # the dated items' index groups them by day of creation
+INDEX_BUCKET_MS = 24 * 3600 * 1000  # the dated items' index groups them by day of creation
 
 
 @dataclass
@@ -170,7 +170,7 @@ class Catalogue:
             if abs(now_ms - made[1]) < self.fresh_cache_s * 1000:
                 return made[2]
         since = now_ms - max_age_ms
-        first_day = since // DAY_MS
+        first_day = since // INDEX_BUCKET_MS
         out = []
         items = self.items
         for day, ids in self._by_day.items():
@@ -201,11 +201,11 @@ class Catalogue:
 
     def _index(self, info: ItemInfo) -> None:
         if info.created_at is not None:
-            self._by_day.setdefault(info.created_at // DAY_MS, set()).add(info.item_id)
+            self._by_day.setdefault(info.created_at // INDEX_BUCKET_MS, set()).add(info.item_id)
 
     def _unindex(self, info: ItemInfo) -> None:
         if info.created_at is not None:
-            day = info.created_at // DAY_MS
+            day = info.created_at // INDEX_BUCKET_MS
             ids = self._by_day.get(day, set())
             ids.discard(info.item_id)
             if not ids:

@@ -13,17 +13,15 @@ import random
 import time
 
 import click
-from kafka import KafkaConsumer, TopicPartition
 
 from rtrank.model.synthetic import item_id
+from rtrank.streams.bench.topic_reader import TopicReader
 from rtrank.streams.cli.produce import DeliveryError, Receipts, event_producer, flush
-from rtrank.streams.kafka_security import client_config
 from rtrank.streams.settings import Settings
-from rtrank.streams.worker.topics_and_tables import catalogue_changelog
+from rtrank.streams.worker.topics_and_tables import DAY_MS, catalogue_changelog
 
 CREATED_OVER_DAYS = 365  # the items' creation times spread evenly over this many days
 CATEGORIES = 100
-DAY_MS = 24 * 3600 * 1000
 PROGRESS_EVERY_S = 10.0
 
 
@@ -65,29 +63,21 @@ def publish_catalogue(settings: Settings, items: int) -> None:
 
 def wait_for_catalogue(settings: Settings, items: int, timeout_s: float = 900.0) -> None:
     """Wait until the worker's catalogue copy holds ``items`` items: its table's changelog
-    has as many records (a run's topics are its own), with a line of progress every
-    `PROGRESS_EVERY_S`.
+    (created with the run's topics, its own) has as many records, with a line of progress
+    every `PROGRESS_EVERY_S`.
 
     Raises:
         RuntimeError: not within ``timeout_s``.
     """
-    topic = catalogue_changelog(settings)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, **client_config(settings)
-    )
-    try:
+    with TopicReader(settings, catalogue_changelog(settings)) as changelog:
         deadline = time.monotonic() + timeout_s
         shown = time.monotonic()
         while time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-            held = sum(ends.values())
+            held = sum(changelog.end_offsets().values())
             if held >= items:
                 return
             if time.monotonic() - shown > PROGRESS_EVERY_S:
                 click.echo(f"    the worker's catalogue: {held:,} of {items:,} items", err=True)
                 shown = time.monotonic()
             time.sleep(0.5)
-    finally:
-        consumer.close()
     raise RuntimeError(f"the worker's catalogue did not reach {items} items in {timeout_s:.0f}s")
