@@ -146,12 +146,15 @@ class Catalogue:
     not the catalogue, whose scan took 0.2-0.3 s at a million items (docs/benchmarks.md,
     "A catalogue of a million items"). A fresh list is made again at once when an applied
     change touches an item young enough to be in it, and otherwise every
-    ``fresh_cache_s``, for the items that aged out of it meanwhile.
+    ``fresh_cache_s``, for the items that aged out of it meanwhile. ``boosted`` counts
+    the items with a boost: while there are none, a list needs no lookup of the
+    candidates it does not show (`rtrank.streams.scorer.rerank.plain_list`).
     """
 
     entries: InitVar[Mapping[str, Mapping[str, Any]] | None] = None
     fresh_cache_s: float = 10.0
     items: dict[str, ItemInfo] = field(default_factory=dict, init=False)
+    boosted: int = field(default=0, init=False)  # items whose boost is not 0
     _by_day: dict[int, set[str]] = field(default_factory=dict, init=False)  # day -> items
     # max_age_ms -> (made at, monotonic s; now_ms it was made for; the list)
     _fresh: dict[int, tuple[float, int, list[ItemInfo]]] = field(default_factory=dict, init=False)
@@ -200,10 +203,12 @@ class Catalogue:
             self._fresh.clear()
 
     def _index(self, info: ItemInfo) -> None:
+        self.boosted += info.boost != 0
         if info.created_at is not None:
             self._by_day.setdefault(info.created_at // INDEX_BUCKET_MS, set()).add(info.item_id)
 
     def _unindex(self, info: ItemInfo) -> None:
+        self.boosted -= info.boost != 0
         if info.created_at is not None:
             day = info.created_at // INDEX_BUCKET_MS
             ids = self._by_day.get(day, set())

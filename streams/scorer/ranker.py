@@ -117,6 +117,7 @@ class Ranker:
                     fresh=fresh,
                     popularity=popularity,
                     now_ms=now_ms,
+                    item_boosts=self.catalogue.boosted > 0,
                 )
             )
         return out

@@ -18,6 +18,7 @@ process and calls `rerank`. The order of the stage, and why:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -92,6 +93,7 @@ def keep(
     seen: Mapping[str, str],
     lookup: Lookup,
     config: RerankConfig,
+    limit: int | None = None,
 ) -> list[tuple[Candidate, ItemInfo | None]]:
     """Candidates that pass every filter, in their order, each with its catalogue entry
     (looked up once per list); duplicates keep their first. The filters: not blocked, not
@@ -100,10 +102,14 @@ def keep(
     Args:
         seen: item -> event type of the user's last interaction with it (the seen window).
         lookup: catalogue entry of an item; None (not in the catalogue) counts as available.
+        limit: stop at this many kept (None: go through every candidate).
     """
-    out, taken = [], set()
+    out: list[tuple[Candidate, ItemInfo | None]] = []
+    taken: set[str] = set()
     blocked, repeatable = config.blocked, config.repeatable_types
     for c in candidates:
+        if len(out) == limit:
+            break
         item_id = c.item_id
         if item_id in taken or item_id in blocked:
             continue
@@ -280,6 +286,7 @@ def rerank(
     popularity: Mapping[str, float] | None = None,
     now_ms: int = 0,
     keep_rest: bool = False,
+    item_boosts: bool = True,
 ) -> list[RankedItem]:
     """The list shown to a user, from candidates in the model's order (best first).
 
@@ -293,6 +300,9 @@ def rerank(
         popularity: the fresh items' time-decayed popularity (exploration items' scores).
         keep_rest: append the candidates the category cap left out, after the selection,
             instead of dropping them (re-rank requests: nothing is dropped silently).
+        item_boosts: whether ``lookup`` may return an entry with a ``boost``; False (and
+            `keeps_model_order`) lets the list be made from the candidates it shows
+            (`plain_list`).
 
     Returns:
         At most ``config.k`` items (``keep_rest``: every allowed candidate), best first.
@@ -300,9 +310,11 @@ def rerank(
     seen = seen or {}
     vectors = vectors or {}
     popularity = popularity or {}
+    slots = min(config.explore_slots, config.k)
+    if not keep_rest and not item_boosts and keeps_model_order(config, candidates):
+        return plain_list(candidates, config, seen, lookup, fresh, popularity, slots)
     kept = keep(candidates, seen, lookup, config)
     pinned = {i: p for i, p in config.pinned.items() if p < config.k}
-    slots = min(config.explore_slots, config.k)
     exploration = (
         explore(
             fresh,
@@ -335,3 +347,71 @@ def rerank(
     if pinned:
         shown = place_pinned(shown, pinned, seen, lookup, config, config.k)
     return shown[: config.k]
+
+
+def keeps_model_order(config: RerankConfig, candidates: Sequence[Candidate]) -> bool:
+    """Whether the kept candidates are shown in their own order, best first, whatever the
+    catalogue says of them (boosts aside: `rerank`'s ``item_boosts``): relevance only
+    (``lam`` 1), no category cap, no pins, no category or freshness boosts, and
+    ``candidates`` finite and best first, as the model's top-N are."""
+    if config.lam < 1 or config.max_per_category or config.category_boosts:
+        return False
+    if config.fresh_boost or any(p < config.k for p in config.pinned.values()):
+        return False
+    scores = [c.score for c in candidates]
+    return all(map(math.isfinite, scores)) and all(map(operator.ge, scores, scores[1:]))
+
+
+def plain_list(
+    candidates: Sequence[Candidate],
+    config: RerankConfig,
+    seen: Mapping[str, str],
+    lookup: Lookup,
+    fresh: Sequence[ItemInfo],
+    popularity: Mapping[str, float],
+    slots: int,
+) -> list[RankedItem]:
+    """`rerank`'s list where it `keeps_model_order` and no item has a boost: the same list,
+    made from the candidates shown and the last one kept (the low end of the scores'
+    normalisation), not from all of them. A list is made for every event, each from 50
+    candidates of which it shows 10, and their catalogue lookups were most of the re-rank
+    stage's time in the model process (docs/decisions.md, "Plain lists look up only the
+    items they show").
+
+    Exploration leaves out every candidate rather than every kept one: the items it
+    offers pass the same filters, so for them the two are the same.
+    """
+    exploration = (
+        explore(fresh, popularity, {c.item_id for c in candidates}, seen, config, slots)
+        if slots and fresh
+        else []
+    )
+    shown = [
+        c for c, _ in keep(candidates, seen, lookup, config, limit=config.k - len(exploration))
+    ]
+    explored = [RankedItem(c.item_id, 0.0, c.source) for c in exploration]
+    if not shown:
+        return explored
+    hi, lo = shown[0].score, last_kept_score(candidates, seen, lookup, config)
+    span = hi - lo
+    rel = [(c.score - lo) / span if span else 1.0 for c in shown]  # as `normalise`
+    return [
+        RankedItem(c.item_id, r, c.source, c.because) for c, r in zip(shown, rel, strict=True)
+    ] + explored
+
+
+def last_kept_score(
+    candidates: Sequence[Candidate], seen: Mapping[str, str], lookup: Lookup, config: RerankConfig
+) -> float:
+    """The score of the last candidate `keep` keeps, found from the end: with candidates
+    best first, the lowest score kept.
+
+    Raises:
+        ValueError: `keep` keeps none of them.
+    """
+    ids = [c.item_id for c in candidates]
+    for n in range(len(candidates) - 1, -1, -1):
+        item_id = ids[n]
+        if ids.index(item_id) == n and allowed(item_id, seen, lookup, config):
+            return candidates[n].score
+    raise ValueError("no candidate is kept")

@@ -220,3 +220,12 @@ def test_changed_items_hand_over_at_most_a_limit_and_keep_the_rest_for_later() -
     assert set(first) | set(rest) == {f"i{n}" for n in range(5)}
     assert rest["i0"] == {"item_id": "i0", "available": False}
     assert items.pending == 0 and items.take_changes() == {}
+
+
+def test_the_catalogue_counts_its_boosted_items_through_every_change() -> None:
+    catalogue = Catalogue({"a": ItemInfo("a", boost=0.5).to_json(), "b": ItemInfo("b").to_json()})
+    assert catalogue.boosted == 1
+    catalogue.apply({"b": ItemInfo("b", boost=-1.0).to_json(), "c": ItemInfo("c").to_json()})
+    assert catalogue.boosted == 2
+    catalogue.apply({"a": None, "b": ItemInfo("b").to_json()})
+    assert catalogue.boosted == 0

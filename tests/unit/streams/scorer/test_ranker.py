@@ -169,3 +169,10 @@ def test_exploration_offers_the_fresh_item_trending_when_its_order_was_made(scor
     ranker = Ranker(settings(explore_slots=1), Catalogue(fresh))
     ranker.observe([Event("u1", "new-b", "view", now)])
     assert lists_for(ranker, scorer, ["i1", "i2", "i3"])[-1].item_id == "new-b"
+
+
+def test_an_item_boosted_in_the_catalogue_moves_up_the_list(scorer) -> None:
+    history = ["i1", "i2", "i3"]
+    last = lists_for(Ranker(settings()), scorer, history)[-1].item_id
+    catalogue = Catalogue({last: ItemInfo(last, boost=2.0).to_json()})
+    assert lists_for(Ranker(settings(), catalogue), scorer, history)[0].item_id == last
