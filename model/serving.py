@@ -46,6 +46,7 @@ SHORTLIST_SETTINGS = ("auto", "on", "off")
 SHORTLIST_MARGIN = 16  # rows a bfloat16 shortlist keeps beyond the k it must return
 SHORT_USERS_STEP = 16  # the bfloat16 pass's users, rounded up to a multiple of this
 SHORT_ITEMS_STEP = 4096  # and its catalogue's rows (`ItemIndex`: one kernel per shape)
+TOP_K_GROUPS_OF = 16  # columns per group when `grouped_top_k` ranks the groups' best first
 
 
 def resolve_shortlist(name: str, device: torch.device) -> bool:
@@ -117,14 +118,40 @@ class ItemIndex:
             _round_up(users, SHORT_USERS_STEP), vecs.shape[1], dtype=torch.bfloat16
         )
         padded[:users] = vecs
-        rough = self.model.scores(padded, self.short)[:users, : rows + 1]  # (B, V), bf16
+        rough = self.model.scores(padded, self.short)[:users]  # (B, V rounded up), bf16
+        rough[:, rows + 1 :] = float("-inf")  # the zero columns beyond the catalogue
         exclude_rows(rough, exclude)
-        rough_top, candidates = rough.topk(wide, dim=1)  # (B, wide)
+        rough_top, candidates = grouped_top_k(rough, wide)  # (B, wide)
+        candidates.clamp_(max=rows)  # a -inf tail may name zero columns: any row will do
         table = self.model.item_emb.weight.detach()
         exact = torch.bmm(table_rows(table, candidates), vecs.unsqueeze(2)).squeeze(2)  # (B, wide)
         exact[rough_top == float("-inf")] = float("-inf")
         scores, picked = exact.topk(k, dim=1)
         return scores, candidates.gather(1, picked)
+
+
+def grouped_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.topk` of (B, V) ``scores`` along V, found through groups of
+    `TOP_K_GROUPS_OF` columns: each group's best, the k groups whose best is highest, and
+    the top k of those groups' columns alone. A group outside those k has k better or
+    equal scores elsewhere, so none of its columns is needed. The same scores as
+    `torch.topk`; among equal scores the columns may differ.
+
+    `torch.topk` ranks every column of every row, and took more of the shortlist's time
+    than the product itself (docs/benchmarks.md, "The shortlist's top k through groups of
+    columns"). Where V is not a multiple of the group, or k exceeds the groups, it is
+    `torch.topk`.
+    """
+    users, columns = scores.shape
+    groups = columns // TOP_K_GROUPS_OF  # group g: columns g, g + groups, g + 2 * groups...
+    if columns % TOP_K_GROUPS_OF or groups < k:
+        return scores.topk(k, dim=1)
+    best = scores.reshape(users, TOP_K_GROUPS_OF, groups).amax(1)  # (B, groups)
+    top_groups = best.topk(k, dim=1, sorted=False).indices  # (B, k)
+    offsets = torch.arange(0, columns, groups, device=scores.device)  # (TOP_K_GROUPS_OF,)
+    columns_of = (top_groups.unsqueeze(2) + offsets).reshape(users, -1)  # (B, k * group)
+    values, picked = scores.gather(1, columns_of).topk(k, dim=1)
+    return values, columns_of.gather(1, picked)
 
 
 def _round_up(n: int, step: int) -> int:

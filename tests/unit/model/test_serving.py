@@ -8,8 +8,10 @@ import torch
 from rtrank.model.sasrec import SASRec, SASRecConfig
 from rtrank.model.serving import (
     SHORT_ITEMS_STEP,
+    TOP_K_GROUPS_OF,
     ItemIndex,
     encode_histories,
+    grouped_top_k,
     length_groups,
     pad_batch,
     resolve_device,
@@ -171,3 +173,35 @@ def test_cuda_and_cpu_give_the_same_top_k(tiny_model):
     model.to("cuda")
     _, gpu_rows = model.top_k(model.encode(seqs), 5, [[], []])
     assert gpu_rows.cpu().tolist() == cpu_rows.tolist()
+
+
+def bfloat16_scores(users: int, columns: int) -> torch.Tensor:
+    """Scores with many equal values, as a bfloat16 product's are."""
+    torch.manual_seed(0)
+    return torch.randn(users, columns).to(torch.bfloat16)
+
+
+def test_a_grouped_top_k_has_the_scores_of_torch_topk_at_columns_holding_them():
+    scores = bfloat16_scores(5, 4096)
+    values, columns = grouped_top_k(scores, 66)
+    assert torch.equal(values, scores.topk(66, dim=1).values)
+    assert torch.equal(scores.gather(1, columns), values)
+    assert all(len(set(row)) == 66 for row in columns.tolist())
+
+
+def test_a_grouped_top_k_ends_in_the_same_minus_infinity_tail_when_few_scores_are_left():
+    scores = bfloat16_scores(2, 1024)
+    scores[0, 10:] = float("-inf")
+    values, columns = grouped_top_k(scores, 20)
+    assert torch.equal(values, scores.topk(20, dim=1).values)
+    assert sorted(columns[0, :10].tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize(("columns", "k"), [(TOP_K_GROUPS_OF * 8 + 1, 4), (TOP_K_GROUPS_OF * 8, 9)])
+def test_a_grouped_top_k_is_torch_topk_where_the_columns_do_not_split_into_enough_groups(
+    columns, k
+):
+    scores = bfloat16_scores(3, columns)
+    values, found = grouped_top_k(scores, k)
+    expected = scores.topk(k, dim=1)
+    assert torch.equal(values, expected.values) and torch.equal(found, expected.indices)
