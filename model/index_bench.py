@@ -1,5 +1,7 @@
-"""What ``rtrank bench index`` measures: the exact scan and the IVF index (`IvfIndex`) over
-one catalogue, side by side: users/s, memory, build time and recall@10 against the exact top-10.
+"""What ``rtrank bench index`` measures: the exact scan, the exact scan through a bfloat16
+shortlist (where the machine runs bfloat16 natively, as the worker then does by default:
+`rtrank.model.serving.resolve_shortlist`) and the IVF index (`IvfIndex`) over one
+catalogue, side by side: users/s, memory, build time and recall@10 against the exact top-10.
 
 The synthetic catalogue has the structure trained item rows have and random ones lack:
 items gather around topics (a trained table's neighbourhoods of similar items), their norms
@@ -23,7 +25,7 @@ import torch
 
 from rtrank.model.item_ann import IvfConfig, IvfIndex
 from rtrank.model.sasrec import SASRec, SASRecConfig
-from rtrank.model.serving import ItemIndex, encode_histories
+from rtrank.model.serving import ItemIndex, encode_histories, resolve_shortlist
 from rtrank.model.vocab import Vocabulary
 
 ITEMS_PER_TOPIC = 200
@@ -114,15 +116,24 @@ def measure(
     k: int = 10,
     exclude: list[list[int]] | None = None,
 ) -> list[IndexFigures]:
-    """The exact scan and the IVF index over ``model``'s rows for ``users``, one row each;
-    recall of each against the exact scan's top-``k`` (the exact scan's own is 1). Each
-    user's ``exclude`` rows (their seen items) are left out of both."""
+    """The exact scan, its bfloat16 shortlist (where native) and the IVF index over
+    ``model``'s rows for ``users``, one row each; recall of each against the exact scan's
+    top-``k`` (the exact scan's own is 1). Each user's ``exclude`` rows (their seen items)
+    are left out of all."""
     out = []
     start = time.perf_counter()
     exact = ItemIndex(model, shortlist=False)
     built = time.perf_counter() - start
     truth, rate = top_rows(exact, users, batch, k, exclude)
     out.append(IndexFigures("exact", built, rate, _mb(exact.matrix), 1.0, built * 1e3))
+    if resolve_shortlist("auto", model.device):
+        start = time.perf_counter()
+        short = ItemIndex(model, shortlist=True)
+        short.warm_up(batch)
+        built = time.perf_counter() - start
+        found, rate = top_rows(short, users, batch, k, exclude)
+        size = _mb(short.matrix) + _mb(short.short)
+        out.append(IndexFigures("shortlist", built, rate, size, recall(found, truth), built * 1e3))
     start = time.perf_counter()
     ivf = IvfIndex(model, config)
     built = time.perf_counter() - start

@@ -1,6 +1,7 @@
-"""``rtrank bench index``: the exact scan beside the approximate IVF index
-(`rtrank.model.item_ann`, ``RTRANK_ITEM_INDEX=ivf``) over synthetic catalogues of each
-size, in one run: top-K users/s, memory, build time and recall@10 against the exact top-10
+"""``rtrank bench index``: the exact scan, its bfloat16 shortlist (where the machine runs
+bfloat16 natively) and the approximate IVF index (`rtrank.model.item_ann`,
+``RTRANK_ITEM_INDEX=ivf``) over synthetic catalogues of each size, in one run: top-K
+users/s, memory, build time and recall@10 against the exact top-10
 (`rtrank.model.index_bench`).
 
 With ``--checkpoint`` and ``--data``, a trained model's item rows and the vectors it
@@ -151,9 +152,10 @@ def _table(r: dict) -> str:
         )
     lines.append(
         f"{r['users']} users, {r['batch']} per call, dim {r['dim']}, {r['threads']} threads; "
-        f"users/s = top-10 only (encoding is the same for both){seen}; memory = the exact scan's "
-        f"table copy or the index; update = following {UPDATE_ROWS:,} moved rows (exact: a new "
-        f"table copy); machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+        f"users/s = top-10 only (encoding is the same for all){seen}; memory = the exact scan's "
+        f"table copy (shortlist: and its bfloat16 copy) or the index; update = following "
+        f"{UPDATE_ROWS:,} moved rows (exact, shortlist: new copies); machine: {m['cpu']}, "
+        f"{m['cores']} cores, torch {m['torch']}, "
         f"faiss {faiss.__version__}"
     )
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from rtrank.model.data import read_sequences
 from rtrank.model.index_bench import data_users, recall, top_rows
 from rtrank.model.item_ann import IvfConfig, IvfIndex
 from rtrank.model.sasrec import SASRecConfig
-from rtrank.model.serving import ItemIndex
+from rtrank.model.serving import ItemIndex, resolve_shortlist
 from rtrank.model.synthetic import generate
 from rtrank.model.train import TrainConfig, load_dataset, train
 from rtrank.streams.bench.index_bench import index_command
@@ -22,18 +22,20 @@ from rtrank.streams.settings import Settings
 from tests.unit.streams.scorer.test_scoring import small_checkpoint
 
 
-def test_one_exact_and_one_ivf_row_per_size_and_kind_of_rows() -> None:
+def test_an_exact_a_shortlist_where_native_and_an_ivf_row_per_size_and_kind_of_rows() -> None:
     args = ["--items", "400,800", "--rows", "topics,random", "--users", "32", "--dim", "16"]
     result = CliRunner().invoke(index_command, [*args, "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["results"]
+    native = resolve_shortlist("auto", torch.device("cpu"))
     assert [(r["items"], r["rows"], r["index"].split()[0]) for r in rows] == [
         (size, kind, index)
         for size in (400, 800)
         for kind in ("topics", "random")
-        for index in ("exact", "ivf")
+        for index in ("exact", "shortlist", "ivf")
+        if native or index != "shortlist"
     ]
-    assert all(r["recall_at_10"] == 1.0 for r in rows if r["index"] == "exact")
+    assert all(r["recall_at_10"] == 1.0 for r in rows if r["index"] in ("exact", "shortlist"))
 
 
 def test_an_unknown_kind_of_rows_is_a_usage_error() -> None:
@@ -69,17 +71,21 @@ def trained_games(tmp_path_factory) -> tuple[str, str]:
     return str(checkpoint), str(data)
 
 
-def test_a_trained_checkpoint_gives_one_exact_and_one_ivf_row(trained_games) -> None:
+def test_a_trained_checkpoint_gives_an_exact_a_shortlist_where_native_and_an_ivf_row(
+    trained_games,
+) -> None:
     checkpoint, data = trained_games
     args = ["--checkpoint", checkpoint, "--data", data, "--users", "50", "--lists", "4"]
     result = CliRunner().invoke(index_command, [*args, "--probe", "1", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
+    shortlist = [("model", "shortlist")] if resolve_shortlist("auto", torch.device("cpu")) else []
     assert [(r["rows"], r["index"]) for r in out["results"]] == [
         ("model", "exact"),
+        *shortlist,
         ("model", "ivf 4/1"),
     ]
-    exact, ivf = out["results"]
+    exact, ivf = out["results"][0], out["results"][-1]
     assert exact["recall_at_10"] == 1.0
     assert 0.0 <= ivf["recall_at_10"] <= 1.0
     assert out["users"] == 50
