@@ -138,9 +138,9 @@ def grouped_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     `torch.topk`; among equal scores the columns may differ.
 
     `torch.topk` ranks every column of every row, and took more of the shortlist's time
-    than the product itself (docs/benchmarks.md, "The shortlist's top k through groups of
-    columns"). Where V is not a multiple of the group, or k exceeds the groups, it is
-    `torch.topk`.
+    than the product itself (docs/benchmarks.md, "Plain lists, and the shortlist's top k
+    through groups of columns"). Where V is not a multiple of the group, or k exceeds the
+    groups, it is `torch.topk`.
     """
     users, columns = scores.shape
     groups = columns // TOP_K_GROUPS_OF  # group g: columns g, g + groups, g + 2 * groups...
