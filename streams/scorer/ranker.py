@@ -98,6 +98,7 @@ class Ranker:
         """
         now_ms = int(time.time() * 1000)
         fresh, popularity = self._exploration(now_ms) if self.config.explore_slots else ([], {})
+        item_boosts = self.catalogue.boosted > 0
         out = []
         for n, (request, model_items) in enumerate(zip(requests, top_n, strict=True)):
             user_seen = seen[n] if seen is not None else dict.fromkeys(request.exclude, "")
@@ -117,7 +118,7 @@ class Ranker:
                     fresh=fresh,
                     popularity=popularity,
                     now_ms=now_ms,
-                    item_boosts=self.catalogue.boosted > 0,
+                    item_boosts=item_boosts,
                 )
             )
         return out

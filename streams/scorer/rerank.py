@@ -392,9 +392,9 @@ def plain_list(
     explored = [RankedItem(c.item_id, 0.0, c.source) for c in exploration]
     if not shown:
         return explored
-    hi, lo = shown[0].score, last_kept_score(candidates, seen, lookup, config)
-    span = hi - lo
-    rel = [(c.score - lo) / span if span else 1.0 for c in shown]  # as `normalise`
+    # the kept candidates' scores run from the first shown down to the last kept
+    lowest = last_kept_score(candidates, seen, lookup, config)
+    rel = normalise([c.score for c in shown] + [lowest])[:-1]
     return [
         RankedItem(c.item_id, r, c.source, c.because) for c, r in zip(shown, rel, strict=True)
     ] + explored
