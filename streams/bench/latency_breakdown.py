@@ -25,12 +25,14 @@ SLOW_WINDOW_MS = 100  # the slowest 1% of lists is located in windows this long 
 
 class Breakdown:
     """What one latency run received: each list's end-to-end milliseconds (receipt minus the
-    answered event's ``ts``), its event's ``ts`` and its milliseconds per stage."""
+    answered event's ``ts``), its event's ``ts``, its milliseconds per stage and the events
+    in the batch that answered it."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.event_ts: list[float] = []
         self.stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        self.batch_sizes: list[int] = []
 
     def add(self, rec: dict, received_ms: float) -> None:
         """A list ``rec`` (its JSON) received at ``received_ms`` (epoch ms)."""
@@ -40,10 +42,11 @@ class Breakdown:
         for stage in STAGES[:-1]:
             self.stages[stage].append(timings.get(stage, 0.0))
         self.stages["deliver"].append(received_ms - rec["emitted_at"])
+        self.batch_sizes.append(rec.get("batch_size", 0))
 
     def summary(self, offered_eps: float) -> dict:
-        """p50 and p99 end to end and per stage (ms), lists received, the offered rate, and
-        where the slowest 1% fell (`slowest_windows`)."""
+        """p50 and p99 end to end and per stage (ms), lists received, the offered rate,
+        where the slowest 1% fell (`slowest_windows`) and what they spent (`slowest_means`)."""
         if not self.latencies:
             raise RuntimeError(f"no list came back at {offered_eps:.0f} events/s")
         return {
@@ -52,6 +55,7 @@ class Breakdown:
             **percentiles(self.latencies),
             "stages": {stage: percentiles(ms) for stage, ms in self.stages.items()},
             "slowest_windows": slowest_windows(self.event_ts, self.latencies),
+            "slowest_means": slowest_means(self.latencies, self.stages, self.batch_sizes),
         }
 
 
@@ -64,6 +68,22 @@ def slowest_windows(event_ts: list[float], latencies: list[float]) -> dict[str, 
     windows = np.floor(np.asarray(event_ts) / SLOW_WINDOW_MS)
     slowest = np.asarray(latencies) >= np.percentile(latencies, 99)
     return {"slowest": int(np.unique(windows[slowest]).size), "of": int(np.unique(windows).size)}
+
+
+def slowest_means(
+    latencies: list[float], stages: dict[str, list[float]], batch_sizes: list[int]
+) -> dict:
+    """The slowest 1% of lists (those at or over the p99) on average: ms per stage, and
+    events in the batch that answered them. A stage's p99 and the end-to-end p99 are
+    seldom the same lists; this says what the lists that set the p99 waited for, and
+    whether their batches were the run's usual size or a backlog's."""
+    slowest = np.asarray(latencies) >= np.percentile(latencies, 99)
+    return {
+        "stages": {
+            stage: round(float(np.asarray(ms)[slowest].mean()), 1) for stage, ms in stages.items()
+        },
+        "events_per_batch": round(float(np.asarray(batch_sizes)[slowest].mean()), 1),
+    }
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -107,6 +127,17 @@ def breakdown_table(runs: list[dict], floor: list[dict] | None = None) -> str:
     for part, label in PARTS.items():
         if all(part in r.get("cores", {}) for r in runs):
             rows.append(f"{label:<22}" + "".join(f"{r['cores'][part]:>26.2f}" for r in runs))
+    if all("slowest_means" in r for r in runs):
+        means = [r["slowest_means"] for r in runs]
+        rows.append("the slowest 1%, mean ms")
+        for stage in STAGES:
+            rows.append(
+                f"{'  ' + stage:<22}" + "".join(f"{m['stages'][stage]:>26.1f}" for m in means)
+            )
+        rows.append(
+            f"{'  events in its batch':<22}"
+            + "".join(f"{m['events_per_batch']:>26.1f}" for m in means)
+        )
     return "\n".join(rows)
 
 

@@ -69,6 +69,10 @@ def test_bench_pipeline_json_has_both_rates_their_ratios_and_the_latency_at_each
         assert run["cores"]["worker"] > 0 and run["cores"]["model"] > 0
         slowest = run["slowest_windows"]
         assert 1 <= slowest["slowest"] <= slowest["of"]
+        # The slowest lists were each answered by a batch of one event or more.
+        means = run["slowest_means"]
+        assert set(means["stages"]) == set(STAGES)
+        assert means["events_per_batch"] >= 1
         # The timed events were answered in model calls of one event or more each.
         calls = run["model_calls"]
         assert calls["per_s"] > 0 and calls["events_per_call"] >= 1

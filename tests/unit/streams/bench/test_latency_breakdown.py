@@ -17,12 +17,13 @@ from rtrank.streams.bench.pipeline_bench import _rates
 TS = 1_700_000_000_000
 
 
-def a_list(ts: int, emitted_at: int, queued: float) -> dict:
+def a_list(ts: int, emitted_at: int, queued: float, batch_size: int = 20) -> dict:
     timings = {"produce": 2.0, "fetch": 1.0, "handover": 0.5, "queued": queued, "compute": 2.5}
     return {
         "based_on": {"ts": ts},
         "emitted_at": emitted_at,
         "timings": {**timings, "inference": 3.0, "total": 9.0},
+        "batch_size": batch_size,
     }
 
 
@@ -159,3 +160,39 @@ def test_the_windows_of_the_slowest_lists_follow_the_lists_received() -> None:
     lines = breakdown_table(runs).splitlines()
     at = next(n for n, line in enumerate(lines) if line.startswith("lists received"))
     assert " ".join(lines[at + 1].split()) == "slowest 1% in 100 ms 3 of 200 41 of 200"
+
+
+def test_the_slowest_lists_are_averaged_per_stage_with_the_events_of_their_batches() -> None:
+    received = Breakdown()
+    for n in range(200):
+        slow = n in (7, 120)  # the slowest 1%: queued behind a backlog, answered in its batch
+        received.add(
+            a_list(
+                TS + n,
+                TS + n + 10,
+                queued=80.0 + n if slow else 1.0,
+                batch_size=150 if slow else 20,
+            ),
+            received_ms=TS + n + (14 if slow else 12),
+        )
+    means = received.summary(1000)["slowest_means"]
+    assert means["stages"]["queued"] == 143.5
+    assert means["stages"]["deliver"] == 4.0
+    assert means["stages"]["fetch"] == 1.0
+    assert means["events_per_batch"] == 150.0
+
+
+def test_what_the_slowest_lists_spent_closes_the_table_with_a_column_per_rate() -> None:
+    runs = runs_at(500, 1000)
+    for run, queued in zip(runs, (3.0, 120.5), strict=True):
+        stages = dict.fromkeys(STAGES, 1.0) | {"queued": queued}
+        run["slowest_means"] = {"stages": stages, "events_per_batch": queued + 10}
+    lines = breakdown_table(runs).splitlines()
+    at = lines.index("the slowest 1%, mean ms")
+    assert [line.split()[0] for line in lines[at + 1 : at + 1 + len(STAGES)]] == list(STAGES)
+    assert lines[at + 1 + STAGES.index("queued")].split() == ["queued", "3.0", "120.5"]
+    assert " ".join(lines[-1].split()) == "events in its batch 13.0 130.5"
+
+
+def test_without_the_slowest_lists_means_no_such_rows_are_printed() -> None:
+    assert "the slowest 1%, mean ms" not in breakdown_table(runs_at(500, 1000))
