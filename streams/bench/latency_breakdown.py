@@ -2,8 +2,8 @@
 ``timings`` carry (`rtrank.streams.worker.stage_timing`), the client's side before the broker
 (``produce``) and after the list was written (``deliver``), p50 and p99 of each beside the
 end-to-end p50 and p99, and beside them the floor: the same rates through a Faust agent
-that does no work (`rtrank.streams.bench.pipeline_bench.faust_passthrough_latency`). For
-``rtrank bench pipeline``.
+that does no work (`rtrank.streams.bench.pipeline_bench.faust_passthrough_latency`); then
+what the slowest 1% of lists spent in each stage. For ``rtrank bench pipeline``.
 """
 
 from __future__ import annotations
