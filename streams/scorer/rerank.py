@@ -311,22 +311,20 @@ def rerank(
     vectors = vectors or {}
     popularity = popularity or {}
     slots = min(config.explore_slots, config.k)
-    if not keep_rest and not item_boosts and keeps_model_order(config, candidates):
-        return plain_list(candidates, config, seen, lookup, fresh, popularity, slots)
-    kept = keep(candidates, seen, lookup, config)
     pinned = {i: p for i, p in config.pinned.items() if p < config.k}
+    # Every candidate is left out, not only the kept ones: the others fail the filters
+    # that exploration applies too, so it offers the same items without keep's lookups.
     exploration = (
         explore(
-            fresh,
-            popularity,
-            {c.item_id for c, _ in kept} | set(pinned),
-            seen,
-            config,
-            slots,
+            fresh, popularity, {c.item_id for c in candidates} | set(pinned), seen, config, slots
         )
         if slots and fresh
         else []
     )
+    explored = [RankedItem(c.item_id, 0.0, c.source) for c in exploration]
+    if not keep_rest and not item_boosts and keeps_model_order(config, candidates):
+        return plain_list(candidates, config, seen, lookup, explored)
+    kept = keep(candidates, seen, lookup, config)
     unpinned = [(c, info) for c, info in kept if c.item_id not in pinned]
     pool = [c for c, _ in unpinned]
     infos = [info for _, info in unpinned]
@@ -343,7 +341,7 @@ def rerank(
             RankedItem(pool[i].item_id, rel[i], pool[i].source, pool[i].because) for i in rest
         ]
         return chosen
-    shown = chosen + [RankedItem(c.item_id, 0.0, c.source) for c in exploration]
+    shown = chosen + explored
     if pinned:
         shown = place_pinned(shown, pinned, seen, lookup, config, config.k)
     return shown[: config.k]
@@ -367,29 +365,16 @@ def plain_list(
     config: RerankConfig,
     seen: Mapping[str, str],
     lookup: Lookup,
-    fresh: Sequence[ItemInfo],
-    popularity: Mapping[str, float],
-    slots: int,
+    explored: list[RankedItem],
 ) -> list[RankedItem]:
     """`rerank`'s list where it `keeps_model_order` and no item has a boost: the same list,
     made from the candidates shown and the last one kept (the low end of the scores'
-    normalisation), not from all of them. A list is made for every event, each from 50
-    candidates of which it shows 10, and their catalogue lookups were most of the re-rank
-    stage's time in the model process (docs/decisions.md, "Plain lists look up only the
-    items they show").
-
-    Exploration leaves out every candidate rather than every kept one: the items it
-    offers pass the same filters, so for them the two are the same.
+    normalisation), not from all of them, then ``explored`` (`rerank`'s exploration). A
+    list is made for every event, each from 50 candidates of which it shows 10, and their
+    catalogue lookups were most of the re-rank stage's time in the model process
+    (docs/decisions.md, "Plain lists look up only the items they show").
     """
-    exploration = (
-        explore(fresh, popularity, {c.item_id for c in candidates}, seen, config, slots)
-        if slots and fresh
-        else []
-    )
-    shown = [
-        c for c, _ in keep(candidates, seen, lookup, config, limit=config.k - len(exploration))
-    ]
-    explored = [RankedItem(c.item_id, 0.0, c.source) for c in exploration]
+    shown = [c for c, _ in keep(candidates, seen, lookup, config, limit=config.k - len(explored))]
     if not shown:
         return explored
     # the kept candidates' scores run from the first shown down to the last kept
