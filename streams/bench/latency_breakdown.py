@@ -49,35 +49,34 @@ class Breakdown:
         where the slowest 1% fell (`slowest_windows`) and what they spent (`slowest_means`)."""
         if not self.latencies:
             raise RuntimeError(f"no list came back at {offered_eps:.0f} events/s")
+        slowest = np.asarray(self.latencies) >= np.percentile(self.latencies, 99)
         return {
             "offered_eps": offered_eps,
             "answered": len(self.latencies),
             **percentiles(self.latencies),
             "stages": {stage: percentiles(ms) for stage, ms in self.stages.items()},
-            "slowest_windows": slowest_windows(self.event_ts, self.latencies),
-            "slowest_means": slowest_means(self.latencies, self.stages, self.batch_sizes),
+            "slowest_windows": slowest_windows(self.event_ts, slowest),
+            "slowest_means": slowest_means(slowest, self.stages, self.batch_sizes),
         }
 
 
-def slowest_windows(event_ts: list[float], latencies: list[float]) -> dict[str, int]:
-    """In how many `SLOW_WINDOW_MS` windows of the events' ``ts`` the slowest 1% of lists
-    (those at or over the p99) fell, of the windows that any list's event fell in: a few
-    means the p99 was set by a few short stretches in which every stage was slow (on a
-    shared machine, its own slow moments: docs/benchmarks.md), many that the whole run
+def slowest_windows(event_ts: list[float], slowest: np.ndarray) -> dict[str, int]:
+    """In how many `SLOW_WINDOW_MS` windows of the events' ``ts`` the ``slowest`` lists
+    (a mask: those at or over the p99) fell, of the windows that any list's event fell in:
+    a few means the p99 was set by a few short stretches in which every stage was slow (on
+    a shared machine, its own slow moments: docs/benchmarks.md), many that the whole run
     was near it."""
     windows = np.floor(np.asarray(event_ts) / SLOW_WINDOW_MS)
-    slowest = np.asarray(latencies) >= np.percentile(latencies, 99)
     return {"slowest": int(np.unique(windows[slowest]).size), "of": int(np.unique(windows).size)}
 
 
 def slowest_means(
-    latencies: list[float], stages: dict[str, list[float]], batch_sizes: list[int]
+    slowest: np.ndarray, stages: dict[str, list[float]], batch_sizes: list[int]
 ) -> dict:
-    """The slowest 1% of lists (those at or over the p99) on average: ms per stage, and
-    events in the batch that answered them. A stage's p99 and the end-to-end p99 are
+    """The ``slowest`` lists (a mask: those at or over the p99) on average: ms per stage,
+    and events in the batch that answered them. A stage's p99 and the end-to-end p99 are
     seldom the same lists; this says what the lists that set the p99 waited for, and
     whether their batches were the run's usual size or a backlog's."""
-    slowest = np.asarray(latencies) >= np.percentile(latencies, 99)
     return {
         "stages": {
             stage: round(float(np.asarray(ms)[slowest].mean()), 1) for stage, ms in stages.items()
