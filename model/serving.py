@@ -75,7 +75,10 @@ class ItemIndex:
     With ``shortlist``, a user's items are found in two passes: the whole catalogue scored
     with a bfloat16 copy of the table, its best ``k + SHORTLIST_MARGIN`` rows kept, and
     those rescored in float32, of which the best ``k`` are returned: the float32 lists, in
-    about 60% of the time (docs/decisions.md, "Grouped encoding, bf16 shortlist").
+    about 60% of the time (docs/decisions.md, "Grouped encoding, bf16 shortlist"). On a
+    CPU the copy is held in oneDNN's own layout for a matrix product's weights, made once
+    per copy, which a product would otherwise make from the plain layout at every call
+    (docs/decisions.md, "The bfloat16 table in oneDNN's layout").
 
     On a CPU, oneDNN makes a bfloat16 matrix product's kernel the first time it meets its
     shape, which costs a batch many times its product; the bfloat16 pass therefore runs in
@@ -89,7 +92,8 @@ class ItemIndex:
     def __init__(self, model: SASRec, shortlist: bool) -> None:
         self.model = model
         self.matrix = model.item_matrix()  # (D, V) float32
-        self.short = _padded_columns(self.matrix, SHORT_ITEMS_STEP) if shortlist else None
+        # (V rounded up, D) bfloat16: the table's rows, then zero rows
+        self.short = _short_table(self.matrix, SHORT_ITEMS_STEP) if shortlist else None
 
     @torch.no_grad()
     def warm_up(self, max_users: int) -> None:
@@ -100,7 +104,7 @@ class ItemIndex:
             return
         most = _round_up(max_users, SHORT_USERS_STEP)
         for users in range(SHORT_USERS_STEP, most + 1, SHORT_USERS_STEP):
-            self.model.scores(self.short.new_zeros(users, self.short.shape[0]), self.short)
+            _rough_scores(torch.zeros(users, self.short.shape[1], dtype=torch.bfloat16), self.short)
 
     @torch.no_grad()
     def top_k(
@@ -118,7 +122,8 @@ class ItemIndex:
             _round_up(users, SHORT_USERS_STEP), vecs.shape[1], dtype=torch.bfloat16
         )
         padded[:users] = vecs
-        rough = self.model.scores(padded, self.short)[:users]  # (B, V rounded up), bf16
+        rough = _rough_scores(padded, self.short)[:users]  # (B, V rounded up)
+        rough[:, 0] = float("-inf")  # padding
         rough[:, rows + 1 :] = float("-inf")  # the zero columns beyond the catalogue
         exclude_rows(rough, exclude)
         rough_top, candidates = grouped_top_k(rough, wide)  # (B, wide)
@@ -154,16 +159,27 @@ def grouped_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     return values, columns_of.gather(1, picked)
 
 
+def _rough_scores(users: torch.Tensor, short: torch.Tensor) -> torch.Tensor:
+    """bfloat16 ``users`` (B, D) against `_short_table`'s ``short``: (B, V rounded up)."""
+    if short.is_mkldnn:
+        return torch.ops.mkldnn._linear_pointwise(users, short, None, "none", [], "")
+    return torch.nn.functional.linear(users.to(short.device), short)
+
+
 def _round_up(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
-def _padded_columns(matrix: torch.Tensor, step: int) -> torch.Tensor:
-    """A bfloat16 copy of ``matrix`` (D, V) with zero columns up to a multiple of ``step``."""
+def _short_table(matrix: torch.Tensor, step: int) -> torch.Tensor:
+    """``matrix`` (D, V) as bfloat16 rows (V rounded up to a multiple of ``step``, D), the
+    extra rows zeros; on a CPU in oneDNN's layout for a product's weights (an opaque
+    tensor: `torch.Tensor.to_dense` reads it)."""
     dim, width = matrix.shape
-    short = matrix.new_zeros(dim, _round_up(width, step), dtype=torch.bfloat16)
-    short[:, :width] = matrix
-    return short
+    short = matrix.new_zeros(_round_up(width, step), dim, dtype=torch.bfloat16)
+    short[:width] = matrix.T
+    if short.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return short
+    return torch.ops.mkldnn._reorder_linear_weight(short, SHORT_USERS_STEP)
 
 
 def pad_batch(

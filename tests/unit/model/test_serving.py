@@ -102,10 +102,18 @@ def test_a_shortlisted_top_k_of_a_batch_equals_one_user_at_a_time():
 
 def test_the_bfloat16_pass_covers_the_whole_catalogue_in_whole_steps():
     model = SASRec(SASRecConfig(num_items=SHORT_ITEMS_STEP + 1, dim=16, max_len=10)).eval()
-    short = ItemIndex(model, shortlist=True).short
-    assert short.shape[1] == 2 * SHORT_ITEMS_STEP  # the catalogue and its padding row
-    assert short[:, SHORT_ITEMS_STEP + 1 :].count_nonzero() == 0
+    short = ItemIndex(model, shortlist=True).short.to_dense()
+    assert short.shape[0] == 2 * SHORT_ITEMS_STEP  # the catalogue and its padding row
+    assert short[SHORT_ITEMS_STEP + 1 :].count_nonzero() == 0
     assert ItemIndex(model, shortlist=False).short is None
+
+
+def test_on_a_cpu_the_bfloat16_table_is_held_in_onednn_layout_with_the_tables_rows():
+    model = SASRec(SASRecConfig(num_items=300, dim=16, max_len=10)).eval()
+    short = ItemIndex(model, shortlist=True).short
+    assert short.is_mkldnn
+    rows = model.item_emb.weight.detach().to(torch.bfloat16)
+    assert torch.equal(short.to_dense()[: rows.shape[0]], rows)
 
 
 def test_a_shortlisted_top_k_never_returns_padding_or_excluded_rows(tiny_model):

@@ -101,9 +101,9 @@ def test_items_learned_past_the_shortlist_width_are_recommended() -> None:
     scorer = Scorer.setup("", "cpu", seed=1, shortlist="on")
     first = [f"old-{n}" for n in range(SHORT_ITEMS_STEP - 1)]  # and the padding row
     scorer.recommend([ScoreRequest(first, [])], k=1)
-    width = scorer.items.short.shape[1]
+    width = scorer.items.short.shape[0]
     [items] = scorer.recommend([ScoreRequest(["new-1", "new-2"], first)], k=2)
-    assert scorer.items.short.shape[1] > width
+    assert scorer.items.short.shape[0] > width
     assert {i for i, _ in items} == {"new-1", "new-2"}
 
 
