@@ -176,6 +176,20 @@ class Settings(BaseSettings):
         description="Behind a backlog, a batch waits up to this long for the "
         "events already waiting unread when it began.",
     )
+    batch_keep_up_events: int = Field(
+        64,
+        gt=0,
+        description="While fewer than RTRANK_BATCH_BEHIND_EVENTS events wait when a batch "
+        "begins (queued, and unread), it closes at this many: every event of a batch waits "
+        "for the whole batch's model call, so smaller batches answer sooner.",
+    )
+    batch_behind_events: int = Field(
+        1024,
+        gt=0,
+        description="With this many events waiting or more when a batch begins, the worker "
+        "is behind: the batch takes up to RTRANK_BATCH_MAX_EVENTS, which gives a user's "
+        "several events one list and one state write, and catches up in fewer calls.",
+    )
 
     device: Device = Field(
         "auto", description="`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."

@@ -1,5 +1,5 @@
 """Micro-batches: take up to N items from a queue, or what was queued within T ms of the first
-(and, behind a backlog, what is known to be on its way)."""
+(and, behind a backlog, what is known to be on its way); fewer while few are waiting."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ async def next_batch(
     on_the_way: Callable[[], int] | None = None,
     fill_wait_s: float = 0.0,
     into: list[T] | None = None,
+    keep_up_items: int | None = None,
+    behind_from: int = 0,
 ) -> list[T]:
     """Wait for one item, then collect more until ``max_items``, or until ``max_wait_s``
     after the first item was queued (``queued_at(item)``, a ``time.monotonic()`` reading);
@@ -34,6 +36,12 @@ async def next_batch(
     it, so that items which arrive together make one batch, not the first alone and then
     the rest. Order is the queue's order. Never returns an empty list.
 
+    With ``keep_up_items``, a batch that begins with fewer than ``behind_from`` items
+    waiting (taken, queued and on their way) takes at most ``keep_up_items``: each item
+    of a batch waits for the whole batch to be scored, so while the caller keeps up,
+    smaller batches answer sooner; behind a backlog of ``behind_from`` or more, a batch
+    takes up to ``max_items``, which catches up in fewer, cheaper calls.
+
     ``into`` (empty; a new list by default) is the list collected into and returned: each
     item is in it from the moment it leaves the queue, so a caller that must reach every
     item it has taken (a revocation, while the batch still collects) finds it there.
@@ -41,10 +49,13 @@ async def next_batch(
     batch = [] if into is None else into
     batch.append(await queue.get())
     first = queued_at(batch[0])
-    fill_to = len(batch) + queue.qsize() + (on_the_way() if on_the_way is not None else 0)
-    await _collect(queue, batch, max_items, first + max_wait_s)
-    if len(batch) < min(fill_to, max_items):
-        await _collect(queue, batch, min(fill_to, max_items), first + fill_wait_s)
+    waiting = len(batch) + queue.qsize() + (on_the_way() if on_the_way is not None else 0)
+    size = max_items
+    if keep_up_items is not None and waiting < behind_from:
+        size = min(keep_up_items, max_items)
+    await _collect(queue, batch, size, first + max_wait_s)
+    if len(batch) < min(waiting, size):
+        await _collect(queue, batch, min(waiting, size), first + fill_wait_s)
     return batch
 
 

@@ -550,6 +550,8 @@ class Dataflow:
             on_the_way=unread,
             fill_wait_s=settings.batch_catch_up_ms / 1000,
             into=self.in_flight,
+            keep_up_items=settings.batch_keep_up_events,
+            behind_from=settings.batch_behind_events,
         )
 
     async def answer(self, batch: list[Pending]) -> None:

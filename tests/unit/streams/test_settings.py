@@ -272,6 +272,8 @@ def every_field_changed() -> Settings:
         batch_max_events=13,
         batch_max_ms=1.25,
         batch_catch_up_ms=3.0,
+        batch_keep_up_events=7,
+        batch_behind_events=70,
         device="cuda:1",
         torch_threads=2,
         score_max_users=17,

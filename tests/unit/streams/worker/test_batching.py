@@ -126,6 +126,57 @@ def test_a_batch_waits_for_the_awaited_events_no_longer_than_the_fill_wait() -> 
     assert 0.15 < waited < 2.0
 
 
+def test_while_few_items_wait_a_batch_closes_at_the_keep_up_size() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        for n in range(10):
+            put(queue, str(n))
+        batch = await next_batch(
+            queue, 100, 0.0, queued_at, on_the_way=lambda: 5, keep_up_items=4, behind_from=16
+        )
+        return batch, queue.qsize()
+
+    batch, left = asyncio.run(scenario())
+    assert names(batch) == ["0", "1", "2", "3"]
+    assert left == 6
+
+
+def test_behind_a_backlog_a_batch_takes_up_to_the_most_items() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        for n in range(10):
+            put(queue, str(n))
+        batch = await next_batch(
+            queue, 100, 0.0, queued_at, on_the_way=lambda: 6, keep_up_items=4, behind_from=16
+        )
+        return batch, queue.qsize()
+
+    batch, left = asyncio.run(scenario())
+    assert names(batch) == [str(n) for n in range(10)]
+    assert left == 0
+
+
+def test_a_keep_up_batch_waits_only_for_the_items_it_takes() -> None:
+    async def scenario():
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        put(queue, "1")
+        loop = asyncio.get_running_loop()
+        for n, delay in enumerate((0.02, 0.04, 1.0), 2):
+            loop.call_later(delay, put, queue, str(n))
+        return await next_batch(
+            queue,
+            100,
+            0.0,
+            queued_at,
+            on_the_way=lambda: 3,
+            fill_wait_s=5.0,
+            keep_up_items=3,
+            behind_from=16,
+        )
+
+    assert names(asyncio.run(scenario())) == ["1", "2", "3"]
+
+
 def test_each_item_taken_is_in_the_callers_list_while_the_batch_still_collects() -> None:
     async def scenario():
         queue: asyncio.Queue[Item] = asyncio.Queue()

@@ -235,6 +235,26 @@ def test_a_users_events_in_one_batch_are_written_once_and_all_acked(
     assert [e for e in journal if e[0] == "ack"] == [("ack", 0), ("ack", 1), ("ack", 2)]
 
 
+def test_while_few_events_wait_a_batch_takes_the_keep_up_size_and_behind_the_most(
+    scorer, sink, states, metrics, source, make_record
+) -> None:
+    settings = SETTINGS.model_copy(
+        update={"batch_keep_up_events": 2, "batch_behind_events": 5, "batch_max_events": 100}
+    )
+    flow = Dataflow(settings, scorer, sink, states, metrics, source)
+
+    async def go() -> list[int]:
+        for offset in range(4):
+            await flow.ingest(make_record(offset, event(f"u{offset}", "i1")))
+        sizes = [len(await flow.next_batch(unread=lambda: 0))]  # 4 waiting: keeping up
+        for offset in range(4, 10):
+            await flow.ingest(make_record(offset, event(f"u{offset}", "i1")))
+        sizes.append(len(await flow.next_batch(unread=lambda: 0)))  # 8 waiting: behind
+        return sizes
+
+    assert asyncio.run(go()) == [2, 8]
+
+
 # -- Event types, state and quality ----------------------------------------------------------
 
 
