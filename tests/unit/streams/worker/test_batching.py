@@ -126,34 +126,34 @@ def test_a_batch_waits_for_the_awaited_events_no_longer_than_the_fill_wait() -> 
     assert 0.15 < waited < 2.0
 
 
-def test_while_few_items_wait_a_batch_closes_at_the_keep_up_size() -> None:
+def keep_up_batch_of_ten_queued(on_the_way: int) -> tuple[list[str], int]:
+    """Ten items queued, ``on_the_way`` more coming; batches keep up at 4 items while
+    fewer than 16 wait: the batch's names and the items left queued."""
+
     async def scenario():
         queue: asyncio.Queue[Item] = asyncio.Queue()
         for n in range(10):
             put(queue, str(n))
         batch = await next_batch(
-            queue, 100, 0.0, queued_at, on_the_way=lambda: 5, keep_up_items=4, behind_from=16
+            queue,
+            100,
+            0.0,
+            queued_at,
+            on_the_way=lambda: on_the_way,
+            keep_up_items=4,
+            behind_from=16,
         )
-        return batch, queue.qsize()
+        return names(batch), queue.qsize()
 
-    batch, left = asyncio.run(scenario())
-    assert names(batch) == ["0", "1", "2", "3"]
-    assert left == 6
+    return asyncio.run(scenario())
+
+
+def test_while_few_items_wait_a_batch_closes_at_the_keep_up_size() -> None:
+    assert keep_up_batch_of_ten_queued(on_the_way=5) == (["0", "1", "2", "3"], 6)  # 15 wait
 
 
 def test_behind_a_backlog_a_batch_takes_up_to_the_most_items() -> None:
-    async def scenario():
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        for n in range(10):
-            put(queue, str(n))
-        batch = await next_batch(
-            queue, 100, 0.0, queued_at, on_the_way=lambda: 6, keep_up_items=4, behind_from=16
-        )
-        return batch, queue.qsize()
-
-    batch, left = asyncio.run(scenario())
-    assert names(batch) == [str(n) for n in range(10)]
-    assert left == 0
+    assert keep_up_batch_of_ten_queued(on_the_way=6) == ([str(n) for n in range(10)], 0)
 
 
 def test_a_keep_up_batch_waits_only_for_the_items_it_takes() -> None:
