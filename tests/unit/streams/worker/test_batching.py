@@ -73,13 +73,20 @@ def test_a_batch_whose_first_item_waited_past_the_wait_closes_with_what_is_queue
     assert names(asyncio.run(scenario())) == ["waited", "queued"]
 
 
+def arriving(delays: tuple[float, ...]) -> asyncio.Queue[Item]:
+    """A queue holding item "1" now, and items "2", "3"... queued after ``delays`` seconds
+    (from inside a running loop)."""
+    queue: asyncio.Queue[Item] = asyncio.Queue()
+    put(queue, "1")
+    loop = asyncio.get_running_loop()
+    for n, delay in enumerate(delays, 2):
+        loop.call_later(delay, put, queue, str(n))
+    return queue
+
+
 def test_a_batch_fills_up_to_the_items_known_to_be_on_their_way() -> None:
     async def scenario():
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        put(queue, "1")
-        loop = asyncio.get_running_loop()
-        for n, delay in enumerate((0.05, 0.1, 0.15), 2):
-            loop.call_later(delay, put, queue, str(n))
+        queue = arriving((0.05, 0.1, 0.15))
         return await next_batch(queue, 100, 0.01, queued_at, on_the_way=lambda: 2, fill_wait_s=5.0)
 
     assert names(asyncio.run(scenario())) == ["1", "2", "3"]
@@ -158,13 +165,8 @@ def test_behind_a_backlog_a_batch_takes_up_to_the_most_items() -> None:
 
 def test_a_keep_up_batch_waits_only_for_the_items_it_takes() -> None:
     async def scenario():
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        put(queue, "1")
-        loop = asyncio.get_running_loop()
-        for n, delay in enumerate((0.02, 0.04, 1.0), 2):
-            loop.call_later(delay, put, queue, str(n))
         return await next_batch(
-            queue,
+            arriving((0.02, 0.04, 1.0)),
             100,
             0.0,
             queued_at,
